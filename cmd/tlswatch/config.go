@@ -1,0 +1,14 @@
+package main
+
+import "time"
+
+// Config is what flags and environment turn into; run() and its subcommands
+// take it instead of reading flags themselves.
+type Config struct {
+	DBPath      string        // --db; default under the user's state dir
+	CAFiles     []string      // --ca-file (repeatable), env TLSWATCH_CA_FILE
+	HTTPAddr    string        // serve --http ADDR; empty means stdio
+	Token       string        // --token, env TLSWATCH_TOKEN
+	MinInterval time.Duration // --min-interval: floor for watch schedules
+	Version     string
+}

@@ -1,0 +1,89 @@
+package probe
+
+// Finding codes of DESIGN.md. They are stable: clients switch on them.
+const (
+	CodeDNSError             = "dns_error"
+	CodeConnectionRefused    = "connection_refused"
+	CodeTimeout              = "timeout"
+	CodeNotTLS               = "not_tls"
+	CodeHandshakeFailed      = "handshake_failed"
+	CodeExpired              = "expired"
+	CodeNotYetValid          = "not_yet_valid"
+	CodeExpiringSoon         = "expiring_soon"
+	CodeHostnameMismatch     = "hostname_mismatch"
+	CodeCNOnly               = "cn_only"
+	CodeIncompleteChain      = "incomplete_chain"
+	CodeUntrustedRoot        = "untrusted_root"
+	CodeSelfSigned           = "self_signed"
+	CodeExpiredIntermediate  = "expired_intermediate"
+	CodeDeprecatedProtocol   = "deprecated_protocol"
+	CodeWeakKey              = "weak_key"
+	CodeWeakSignature        = "weak_signature"
+	CodeRevoked              = "revoked"
+	CodeClientCertRequired   = "client_cert_required"
+	CodeRootInChain          = "root_in_chain"
+	CodeChainOrder           = "chain_order"
+	CodeNoOCSPStaple         = "no_ocsp_staple"
+	CodeMustStapleMissing    = "must_staple_missing"
+	CodeOCSPUnavailable      = "ocsp_unavailable"
+	CodeNoSCT                = "no_sct"
+	CodeWeakCipher           = "weak_cipher"
+	CodeInconsistentBackends = "inconsistent_backends"
+	CodeUntrustedElsewhere   = "untrusted_elsewhere"
+	CodeClientCertExpiring   = "client_cert_expiring"
+	CodeNotMCP               = "not_mcp"
+	CodeMCPAuthRequired      = "mcp_auth_required"
+	CodeTargetBlocked        = "target_blocked"
+)
+
+// CodeInfo pairs a code with its fixed severity, a short title and what to do
+// about it, so text and JSON output share one source. Severity is empty for
+// codes whose severity depends on the thresholds (expiring_soon,
+// client_cert_expiring).
+type CodeInfo struct {
+	Code     string
+	Severity Severity
+	Title    string
+	Fix      string
+}
+
+// Codes is the one table of finding codes.
+var Codes = map[string]CodeInfo{
+	CodeDNSError:             {CodeDNSError, SeverityCritical, "name does not resolve", "Check the DNS records for the host (A/AAAA) and the spelling of the target."},
+	CodeConnectionRefused:    {CodeConnectionRefused, SeverityCritical, "connection refused", "Nothing listens on that port, or a firewall rejects it: check the server process and the port."},
+	CodeTimeout:              {CodeTimeout, SeverityCritical, "no answer in time", "A firewall may drop packets, or the server is overloaded: check reachability from the agent's network."},
+	CodeNotTLS:               {CodeNotTLS, SeverityCritical, "not TLS", "The port answers in plain text (often HTTP): point agents at the TLS port or enable TLS on this one."},
+	CodeHandshakeFailed:      {CodeHandshakeFailed, SeverityCritical, "TLS handshake failed", "Enable TLS 1.2 and 1.3 with modern cipher suites on the server."},
+	CodeExpired:              {CodeExpired, SeverityCritical, "certificate expired", "Renew the certificate now and reload the server; then fix the renewal job that failed."},
+	CodeNotYetValid:          {CodeNotYetValid, SeverityCritical, "certificate not yet valid", "Check the server clock and the certificate's not_before; serve the previous certificate until then."},
+	CodeExpiringSoon:         {CodeExpiringSoon, "", "certificate expiring soon", "Renew the certificate before it expires and check that automatic renewal runs."},
+	CodeHostnameMismatch:     {CodeHostnameMismatch, SeverityCritical, "name mismatch", "Issue a certificate whose SANs include this host name, or serve the right certificate for this SNI."},
+	CodeCNOnly:               {CodeCNOnly, SeverityCritical, "no SAN extension", "Reissue the certificate with the host name in the Subject Alternative Name extension; clients ignore the CN."},
+	CodeIncompleteChain:      {CodeIncompleteChain, SeverityCritical, "incomplete chain", "Serve the full chain (leaf then intermediates), e.g. fullchain.pem instead of cert.pem."},
+	CodeUntrustedRoot:        {CodeUntrustedRoot, SeverityCritical, "untrusted root", "Use a certificate from a publicly trusted CA, or distribute the private root to every client (--ca-file)."},
+	CodeSelfSigned:           {CodeSelfSigned, SeverityCritical, "self-signed certificate", "Replace the self-signed certificate with one from a trusted CA (e.g. Let's Encrypt)."},
+	CodeExpiredIntermediate:  {CodeExpiredIntermediate, SeverityCritical, "expired intermediate", "Replace the expired intermediate in the served chain with the CA's current one."},
+	CodeDeprecatedProtocol:   {CodeDeprecatedProtocol, SeverityWarning, "deprecated protocol accepted", "Disable TLS 1.0 and 1.1; keep TLS 1.2 and 1.3."},
+	CodeWeakKey:              {CodeWeakKey, SeverityWarning, "weak key", "Reissue with an RSA key of at least 2048 bits or an ECDSA P-256 key."},
+	CodeWeakSignature:        {CodeWeakSignature, SeverityCritical, "weak signature", "Reissue the certificate (and intermediates) signed with SHA-256 or better."},
+	CodeRevoked:              {CodeRevoked, SeverityCritical, "certificate revoked", "Issue and deploy a new certificate; the CA has revoked this one."},
+	CodeClientCertRequired:   {CodeClientCertRequired, SeverityInfo, "client certificate requested", "Agents must present a client certificate (mTLS) accepted by the server."},
+	CodeRootInChain:          {CodeRootInChain, SeverityInfo, "root served", "Drop the root from the served chain: clients use their own copy; it only costs bytes."},
+	CodeChainOrder:           {CodeChainOrder, SeverityWarning, "chain out of order", "Serve the leaf first, then each issuer in order, without duplicates or unrelated certificates."},
+	CodeNoOCSPStaple:         {CodeNoOCSPStaple, SeverityInfo, "no OCSP staple", "Enable OCSP stapling on the server."},
+	CodeMustStapleMissing:    {CodeMustStapleMissing, SeverityCritical, "must-staple without staple", "The certificate demands OCSP stapling: enable stapling or reissue without the TLS feature extension."},
+	CodeOCSPUnavailable:      {CodeOCSPUnavailable, SeverityWarning, "revocation source unavailable", "The OCSP responder or CRL named in the certificate could not be used; check again later."},
+	CodeNoSCT:                {CodeNoSCT, SeverityInfo, "no SCTs", "Use a certificate logged in Certificate Transparency; CT-enforcing browsers reject it."},
+	CodeWeakCipher:           {CodeWeakCipher, SeverityWarning, "weak cipher accepted", "Disable CBC-only, 3DES, RC4 and non-forward-secret suites; prefer AEAD with ECDHE."},
+	CodeInconsistentBackends: {CodeInconsistentBackends, SeverityWarning, "inconsistent backends", "Deploy the same certificate on every address behind the name."},
+	CodeUntrustedElsewhere:   {CodeUntrustedElsewhere, SeverityWarning, "trust differs between stores", "Use a CA trusted by every common store, or configure agents with the needed roots."},
+	CodeClientCertExpiring:   {CodeClientCertExpiring, "", "client certificate expiring", "Renew the client certificate that tlswatch presents."},
+	CodeNotMCP:               {CodeNotMCP, SeverityCritical, "not an MCP server", "Check the URL path (often /mcp) and that the MCP server is running behind it."},
+	CodeMCPAuthRequired:      {CodeMCPAuthRequired, SeverityInfo, "MCP authorization required", "The server requires authorization: pass a token or complete the OAuth flow."},
+	CodeTargetBlocked:        {CodeTargetBlocked, SeverityCritical, "target blocked by policy", "The operator's outbound policy forbids this address."},
+}
+
+// NewFinding builds a finding with the table's severity for code.
+func NewFinding(code, message string) Finding {
+	return Finding{Code: code, Severity: Codes[code].Severity, Message: message}
+}

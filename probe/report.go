@@ -1,0 +1,171 @@
+package probe
+
+import "time"
+
+// Status is the one-word verdict of a Report. The rule (DESIGN.md): down when
+// the endpoint is not reachable or not trusted, otherwise the highest finding
+// severity (critical, warning), else ok.
+type Status string
+
+const (
+	StatusOK       Status = "ok"
+	StatusWarning  Status = "warning"
+	StatusCritical Status = "critical"
+	StatusDown     Status = "down"
+)
+
+// Severity ranks a Finding.
+type Severity string
+
+const (
+	SeverityInfo     Severity = "info"
+	SeverityWarning  Severity = "warning"
+	SeverityCritical Severity = "critical"
+)
+
+// Rank orders severities so callers can take a maximum: info < warning < critical.
+func (s Severity) Rank() int {
+	switch s {
+	case SeverityCritical:
+		return 3
+	case SeverityWarning:
+		return 2
+	case SeverityInfo:
+		return 1
+	}
+	return 0
+}
+
+// Report is the outcome of one probe. Its JSON is the contract of DESIGN.md
+// (structuredContent of check_tls, and what a watch stores): field names are
+// exact. Fields beyond the contract are additive and omitted when empty.
+type Report struct {
+	Target      TargetInfo `json:"target"`
+	CheckedAt   time.Time  `json:"checked_at"`
+	Status      Status     `json:"status"`
+	Reachable   bool       `json:"reachable"`
+	Trusted     bool       `json:"trusted"`
+	ExpiryStage string     `json:"expiry_stage"`
+	Findings    []Finding  `json:"findings"`
+	TLS         *TLSInfo   `json:"tls,omitempty"`
+	Leaf        *CertInfo  `json:"leaf,omitempty"`
+	Chain       *ChainInfo `json:"chain,omitempty"`
+	Timing      Timing     `json:"timing_ms"`
+
+	// Deeper diagnostics (issue 4); absent when not run.
+	Addresses    []AddressResult `json:"addresses,omitempty"`
+	Protocols    []ProtocolInfo  `json:"protocols,omitempty"`
+	TrustStores  []TrustVerdict  `json:"trust_stores,omitempty"`
+	Revocation   *Revocation     `json:"revocation,omitempty"`
+	SCTCount     *int            `json:"sct_count,omitempty"`
+	CipherSuites []CipherInfo    `json:"cipher_suites,omitempty"`
+	ClientCert   *CertInfo       `json:"client_cert,omitempty"`
+	NotTested    []string        `json:"not_tested,omitempty"`
+}
+
+// TargetInfo is what was probed: the host used for SNI and name checks, the
+// port, the SNI actually sent and the IP actually dialled.
+type TargetInfo struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	SNI  string `json:"sni"`
+	IP   string `json:"ip"`
+}
+
+// Finding is one diagnosed fact. Code is stable (clients switch on it);
+// Message is for people and names the evidence.
+type Finding struct {
+	Code     string   `json:"code"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message"`
+}
+
+// TLSInfo describes the negotiated connection.
+type TLSInfo struct {
+	Version     string `json:"version"`
+	CipherSuite string `json:"cipher_suite"`
+	ALPN        string `json:"alpn"`
+	OCSPStapled bool   `json:"ocsp_stapled"`
+}
+
+// CertInfo is the analysis of one certificate. The leaf of a Report carries
+// the DESIGN.md fields; inspect_chain fills the rest for every certificate.
+type CertInfo struct {
+	Subject            string    `json:"subject"`
+	Issuer             string    `json:"issuer"`
+	SANs               []string  `json:"sans"`
+	NotBefore          time.Time `json:"not_before"`
+	NotAfter           time.Time `json:"not_after"`
+	DaysRemaining      int       `json:"days_remaining"`
+	Serial             string    `json:"serial"`
+	SHA256             string    `json:"sha256"`
+	Key                string    `json:"key"`
+	SignatureAlgorithm string    `json:"signature_algorithm"`
+
+	IsCA        bool     `json:"is_ca"`
+	SelfSigned  bool     `json:"self_signed"`
+	IssuingURLs []string `json:"aia_ca_issuers,omitempty"`
+	OCSPServers []string `json:"ocsp_servers,omitempty"`
+	CRLURLs     []string `json:"crl_urls,omitempty"`
+	SCTCount    int      `json:"sct_count"`
+	MustStaple  bool     `json:"must_staple,omitempty"`
+	PEM         string   `json:"pem,omitempty"`
+}
+
+// ChainInfo summarises the served chain and the path a client would build.
+type ChainInfo struct {
+	Served       int      `json:"served"`
+	Complete     bool     `json:"complete"`
+	VerifiedPath []string `json:"verified_path"`
+}
+
+// Timing is in milliseconds.
+type Timing struct {
+	DNS       float64 `json:"dns"`
+	Connect   float64 `json:"connect"`
+	Handshake float64 `json:"handshake"`
+	Total     float64 `json:"total"`
+}
+
+// AddressResult is the verdict for one resolved address of the host.
+type AddressResult struct {
+	IP        string     `json:"ip"`
+	Status    Status     `json:"status"`
+	Reachable bool       `json:"reachable"`
+	Trusted   bool       `json:"trusted"`
+	SHA256    string     `json:"sha256,omitempty"`
+	NotAfter  *time.Time `json:"not_after,omitempty"`
+	Codes     []string   `json:"codes,omitempty"`
+	Error     string     `json:"error,omitempty"`
+}
+
+// ProtocolInfo says whether one protocol version is accepted.
+type ProtocolInfo struct {
+	Version  string `json:"version"`
+	Accepted bool   `json:"accepted"`
+	Tested   bool   `json:"tested"`
+}
+
+// TrustVerdict says whether one trust store verifies the chain.
+type TrustVerdict struct {
+	Store   string `json:"store"`
+	Trusted bool   `json:"trusted"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Revocation is the outcome of OCSP/CRL checking for the leaf.
+type Revocation struct {
+	Method    string     `json:"method"` // ocsp, crl, staple
+	Status    string     `json:"status"` // good, revoked, unknown, unavailable
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Source    string     `json:"source,omitempty"`
+	Error     string     `json:"error,omitempty"`
+}
+
+// CipherInfo is one accepted cipher suite for a protocol version.
+type CipherInfo struct {
+	Version string `json:"version"`
+	Name    string `json:"name"`
+	Weak    bool   `json:"weak"`
+	Reason  string `json:"reason,omitempty"`
+}
