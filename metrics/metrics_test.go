@@ -1,0 +1,102 @@
+package metrics
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/watch"
+)
+
+type staticList []watch.Watch
+
+func (s staticList) List(context.Context) ([]watch.Watch, error) { return s, nil }
+
+func TestScrapeMatchesWatches(t *testing.T) {
+	notAfter := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	checked := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	ws := staticList{
+		{ID: "w_up", Target: probe.TargetInfo{Host: "a.example", Port: 443}, State: watch.StateUp, LastCheckedAt: &checked,
+			LastReport: &probe.Report{Status: probe.StatusCritical, Reachable: true, Trusted: true, ExpiryStage: "7d",
+				Leaf: &probe.CertInfo{NotAfter: notAfter, DaysRemaining: 4}, Timing: probe.Timing{Total: 250}}},
+		{ID: "w_down", Target: probe.TargetInfo{Host: "b.example", Port: 8443}, State: watch.StateDown, ConsecutiveFailures: 3,
+			LastReport: &probe.Report{Status: probe.StatusDown, ExpiryStage: "none"}},
+		{ID: "w_new", Target: probe.TargetInfo{Host: "c.example", Port: 443}, State: watch.StatePending},
+	}
+	srv := httptest.NewServer(Handler(ws, nil))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse exposition: %v", err)
+	}
+	get := func(name, id string, extra ...string) (float64, bool) {
+		f, ok := fams[name]
+		if !ok {
+			return 0, false
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			lbl := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				lbl[lp.GetName()] = lp.GetValue()
+			}
+			if lbl["id"] != id {
+				continue
+			}
+			for i := 0; i+1 < len(extra); i += 2 {
+				if lbl[extra[i]] != extra[i+1] {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+		return 0, false
+	}
+	checks := []struct {
+		name, id string
+		extra    []string
+		want     float64
+		present  bool
+	}{
+		{"tlswatch_cert_not_after_timestamp_seconds", "w_up", nil, float64(notAfter.Unix()), true},
+		{"tlswatch_cert_days_remaining", "w_up", nil, 4, true},
+		{"tlswatch_watch_up", "w_up", nil, 1, true},
+		{"tlswatch_watch_up", "w_down", nil, 0, true},
+		{"tlswatch_watch_up", "w_new", nil, 0, false},
+		{"tlswatch_watch_status", "w_up", []string{"status", "critical"}, 1, true},
+		{"tlswatch_watch_status", "w_up", []string{"status", "ok"}, 0, true},
+		{"tlswatch_watch_status", "w_down", []string{"status", "down"}, 1, true},
+		{"tlswatch_probe_success", "w_up", nil, 1, true},
+		{"tlswatch_probe_success", "w_down", nil, 0, true},
+		{"tlswatch_probe_duration_seconds", "w_up", nil, 0.25, true},
+		{"tlswatch_watch_consecutive_failures", "w_down", nil, 3, true},
+		{"tlswatch_cert_expiry_stage_days", "w_up", nil, 7, true},
+		{"tlswatch_cert_expiry_stage_days", "w_down", nil, 0, false},
+	}
+	for _, c := range checks {
+		got, ok := get(c.name, c.id, c.extra...)
+		if ok != c.present || (ok && got != c.want) {
+			t.Errorf("%s{id=%s %v} = %v (present %v), want %v (present %v)", c.name, c.id, c.extra, got, ok, c.want, c.present)
+		}
+	}
+	if f := fams["tlswatch_watches"]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != 3 {
+		t.Errorf("tlswatch_watches missing or wrong")
+	}
+	for name := range fams {
+		if strings.HasPrefix(name, "tlswatch_") && !model.LegacyValidation.IsValidMetricName(name) {
+			t.Errorf("metric name %q is not a valid Prometheus name", name)
+		}
+	}
+}
