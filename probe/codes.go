@@ -34,6 +34,11 @@ const (
 	CodeNotMCP               = "not_mcp"
 	CodeMCPAuthRequired      = "mcp_auth_required"
 	CodeTargetBlocked        = "target_blocked"
+
+	// Added with issue 2 (additive): a chain crypto/x509 rejects for a
+	// reason none of the codes above names (key usage, name constraints,
+	// path length, a non-CA issuer).
+	CodeInvalidChain = "invalid_chain"
 )
 
 // CodeInfo pairs a code with its fixed severity, a short title and what to do
@@ -81,6 +86,7 @@ var Codes = map[string]CodeInfo{
 	CodeNotMCP:               {CodeNotMCP, SeverityCritical, "not an MCP server", "Check the URL path (often /mcp) and that the MCP server is running behind it."},
 	CodeMCPAuthRequired:      {CodeMCPAuthRequired, SeverityInfo, "MCP authorization required", "The server requires authorization: pass a token or complete the OAuth flow."},
 	CodeTargetBlocked:        {CodeTargetBlocked, SeverityCritical, "target blocked by policy", "The operator's outbound policy forbids this address."},
+	CodeInvalidChain:         {CodeInvalidChain, SeverityCritical, "chain rejected", "Reissue the certificate (or fix the CA chain) so that it is valid for TLS server authentication under the CA's constraints."},
 }
 
 // NewFinding builds a finding with the table's severity for code.

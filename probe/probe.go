@@ -1,9 +1,20 @@
+// Package probe is the tlswatch probe engine: it dials a target, completes a
+// TLS handshake with verification off on purpose, verifies explicitly against
+// an explicit trust store, and returns a Report in which every server-side
+// failure is a Finding and the certificate data is kept whenever any
+// certificate was received.
 package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -15,6 +26,10 @@ type Target struct {
 	IP      string        // dial this address instead of resolving Host
 	Path    string        // URL path when the target was an https URL ("/mcp")
 	Timeout time.Duration // whole-probe deadline; default 10s, max 60s
+
+	// Scheme is a STARTTLS scheme registered in TLSSchemes ("smtp"...);
+	// empty for direct TLS (https and host:port).
+	Scheme string
 }
 
 // FieldError is a bad input, naming the field and the reason. Tools and the
@@ -26,6 +41,12 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
+// Resolver looks up a host's addresses. *net.Resolver satisfies it. It MUST
+// honour ctx cancellation and be safe for concurrent use.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
 // Options configure a probe. The zero value is usable: defaults are filled in.
 type Options struct {
 	// Now is the clock for classification; zero means the time at Run's start.
@@ -35,13 +56,132 @@ type Options struct {
 	Roots *x509.CertPool
 	// Thresholds are the expiry stages in days, default [30 14 7 1].
 	Thresholds []int
+
+	// Resolver resolves Target.Host when Target.IP is empty; default
+	// net.DefaultResolver.
+	Resolver Resolver
+	// Control is passed to net.Dialer.Control for every connection the probe
+	// opens: an operator's outbound policy hooks in here. An error it
+	// returns aborts the dial and is classified by the probe.
+	Control func(network, address string, c syscall.RawConn) error
+	// HTTPClient fetches AIA issuers (and OCSP/CRL); default a shared
+	// client with a 5 s timeout whose dialer also uses Control.
+	HTTPClient *http.Client
+	// NoAIA turns off AIA fetching; an unknown authority is then diagnosed
+	// from the served chain alone.
+	NoAIA bool
+	// NoLegacyProtocols skips the TLS 1.0/1.1 handshakes (bulk scans that
+	// only want the verdict).
+	NoLegacyProtocols bool
+	// ClientCert is presented when the server asks for one (mTLS).
+	ClientCert *tls.Certificate
+	// IncludePEM adds PEM text to every certificate of a ChainReport.
+	IncludePEM bool
+
+	// Deep diagnostics (issue 4, deep.go). Zero values: revocation checked
+	// online, every address of the host probed, no cipher enumeration.
+	//
+	// Deep enables the costly checks: cipher suites per protocol version
+	// (one handshake per accepted suite, plus five) and the certificate
+	// served without SNI (one handshake).
+	Deep bool
+	// NoRevocation skips OCSP and CRL requests; a stapled response is
+	// still checked.
+	NoRevocation bool
+	// RevocationTimeout bounds each OCSP/CRL request; default 5 s.
+	RevocationTimeout time.Duration
+	// SingleAddress probes only the first resolved address instead of
+	// every A/AAAA record (Target.IP pins one address anyway).
+	SingleAddress bool
+	// CustomRoots are the --ca-file roots alone (Roots holds them too). When
+	// set, a chain trusted only thanks to them gets untrusted_elsewhere.
+	CustomRoots *x509.CertPool
 }
 
-// ErrNotImplemented marks the stub until the engine lands.
+var (
+	systemRootsOnce sync.Once
+	systemRoots     *x509.CertPool
+	systemRootsErr  error
+)
+
+// SystemRoots returns the platform roots, parsed once per process. When they
+// cannot be loaded it returns an empty pool (never nil) and the error.
+func SystemRoots() (*x509.CertPool, error) {
+	systemRootsOnce.Do(func() {
+		systemRoots, systemRootsErr = x509.SystemCertPool()
+		if systemRoots == nil {
+			systemRoots = x509.NewCertPool()
+		}
+	})
+	return systemRoots, systemRootsErr
+}
+
+// DefaultThresholds are the expiry stages in days (DESIGN.md).
+var DefaultThresholds = []int{30, 14, 7, 1}
+
+// withDefaults fills zero fields. It is the only place Run reads the wall
+// clock for classification.
+func (o Options) withDefaults() Options {
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	if o.Roots == nil {
+		o.Roots, _ = SystemRoots()
+	}
+	if len(o.Thresholds) == 0 {
+		o.Thresholds = DefaultThresholds
+	}
+	if o.Resolver == nil {
+		o.Resolver = net.DefaultResolver
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = defaultHTTPClient(o.Control)
+	}
+	return o
+}
+
+// ErrNotImplemented marks features not built yet (kept for callers that
+// referenced the stub).
 var ErrNotImplemented = errors.New("not implemented")
 
 // Run probes one target. It returns an error only when nothing could be
-// attempted; every server-side failure is a Finding inside the Report.
+// attempted (an invalid Target); every server-side failure is a Finding
+// inside the Report.
 func Run(ctx context.Context, t Target, opts Options) (Report, error) {
-	return Report{}, ErrNotImplemented
+	if err := t.check(); err != nil {
+		return Report{}, err
+	}
+	opts = opts.withDefaults()
+	p := newProbeRun(t, opts)
+	p.run(ctx)
+	return *p.report, nil
+}
+
+// check rejects Targets that were not built by ParseTarget and cannot be
+// probed.
+func (t *Target) check() error {
+	if t.Host == "" {
+		return &FieldError{"target", "is required"}
+	}
+	if t.Port == 0 {
+		t.Port = DefaultPort
+	}
+	if t.Port < 1 || t.Port > 65535 {
+		return &FieldError{"target", "port out of range 1-65535"}
+	}
+	if t.Timeout < 0 || t.Timeout > MaxTimeout {
+		return &FieldError{"timeout_ms", "out of range 0-60000"}
+	}
+	if t.Timeout == 0 {
+		t.Timeout = DefaultTimeout
+	}
+	if t.IP != "" {
+		if _, err := netip.ParseAddr(t.IP); err != nil {
+			return &FieldError{"ip", "not an IP address"}
+		}
+	}
+	if t.SNI == "" && !isIPLiteral(t.Host) {
+		t.SNI = t.Host
+	}
+	return nil
 }

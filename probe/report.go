@@ -61,6 +61,10 @@ type Report struct {
 	CipherSuites []CipherInfo    `json:"cipher_suites,omitempty"`
 	ClientCert   *CertInfo       `json:"client_cert,omitempty"`
 	NotTested    []string        `json:"not_tested,omitempty"`
+
+	// Added with issue 4 (additive).
+	SCTs  []SCTInfo    `json:"scts,omitempty"`   // each SCT counted in SCTCount, with its source
+	NoSNI *NoSNIResult `json:"no_sni,omitempty"` // the certificate served without SNI (deep)
 }
 
 // TargetInfo is what was probed: the host used for SNI and name checks, the
@@ -160,6 +164,12 @@ type Revocation struct {
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	Source    string     `json:"source,omitempty"`
 	Error     string     `json:"error,omitempty"`
+
+	// Added with issue 4 (additive).
+	Reason        string       `json:"reason,omitempty"`      // CRL reason of a revocation
+	NextUpdate    *time.Time   `json:"next_update,omitempty"` // when the answer goes stale
+	Subject       string       `json:"subject,omitempty"`     // set on Intermediates entries
+	Intermediates []Revocation `json:"intermediates,omitempty"`
 }
 
 // CipherInfo is one accepted cipher suite for a protocol version.

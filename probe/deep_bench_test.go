@@ -1,0 +1,56 @@
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/tlswatch/tlswatch/internal/testlab"
+)
+
+// The cost of revocation and CT checking on a valid loopback server whose
+// certificate names a (local) OCSP responder:
+//
+//	go test -run '^$' -bench 'BenchmarkDeep' -benchtime 200x ./probe/
+//
+// Basic: the probe with NoRevocation (no OCSP request). OCSPUncached: a
+// fresh OCSP request every probe (the cache is emptied each time), the
+// worst case. OCSPCached: a watch's steady state, answered from the cache
+// until nextUpdate. SCT counting runs in all three (it is free).
+func benchDeep(b *testing.B, noRevocation, clearCache bool) {
+	pki := testlab.NewPKI(b)
+	url := pki.ServeOCSP(pki.Intermediate, testlab.OCSPGood, nil)
+	cert := pki.Leaf(testlab.LeafOpts{OCSPURL: url})
+	addr := testlab.ServeTLS(b, &tls.Config{Certificates: []tls.Certificate{cert}})
+	tgt := benchTarget(b, addr)
+	opts := Options{Now: pki.Now, Roots: pki.Roots(), NoRevocation: noRevocation}
+	// Warm up: system and Mozilla pools, connection setup paths.
+	if r, err := Run(context.Background(), tgt, opts); err != nil || r.Status != StatusOK {
+		b.Fatalf("warm-up: %v %s %v", err, r.Status, findingCodes(r.Findings))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if clearCache {
+			revCache.clear()
+		}
+		r, _ := Run(context.Background(), tgt, opts)
+		if !noRevocation && (r.Revocation == nil || r.Revocation.Status != RevStatusGood) {
+			b.Fatalf("revocation %+v", r.Revocation)
+		}
+	}
+}
+
+func benchTarget(b *testing.B, addr string) Target {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	return Target{Host: testlab.DefaultHost, SNI: testlab.DefaultHost, Port: p, IP: host, Timeout: DefaultTimeout}
+}
+
+func BenchmarkDeepBasic(b *testing.B)        { benchDeep(b, true, false) }
+func BenchmarkDeepOCSPUncached(b *testing.B) { benchDeep(b, false, true) }
+func BenchmarkDeepOCSPCached(b *testing.B)   { benchDeep(b, false, false) }
