@@ -46,6 +46,9 @@ type Watch struct {
 	TimeoutMS        int    `json:"timeout_ms,omitempty"`
 	Path             string `json:"path,omitempty"`
 	ClientCert       string `json:"client_cert,omitempty"`
+	// Scheme is the STARTTLS scheme of the target ("smtp", ...); empty for
+	// direct TLS. Part of the watch's identity.
+	Scheme string `json:"scheme,omitempty"`
 }
 
 // Spec is what watch_endpoint (and `tlswatch watch add`) asks for. The zero

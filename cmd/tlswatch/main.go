@@ -1,0 +1,336 @@
+// Command tlswatch diagnoses and watches the TLS health of servers, first of
+// all remote MCP servers over HTTPS. `tlswatch serve` is the MCP server;
+// check, watch, expiring and scan give a person at a terminal the same engine.
+//
+// Exit codes follow the monitoring-plugin convention (Nagios, Icinga, Sensu):
+// 0 ok, 1 warning, 2 critical or down, 3 unknown (bad input, internal error).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3";
+// without it the module version from the build info is used.
+var version string
+
+// Exit codes (DESIGN.md).
+const (
+	exitOK       = 0
+	exitWarning  = 1
+	exitCritical = 2 // critical or down
+	exitUnknown  = 3 // bad input, internal error
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// cli is what every subcommand gets: the streams and the shared flags.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	shared         sharedFlags
+}
+
+// command is one subcommand. It returns the exit code; an error means exit
+// 3 and is printed as one line on stderr.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, c *cli, args []string) (int, error)
+}
+
+var commands []command
+
+func init() {
+	// Assigned in init because the help command refers to the table.
+	commands = []command{
+		{"serve", "run the MCP server (stdio, or streamable HTTP with --http)", runServe},
+		{"check", "probe one target and print a report", runCheck},
+		{"watch", "add, list or remove watched endpoints (watch add|ls|rm)", runWatch},
+		{"expiring", "list watches expiring soon, expired or down", runExpiring},
+		{"scan", "probe many targets from a file or stdin", runScan},
+		{"version", "print the version", runVersion},
+		{"help", "show help for a command", runHelp},
+	}
+}
+
+// run is main without the process: it parses args, dispatches and returns
+// the exit code. Tests call it like any function.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+
+	// Shared flags may come before the subcommand too: tlswatch --db x watch ls.
+	fs := newFlagSet("tlswatch", c)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return c.flagFailed(fs, err)
+	}
+	if *showVersion {
+		code, _ := runVersion(ctx, c, nil)
+		return code
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, mainUsage())
+		return exitUnknown
+	}
+	name := rest[0]
+	for _, cmd := range commands {
+		if cmd.name == name {
+			code, err := cmd.run(ctx, c, rest[1:])
+			if err != nil {
+				return c.fail(err)
+			}
+			return code
+		}
+	}
+	return c.fail(fmt.Errorf("unknown command %q (see tlswatch help)", name))
+}
+
+// fail prints err as one line and returns exitUnknown. errHelpShown means
+// the usage was printed on request: exit 0.
+func (c *cli) fail(err error) int {
+	if errors.Is(err, errHelpShown) {
+		return exitOK
+	}
+	fmt.Fprintf(c.stderr, "tlswatch: %s\n", oneLine(err.Error()))
+	return exitUnknown
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
+}
+
+var errHelpShown = errors.New("help shown")
+
+// flagFailed handles an error from FlagSet.Parse: -h prints the usage on
+// stdout (exit 0); anything else is a one-line error (exit 3).
+func (c *cli) flagFailed(fs *flag.FlagSet, err error) int {
+	return c.fail(c.flagError(fs, err))
+}
+
+func (c *cli) flagError(fs *flag.FlagSet, err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(c.stdout)
+		fs.Usage()
+		return errHelpShown
+	}
+	if fs.Name() == "tlswatch" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", fs.Name(), err)
+}
+
+// sharedFlags are accepted by every command, before or after its name.
+type sharedFlags struct {
+	db          string
+	caFiles     stringList
+	minInterval string
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// newFlagSet returns a FlagSet that reports errors instead of exiting or
+// printing, with the shared flags bound to c.shared.
+func newFlagSet(name string, c *cli) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.shared.db, "db", c.shared.db, "bbolt database `path` (default $XDG_STATE_HOME/tlswatch/tlswatch.db or ~/.local/state/tlswatch/tlswatch.db)")
+	fs.Var(&c.shared.caFiles, "ca-file", "PEM `file` of roots added to the trust store (repeatable; env TLSWATCH_CA_FILE, a path list)")
+	fs.StringVar(&c.shared.minInterval, "min-interval", c.shared.minInterval, "floor for watch schedules, a Go `duration`")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usageFor(fs)) }
+	return fs
+}
+
+// parseArgs parses flags anywhere among the positional arguments, so that
+// `tlswatch check host --json` works, and returns the positionals. After
+// "--" everything is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// parse parses a command's flags and its positional argument. With missing
+// empty the command takes none; otherwise it takes exactly one, and missing
+// is the error when it is absent.
+func (c *cli) parse(fs *flag.FlagSet, args []string, missing string) (string, error) {
+	pos, err := parseArgs(fs, args)
+	switch {
+	case err != nil:
+		return "", c.flagError(fs, err)
+	case missing == "" && len(pos) > 0:
+		return "", fmt.Errorf("%s: unexpected argument %q", fs.Name(), pos[0])
+	case missing == "":
+		return "", nil
+	case len(pos) == 0:
+		return "", errors.New(missing)
+	case len(pos) > 1:
+		return "", fmt.Errorf("%s: unexpected argument %q", fs.Name(), pos[1])
+	}
+	return pos[0], nil
+}
+
+// config turns the shared flags and the environment into a Config. needDB
+// resolves the database path and creates its directory (0700).
+func (c *cli) config(needDB bool) (Config, error) {
+	cfg := Config{Version: buildVersion(), CAFiles: c.caFiles()}
+	if c.shared.minInterval != "" {
+		d, err := parseDuration("--min-interval", c.shared.minInterval)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.MinInterval = d
+	}
+	if needDB {
+		path, err := dbPath(c.shared.db)
+		if err != nil {
+			return cfg, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return cfg, fmt.Errorf("--db: %v", err)
+		}
+		cfg.DBPath = path
+	}
+	return cfg, nil
+}
+
+// caFiles: --ca-file flags when given, else TLSWATCH_CA_FILE (a path list).
+func (c *cli) caFiles() []string {
+	if len(c.shared.caFiles) > 0 {
+		return append([]string(nil), c.shared.caFiles...)
+	}
+	var files []string
+	for _, f := range filepath.SplitList(os.Getenv("TLSWATCH_CA_FILE")) {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return files
+}
+
+// dbPath is --db, or tlswatch.db under the user's state directory.
+func dbPath(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	if dir := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, "tlswatch", "tlswatch.db"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("--db: no default location (%v); pass --db PATH", err)
+	}
+	return filepath.Join(home, ".local", "state", "tlswatch", "tlswatch.db"), nil
+}
+
+// parseDuration parses a positive Go duration, naming the flag on error.
+func parseDuration(field, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: invalid duration %q (use a Go duration such as 3s or 3000ms)", field, s)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%s: must be positive, got %s", field, s)
+	}
+	return d, nil
+}
+
+func runVersion(_ context.Context, c *cli, args []string) (int, error) {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprintln(c.stdout, "usage: tlswatch version")
+		return exitOK, nil
+	}
+	fmt.Fprintf(c.stdout, "tlswatch %s\n", buildVersion())
+	return exitOK, nil
+}
+
+// buildVersion is -X main.version, else the module version (set by
+// `go install ...@v1.2.3`), else the VCS revision, else "devel".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		return "devel-" + rev + dirty
+	}
+	return "devel"
+}
+
+// runServe parses serve's flags into Config and hands over to serve
+// (serve.go), which owns the transports.
+func runServe(ctx context.Context, c *cli, args []string) (int, error) {
+	fs := newFlagSet("serve", c)
+	httpAddr := fs.String("http", "", "serve streamable HTTP at /mcp on `addr` (e.g. 127.0.0.1:8931) instead of stdio")
+	token := fs.String("token", "", "require Authorization: Bearer `token` over HTTP (env TLSWATCH_TOKEN)")
+	if _, err := c.parse(fs, args, ""); err != nil {
+		return exitUnknown, err
+	}
+	cfg, err := c.config(true)
+	if err != nil {
+		return exitUnknown, err
+	}
+	cfg.HTTPAddr = *httpAddr
+	cfg.Token = *token
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("TLSWATCH_TOKEN")
+	}
+	if err := serve(ctx, cfg, c.stdin, c.stdout, c.stderr); err != nil {
+		return exitUnknown, fmt.Errorf("serve: %w", err)
+	}
+	return exitOK, nil
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/tlswatch/tlswatch/metrics"
+	"github.com/tlswatch/tlswatch/netpolicy"
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/tools"
+	"github.com/tlswatch/tlswatch/watch"
+)
+
+// HTTP transport limits. Sessions idle longer than sessionIdleTTL are
+// dropped with their subscriptions; an open GET stream is kept alive by the
+// heartbeat, which is well under the TTL.
+const (
+	sessionIdleTTL    = 30 * time.Minute
+	heartbeatInterval = 30 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+	maxBodyBytes      = 4 << 20
+	shutdownGrace     = 5 * time.Second
+	endpointPath      = "/mcp"
+	metricsPath       = "/metrics"
+)
+
+// serve runs the MCP server until ctx ends (SIGINT/SIGTERM in main) or, on
+// stdio, until stdin closes. On stdio nothing but protocol reaches stdout;
+// every log line goes to stderr.
+func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.Writer) error {
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	// The --ca-file roots are not passed as probe.Options.CustomRoots: the
+	// probe would then call every chain of a private CA untrusted_elsewhere
+	// (a warning), so a healthy endpoint the operator explicitly trusts
+	// could never be "ok". Revisit with the probe's owner.
+	roots, err := loadRoots(cfg.CAFiles)
+	if err != nil {
+		return err
+	}
+	// Every dial of every probe (and AIA, OCSP, MCP requests) passes the
+	// outbound policy at dial time; the zero policy refuses cloud metadata
+	// and link-local addresses (target_blocked).
+	var policy *netpolicy.Policy
+	probeOpts := probe.Options{Roots: roots, Control: policy.Control}
+	probeFn := func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
+		// The watcher passes its own Thresholds and Now; the trust store and
+		// the outbound policy are always the operator's.
+		opts.Roots, opts.Control = roots, probeOpts.Control
+		return probe.Run(ctx, t, opts)
+	}
+
+	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, Logger: logger}
+	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, logger)
+	if err != nil {
+		// The probing tools still work; the watch tools say why they do not.
+		logger.Warn("watching is not available", "db", cfg.DBPath, "err", err)
+		deps.WatchError = err
+	} else {
+		deps.Watch = svc
+		defer closeWatch()
+	}
+
+	srv := tools.NewServer(deps, tools.ServerOptions{Name: "tlswatch", Version: cfg.Version})
+	defer srv.Close()
+
+	if cfg.HTTPAddr == "" {
+		return serveStdio(ctx, srv.MCPServer, stdin, stdout, stderr)
+	}
+	return serveHTTP(ctx, cfg, srv.MCPServer, deps.Watch, logger, stderr)
+}
+
+// serveStdio speaks MCP on stdin/stdout until stdin closes or ctx ends.
+func serveStdio(ctx context.Context, s *server.MCPServer, stdin io.Reader, stdout, stderr io.Writer) error {
+	stdio := server.NewStdioServer(s)
+	stdio.SetErrorLogger(log.New(stderr, "tlswatch: ", log.LstdFlags))
+	err := stdio.Listen(ctx, stdin, stdout)
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return fmt.Errorf("stdio: %w", err)
+}
+
+// serveHTTP serves streamable HTTP at /mcp until ctx ends, then shuts down
+// gracefully.
+func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches watch.Service, logger *slog.Logger, stderr io.Writer) error {
+	addr, err := listenAddr(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
+	}
+	loopback := isLoopbackAddr(ln.Addr())
+	if !loopback && cfg.Token == "" {
+		fmt.Fprintf(stderr, "\n"+
+			"WARNING: tlswatch is listening on %s, beyond loopback, WITHOUT a token.\n"+
+			"WARNING: anyone who can reach this address can run probes from this host and add or remove watches.\n"+
+			"WARNING: set --token (or TLSWATCH_TOKEN), or bind 127.0.0.1.\n\n", ln.Addr())
+	}
+
+	// Request contexts derive from base, so cancelling it ends long-lived
+	// streams (GET listeners, subscriptions/listen) that http.Server.Shutdown
+	// would otherwise wait for.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	httpSrv := &http.Server{
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	mcpHTTP := server.NewStreamableHTTPServer(s,
+		server.WithEndpointPath(endpointPath),
+		server.WithSessionIdManager(newSessionIDs()),
+		server.WithSessionIdleTTL(sessionIdleTTL),
+		server.WithHeartbeatInterval(heartbeatInterval),
+		server.WithStreamableHTTPLogger(logger),
+		server.WithStreamableHTTPServer(httpSrv),
+	)
+	mux := http.NewServeMux()
+	limiter := newRateLimiter(rateLimitPerSecond, rateLimitBurst)
+	mux.Handle(endpointPath, limiter.limit(guard(cfg.Token, mcpHTTP)))
+	if watches != nil {
+		// Prometheus scrapes the same listener; the token guards it too,
+		// since the metrics name every watched target.
+		mux.Handle(metricsPath, limiter.limit(guard(cfg.Token, metrics.Handler(watches, logger))))
+	}
+	httpSrv.Handler = mux
+
+	logger.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+endpointPath, "token", cfg.Token != "")
+
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	cancelBase()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := mcpHTTP.Shutdown(sctx); err != nil {
+		_ = httpSrv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http: %w", err)
+	}
+	return nil
+}
+
+// listenAddr applies the loopback default: a bare port (":8931" or "8931")
+// binds 127.0.0.1; binding every interface takes an explicit 0.0.0.0 or [::].
+func listenAddr(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("--http: address required (e.g. 127.0.0.1:8931)")
+	}
+	if !strings.Contains(s, ":") {
+		s = ":" + s
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("--http %s: %v", s, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	ap, err := netip.ParseAddrPort(a.String())
+	return err == nil && ap.Addr().Unmap().IsLoopback()
+}
+
+// guard is the HTTP security in front of the MCP handler: Origin
+// validation (403), bearer token (401), body size cap (413). mcp-go's own
+// DNS-rebinding check (Host header on loopback connections) stays on behind it.
+func guard(token string, next http.Handler) http.Handler {
+	var want [32]byte
+	if token != "" {
+		want = sha256.Sum256([]byte(token))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !originAllowed(r) {
+			http.Error(w, "Forbidden: origin not allowed", http.StatusForbidden)
+			return
+		}
+		if token != "" {
+			got, ok := bearer(r)
+			// Compare digests: constant time, and independent of the length
+			// of what the client sent.
+			gotSum := sha256.Sum256([]byte(got))
+			if !ok || subtle.ConstantTimeCompare(gotSum[:], want[:]) != 1 {
+				challenge := `Bearer realm="tlswatch"`
+				if ok {
+					challenge += `, error="invalid_token"`
+				}
+				w.Header().Set("WWW-Authenticate", challenge)
+				http.Error(w, "Unauthorized: a valid bearer token is required", http.StatusUnauthorized)
+				return
+			}
+		}
+		if r.ContentLength > maxBodyBytes {
+			http.Error(w, "Request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearer extracts the token of an "Authorization: Bearer <token>" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// originAllowed accepts requests without an Origin (non-browser clients),
+// from a loopback origin (a local web client), and same-origin requests
+// (Origin's host:port equals Host). A browser page anywhere else must not
+// drive the server: that is the DNS-rebinding and CSRF defence the MCP
+// transport specification asks for.
+func originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false // includes the opaque "null" origin
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return true
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// sessionIDs is a stateful session ID manager: IDs are 128 random bits and
+// only IDs this process issued and has not terminated are valid, so a
+// session dropped by the idle sweeper answers 404 and the client starts a
+// new one (instead of silently continuing without its subscriptions).
+// Unlike mcp-go's InsecureStatefulSessionIdManager it keeps no tombstones,
+// so memory does not grow with the number of sessions ever seen.
+type sessionIDs struct{ live sync.Map }
+
+func newSessionIDs() *sessionIDs { return &sessionIDs{} }
+
+func (m *sessionIDs) Generate() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	id := "mcp-session-" + hex.EncodeToString(b[:])
+	m.live.Store(id, struct{}{})
+	return id
+}
+
+func (m *sessionIDs) Validate(id string) (isTerminated bool, err error) {
+	if _, ok := m.live.Load(id); !ok {
+		return false, errors.New("unknown or expired session")
+	}
+	return false, nil
+}
+
+func (m *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
+	m.live.Delete(id)
+	return false, nil
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+)
+
+// usageText is the head of each command's help: synopsis and examples. The
+// flag list is generated from the FlagSet, so it cannot drift.
+var usageText = map[string]string{
+	"tlswatch": `usage: tlswatch [--db PATH] [--ca-file PATH] COMMAND [ARGS]
+`,
+	"serve": `usage: tlswatch serve [--http ADDR] [--token TOKEN]
+
+Runs the MCP server: over stdio by default (what Claude and IDEs launch),
+or over streamable HTTP at /mcp with --http.
+
+Examples:
+  tlswatch serve
+  tlswatch serve --http 127.0.0.1:8931 --token "$(openssl rand -hex 16)"
+`,
+	"check": `usage: tlswatch check TARGET [--ip IP] [--sni NAME] [--timeout DURATION] [--json]
+
+Probes one target and prints a report: status, findings with what to do,
+certificate, chain, TLS and timing. TARGET is host, host:port, [v6]:port or
+https://host[:port][/path]; the port defaults to 443.
+Exit code: 0 ok, 1 warning, 2 critical or down, 3 unknown (bad input).
+
+Examples:
+  tlswatch check mcp.example.com
+  tlswatch check https://mcp.example.com/mcp --json
+  tlswatch check mcp.example.com --ip 203.0.113.7 --timeout 3s
+`,
+	"watch": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--thresholds 30,14,7,1]
+       tlswatch watch ls [--json]
+       tlswatch watch rm ID|TARGET [--json]
+
+Manages the watches that 'tlswatch serve' probes on a schedule; the
+database (--db) is shared with the server.
+`,
+	"watch add": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--thresholds 30,14,7,1]
+
+Adds a watch (or updates the one for the same target) and probes it once now.
+SPEC is a cron spec or @every DURATION (default "@every 6h").
+
+Examples:
+  tlswatch watch add mcp.example.com
+  tlswatch watch add https://mcp.example.com/mcp --schedule "@every 1h" --thresholds 21,7,1
+`,
+	"watch ls": `usage: tlswatch watch ls [--json]
+
+Lists all watches with their state and last status. --json prints
+{"watches": [...]}, the same as the list_watches tool.
+`,
+	"watch rm": `usage: tlswatch watch rm ID|TARGET [--json]
+
+Removes a watch by its id (w_...) or by its target.
+`,
+	"expiring": `usage: tlswatch expiring [--within DAYS] [--json]
+
+Lists watches whose certificate expires within DAYS (default 30), already
+expired, or down; soonest first. --json prints {"within_days": N, "watches": [...]},
+the same as the list_expiring tool.
+`,
+	"scan": `usage: tlswatch scan FILE|- [--concurrency N] [--timeout DURATION] [--json]
+
+Probes many targets, one per line (blank lines and # comments skipped; "-"
+reads stdin). On a terminal it prints a line per target and a progress line
+on stderr; otherwise (or with --json) one JSON object per line: the Report
+plus "input" and "line", or "error" for a target that cannot be parsed.
+Exit code: the worst of all targets (critical > unknown > warning > ok).
+
+Examples:
+  tlswatch scan endpoints.txt
+  printf 'a.example.com\nb.example.com:8443\n' | tlswatch scan - > reports.jsonl
+`,
+}
+
+func mainUsage() string {
+	var b strings.Builder
+	b.WriteString(usageText["tlswatch"])
+	b.WriteString("\ntlswatch diagnoses and watches the TLS health of servers, first of all\nremote MCP servers over HTTPS.\n\nCommands:\n")
+	for _, cmd := range commands {
+		fmt.Fprintf(&b, "  %-9s %s\n", cmd.name, cmd.summary)
+	}
+	b.WriteString("\nShared flags (before or after the command):\n")
+	b.WriteString(flagList(newFlagSet("tlswatch", &cli{}), true))
+	b.WriteString("  --version\n        print the version and exit\n")
+	b.WriteString("\nExit codes: 0 ok, 1 warning, 2 critical or down, 3 unknown (bad input, internal error).\n")
+	b.WriteString("Run 'tlswatch help COMMAND' for a command's flags and examples.\n")
+	return b.String()
+}
+
+func usageFor(fs *flag.FlagSet) string {
+	if fs.Name() == "tlswatch" {
+		return mainUsage()
+	}
+	var b strings.Builder
+	b.WriteString(usageText[fs.Name()])
+	if own := flagList(fs, false); own != "" {
+		b.WriteString("\nFlags:\n")
+		b.WriteString(own)
+	}
+	b.WriteString("\nShared flags:\n")
+	b.WriteString(flagList(fs, true))
+	return b.String()
+}
+
+func isShared(name string) bool {
+	return name == "db" || name == "ca-file" || name == "min-interval"
+}
+
+// flagList formats the command's own flags (shared=false) or the shared ones
+// with double dashes.
+func flagList(fs *flag.FlagSet, shared bool) string {
+	var b strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		if isShared(f.Name) != shared {
+			return
+		}
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  --%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(&b, " %s", name)
+		}
+		fmt.Fprintf(&b, "\n        %s", usage)
+		if f.DefValue != "" && f.DefValue != "false" && !strings.Contains(usage, "default") {
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		b.WriteString("\n")
+	})
+	return b.String()
+}
+
+func runHelp(ctx context.Context, c *cli, args []string) (int, error) {
+	if len(args) == 0 {
+		fmt.Fprint(c.stdout, mainUsage())
+		return exitOK, nil
+	}
+	for _, cmd := range commands {
+		if cmd.name == args[0] && cmd.name != "help" {
+			return cmd.run(ctx, c, append(append([]string(nil), args[1:]...), "-h"))
+		}
+	}
+	return exitUnknown, fmt.Errorf("help: unknown command %q", args[0])
+}

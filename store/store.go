@@ -1,0 +1,775 @@
+// Package store persists tlswatch's watches in one bbolt file: the watch
+// records, each watch's probe history (the last 500 results plus every status
+// transition), the alert state (which expiry stage has fired for which
+// certificate fingerprint), an expiry index, and a schema version with a
+// migration path. It knows probe.Report but nothing of MCP.
+//
+// Layout (all keys are bytes; times are big-endian so keys sort by time):
+//
+//	meta         "schema_version" -> uint32
+//	watches      id -> Record (compact binary, see codec.go)
+//	targets      identity -> id              (Add is idempotent per target)
+//	expiry       be64(not_after unix s) + id -> ""   (list_expiring, no full scan)
+//	down         id -> ""                    (down watches, also listed as expiring)
+//	history      id + "/" + be64(checked_at unix ns) -> Report (JSON)
+//	transitions  id + "/" + be64(checked_at unix ns) -> Report (JSON)
+//	alerts       id + "/" + sha256 fingerprint -> Alert (JSON)
+//
+// History is one flat bucket with composite keys rather than a nested bucket
+// per watch: at 100,000 watches a nested bucket costs at least a page each
+// once it outgrows inline storage, while a flat tree shares pages.
+//
+// Values returned by this package are decoded copies; nothing refers to
+// bbolt's memory map after a transaction ends. Every write is committed
+// (fsync) before the call returns.
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/tlswatch/tlswatch/probe"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound: no watch with that id.
+	ErrNotFound = errors.New("store: watch not found")
+	// ErrLocked: another process holds the database (bbolt's exclusive file
+	// lock) and did not release it within Options.Timeout.
+	ErrLocked = errors.New("store: database is held by another process")
+	// ErrNewerSchema: the file was written by a newer tlswatch.
+	ErrNewerSchema = errors.New("store: database schema is newer than this binary")
+)
+
+// SchemaVersion is the layout this binary writes.
+const SchemaVersion = 1
+
+// HistoryKeep is how many recent probe results are kept per watch; status
+// transitions are kept beyond it in their own bucket.
+const HistoryKeep = 500
+
+var (
+	bMeta        = []byte("meta")
+	bWatches     = []byte("watches")
+	bTargets     = []byte("targets")
+	bExpiry      = []byte("expiry")
+	bDown        = []byte("down")
+	bHistory     = []byte("history")
+	bTransitions = []byte("transitions")
+	bAlerts      = []byte("alerts")
+	kSchema      = []byte("schema_version")
+)
+
+// migrations[v] upgrades a file from schema v to v+1 inside one transaction.
+// Version 0 is a new or empty file. To change the layout: bump SchemaVersion
+// and append the step; never edit a released step.
+var migrations = []func(tx *bolt.Tx) error{
+	0: func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bWatches, bTargets, bExpiry, bDown, bHistory, bTransitions, bAlerts} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	},
+}
+
+// Options configure Open.
+type Options struct {
+	// Timeout bounds the wait for bbolt's exclusive file lock; without it a
+	// second Open of the same file blocks forever. Default 1s.
+	Timeout time.Duration
+	// ReadOnly opens with a shared lock and no writes (no migration either).
+	ReadOnly bool
+}
+
+// DB is an open store. It is safe for concurrent use.
+type DB struct {
+	bolt *bolt.DB
+	path string
+}
+
+// Open opens (creating if needed) the store at path and migrates it to
+// SchemaVersion. It returns an error wrapping ErrLocked when another process
+// holds the file.
+func Open(path string, opts Options) (*DB, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
+		}
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:  opts.Timeout,
+		ReadOnly: opts.ReadOnly,
+		// The map freelist keeps commits cheap on large files (100k watches
+		// with deep history) where the array freelist's scans grow.
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db := &DB{bolt: bdb, path: path}
+	if opts.ReadOnly {
+		return db, nil
+	}
+	if err := db.migrate(); err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) migrate() error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bMeta)
+		if err != nil {
+			return fmt.Errorf("store: create meta bucket: %w", err)
+		}
+		v := 0
+		if raw := meta.Get(kSchema); len(raw) == 4 {
+			v = int(binary.BigEndian.Uint32(raw))
+		}
+		if v > SchemaVersion {
+			return fmt.Errorf("%s has schema %d, this binary knows up to %d: %w", db.path, v, SchemaVersion, ErrNewerSchema)
+		}
+		for ; v < SchemaVersion; v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("store: migrate %s from schema %d: %w", db.path, v, err)
+			}
+		}
+		var buf [4]byte
+		binary.BigEndian.PutUint32(buf[:], uint32(SchemaVersion))
+		return meta.Put(kSchema, buf[:])
+	})
+}
+
+// Close releases the file (and its lock).
+func (db *DB) Close() error {
+	if err := db.bolt.Close(); err != nil {
+		return fmt.Errorf("store: close %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// Path is the file's path.
+func (db *DB) Path() string { return db.path }
+
+// Schema reports the file's schema version.
+func (db *DB) Schema() (int, error) {
+	v := 0
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bMeta); b != nil {
+			if raw := b.Get(kSchema); len(raw) == 4 {
+				v = int(binary.BigEndian.Uint32(raw))
+			}
+		}
+		return nil
+	})
+	return v, err
+}
+
+// Record is a watch as persisted: its configuration and the watcher's state.
+// The last report is not part of it: it is the newest history entry.
+type Record struct {
+	ID               string           `json:"id"`
+	Target           probe.TargetInfo `json:"target"`
+	Path             string           `json:"path,omitempty"`
+	Scheme           string           `json:"scheme,omitempty"` // STARTTLS scheme; empty for direct TLS
+	TimeoutMS        int              `json:"timeout_ms,omitempty"`
+	Schedule         string           `json:"schedule"`
+	Thresholds       []int            `json:"thresholds_days"`
+	FailureThreshold int              `json:"failure_threshold"`
+	ClientCert       string           `json:"client_cert,omitempty"`
+	CreatedAt        time.Time        `json:"created_at"`
+	UpdatedAt        time.Time        `json:"updated_at"`
+
+	State               string    `json:"state"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	LastCheckedAt       time.Time `json:"last_checked_at"`
+	LastStatus          string    `json:"last_status,omitempty"`
+	// NotAfter and Fingerprint describe the leaf of the newest report that
+	// had one (zero when none ever did). NotAfter feeds the expiry index.
+	NotAfter    time.Time `json:"not_after"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	// FiredDays mirrors the current certificate's Alert.FiredDays so that
+	// loading 100,000 watches does not read the alerts bucket.
+	FiredDays int `json:"fired_days,omitempty"`
+	// HistoryCount is maintained by the store; callers' values are ignored.
+	HistoryCount int `json:"history_count"`
+}
+
+// Identity is the key that makes Add idempotent: host (case-folded), port,
+// SNI, IP and, for STARTTLS targets, the scheme. Callers normalise SNI
+// (empty when it equals the host).
+func Identity(t probe.TargetInfo, scheme string) string {
+	k := strings.ToLower(t.Host) + "|" + strconv.Itoa(t.Port) + "|" + strings.ToLower(t.SNI) + "|" + t.IP
+	if scheme != "" {
+		k += "|" + scheme
+	}
+	return k
+}
+
+// Identity of the record's target.
+func (r *Record) Identity() string { return Identity(r.Target, r.Scheme) }
+
+// Alert is the alert state of one certificate of one watch.
+type Alert struct {
+	Fingerprint string    `json:"fingerprint"`
+	NotAfter    time.Time `json:"not_after"`
+	FirstSeen   time.Time `json:"first_seen"`
+	// FiredDays is the most severe stage fired so far, in days (-1 for
+	// expired); 0 (NoStage) when none has fired.
+	FiredDays int `json:"fired_days,omitempty"`
+	// Stages lists the stages fired, oldest first ("30d", "7d", "expired").
+	Stages []string `json:"stages"`
+}
+
+// NoStage is Alert.FiredDays before any stage fired (thresholds are >= 1 and
+// expired is -1, so 0 is free).
+const NoStage = 0
+
+// maxAlertsPerWatch bounds the fingerprints remembered per watch. Several are
+// kept (not just the current one) so a host whose backends serve two
+// certificates alternately does not re-fire the same stage on every flip.
+const maxAlertsPerWatch = 8
+
+// Update is one write of the watcher: a watch's new record, optionally a probe
+// result for its history, and optionally the alert state of a certificate.
+type Update struct {
+	Record Record
+	// Create allows the record to be new. Without it an update for a watch
+	// that no longer exists (removed while its probe ran) is dropped, so a
+	// late result never resurrects a removed watch.
+	Create bool
+	// Report is appended to the history when non-nil.
+	Report *probe.Report
+	// Transition also keeps Report in the transitions bucket (never pruned).
+	Transition bool
+	// Alert is stored for (Record.ID, Alert.Fingerprint) when non-nil.
+	Alert *Alert
+}
+
+// Apply writes the updates in one transaction (one fsync): the watcher groups
+// probe results this way so 100,000 probes an hour do not cost an fsync each.
+// It returns, per update, whether it was applied.
+func (db *DB) Apply(ups []Update) ([]bool, error) {
+	applied := make([]bool, len(ups))
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for i := range ups {
+			ok, err := applyOne(tx, &ups[i])
+			if err != nil {
+				return fmt.Errorf("store: update watch %s: %w", ups[i].Record.ID, err)
+			}
+			applied[i] = ok
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied, nil
+}
+
+func applyOne(tx *bolt.Tx, u *Update) (bool, error) {
+	rec := u.Record
+	if rec.ID == "" || strings.Contains(rec.ID, "/") {
+		return false, fmt.Errorf("invalid id %q", rec.ID)
+	}
+	id := []byte(rec.ID)
+	watches := tx.Bucket(bWatches)
+	var old *Record
+	if raw := watches.Get(id); raw != nil {
+		old = new(Record)
+		if err := decodeRecord(raw, old); err != nil {
+			return false, fmt.Errorf("decode record: %w", err)
+		}
+	} else if !u.Create {
+		return false, nil
+	}
+	if old != nil {
+		rec.HistoryCount = old.HistoryCount
+	} else {
+		rec.HistoryCount = 0
+	}
+	if u.Report != nil {
+		n, err := appendHistory(tx.Bucket(bHistory), rec.ID, u.Report, rec.HistoryCount)
+		if err != nil {
+			return false, err
+		}
+		rec.HistoryCount = n
+		if u.Transition {
+			if _, err := appendHistory(tx.Bucket(bTransitions), rec.ID, u.Report, -1); err != nil {
+				return false, err
+			}
+		}
+	}
+	if u.Alert != nil {
+		if err := putAlert(tx.Bucket(bAlerts), rec.ID, u.Alert); err != nil {
+			return false, err
+		}
+	}
+	// Indexes.
+	targets := tx.Bucket(bTargets)
+	ident := []byte(rec.Identity())
+	if old != nil {
+		if oi := old.Identity(); oi != string(ident) {
+			if err := targets.Delete([]byte(oi)); err != nil {
+				return false, err
+			}
+		}
+		if !old.NotAfter.Equal(rec.NotAfter) && !old.NotAfter.IsZero() {
+			if err := tx.Bucket(bExpiry).Delete(expiryKey(old.NotAfter, rec.ID)); err != nil {
+				return false, err
+			}
+		}
+	}
+	if err := targets.Put(ident, id); err != nil {
+		return false, err
+	}
+	if !rec.NotAfter.IsZero() {
+		if err := tx.Bucket(bExpiry).Put(expiryKey(rec.NotAfter, rec.ID), nil); err != nil {
+			return false, err
+		}
+	}
+	down := tx.Bucket(bDown)
+	if rec.State == "down" {
+		if err := down.Put(id, nil); err != nil {
+			return false, err
+		}
+	} else if old != nil && old.State == "down" {
+		if err := down.Delete(id); err != nil {
+			return false, err
+		}
+	}
+	if err := watches.Put(id, encodeRecord(&rec)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func expiryKey(t time.Time, id string) []byte {
+	s := t.Unix()
+	if s < 0 {
+		s = 0
+	}
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(s))
+	return append(k, id...)
+}
+
+func histKey(id string, t time.Time) []byte {
+	k := make([]byte, 0, len(id)+9)
+	k = append(k, id...)
+	k = append(k, '/')
+	return binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
+}
+
+// appendHistory adds rep under id and, when count >= 0, prunes the oldest
+// entries beyond HistoryKeep; it returns the new count.
+func appendHistory(b *bolt.Bucket, id string, rep *probe.Report, count int) (int, error) {
+	raw, err := json.Marshal(rep)
+	if err != nil {
+		return 0, fmt.Errorf("encode report: %w", err)
+	}
+	k := histKey(id, rep.CheckedAt)
+	// Two results with the same timestamp (coarse clocks, tests) must both
+	// be kept: move the later one forward by a nanosecond.
+	for b.Get(k) != nil {
+		n := binary.BigEndian.Uint64(k[len(k)-8:])
+		binary.BigEndian.PutUint64(k[len(k)-8:], n+1)
+	}
+	if err := b.Put(k, raw); err != nil {
+		return 0, err
+	}
+	if count < 0 {
+		return 0, nil
+	}
+	count++
+	if count > HistoryKeep {
+		prefix := []byte(id + "/")
+		c := b.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && count > HistoryKeep; k, _ = c.Next() {
+			if err := c.Delete(); err != nil {
+				return 0, err
+			}
+			count--
+		}
+	}
+	return count, nil
+}
+
+func putAlert(b *bolt.Bucket, id string, a *Alert) error {
+	raw, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode alert: %w", err)
+	}
+	if err := b.Put([]byte(id+"/"+a.Fingerprint), raw); err != nil {
+		return err
+	}
+	// Forget the least recently first-seen certificates beyond the bound.
+	prefix := []byte(id + "/")
+	var all []Alert
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var x Alert
+		if json.Unmarshal(v, &x) == nil {
+			all = append(all, x)
+		}
+	}
+	if len(all) <= maxAlertsPerWatch {
+		return nil
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].FirstSeen.Before(all[j].FirstSeen) })
+	for _, x := range all[:len(all)-maxAlertsPerWatch] {
+		if x.Fingerprint == a.Fingerprint {
+			continue
+		}
+		if err := b.Delete([]byte(id + "/" + x.Fingerprint)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete removes a watch with its history, transitions, alert state and
+// index entries, and returns its last record.
+func (db *DB) Delete(id string) (Record, error) {
+	var rec Record
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bWatches).Get([]byte(id))
+		if raw == nil {
+			return ErrNotFound
+		}
+		if err := decodeRecord(raw, &rec); err != nil {
+			return fmt.Errorf("decode record: %w", err)
+		}
+		if err := tx.Bucket(bWatches).Delete([]byte(id)); err != nil {
+			return err
+		}
+		targets := tx.Bucket(bTargets)
+		ident := []byte(rec.Identity())
+		if v := targets.Get(ident); string(v) == id {
+			if err := targets.Delete(ident); err != nil {
+				return err
+			}
+		}
+		if !rec.NotAfter.IsZero() {
+			if err := tx.Bucket(bExpiry).Delete(expiryKey(rec.NotAfter, id)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bDown).Delete([]byte(id)); err != nil {
+			return err
+		}
+		for _, name := range [][]byte{bHistory, bTransitions, bAlerts} {
+			if err := deletePrefix(tx.Bucket(name), []byte(id+"/")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Record{}, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("store: delete watch %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Lookup returns the id of the watch with that identity (see Identity).
+func (db *DB) Lookup(identity string) (string, error) {
+	var id string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bTargets).Get([]byte(identity))
+		if v == nil {
+			return ErrNotFound
+		}
+		id = string(v)
+		return nil
+	})
+	return id, err
+}
+
+// ForEach calls fn with every record in id order (used to load the scheduler).
+// fn must not call back into the DB.
+func (db *DB) ForEach(fn func(Record) error) error {
+	return db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bWatches).ForEach(func(k, v []byte) error {
+			var r Record
+			if err := decodeRecord(v, &r); err != nil {
+				return fmt.Errorf("store: decode watch %s: %w", k, err)
+			}
+			return fn(r)
+		})
+	})
+}
+
+// View is a record with its newest report.
+type View struct {
+	Record     Record
+	LastReport *probe.Report
+}
+
+// Get returns one watch with its newest report.
+func (db *DB) Get(id string) (View, error) {
+	var v View
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = view(tx, []byte(id))
+		return err
+	})
+	return v, err
+}
+
+func view(tx *bolt.Tx, id []byte) (View, error) {
+	raw := tx.Bucket(bWatches).Get(id)
+	if raw == nil {
+		return View{}, ErrNotFound
+	}
+	var v View
+	if err := decodeRecord(raw, &v.Record); err != nil {
+		return View{}, fmt.Errorf("store: decode watch %s: %w", id, err)
+	}
+	c := tx.Bucket(bHistory).Cursor()
+	prefix := append(append([]byte(nil), id...), '/')
+	if k, val := lastWithPrefix(c, prefix); k != nil {
+		var rep probe.Report
+		if err := json.Unmarshal(val, &rep); err != nil {
+			return View{}, fmt.Errorf("store: decode last report of %s: %w", id, err)
+		}
+		v.LastReport = &rep
+	}
+	return v, nil
+}
+
+// lastWithPrefix positions c on the greatest key with prefix.
+func lastWithPrefix(c *bolt.Cursor, prefix []byte) ([]byte, []byte) {
+	// prefix ends in '/', so prefix with '/'+1 is the first key after the
+	// whole range.
+	end := append(append([]byte(nil), prefix[:len(prefix)-1]...), '/'+1)
+	k, v := c.Seek(end)
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, nil
+	}
+	return k, v
+}
+
+// List returns every watch with its newest report, in id order.
+func (db *DB) List() ([]View, error) {
+	var out []View
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bWatches).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			v, err := view(tx, k)
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Expiring returns, through the expiry and down indexes (no full scan), the
+// watches whose leaf expires before until (which includes those already
+// expired) and every down watch; ordered by not_after ascending, watches
+// without a known certificate last.
+func (db *DB) Expiring(until time.Time) ([]View, error) {
+	var out []View
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		seen := make(map[string]bool)
+		c := tx.Bucket(bExpiry).Cursor()
+		limit := until.Unix()
+		for k, _ := c.First(); k != nil && len(k) > 8; k, _ = c.Next() {
+			if int64(binary.BigEndian.Uint64(k[:8])) >= limit {
+				break
+			}
+			id := k[8:]
+			v, err := view(tx, id)
+			if err != nil {
+				return err
+			}
+			seen[string(id)] = true
+			out = append(out, v)
+		}
+		var downs []View
+		err := tx.Bucket(bDown).ForEach(func(k, _ []byte) error {
+			if seen[string(k)] {
+				return nil
+			}
+			v, err := view(tx, k)
+			if err != nil {
+				return err
+			}
+			downs = append(downs, v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		sort.SliceStable(downs, func(i, j int) bool {
+			a, b := downs[i].Record.NotAfter, downs[j].Record.NotAfter
+			if a.IsZero() != b.IsZero() {
+				return b.IsZero()
+			}
+			return a.Before(b)
+		})
+		out = mergeByNotAfter(out, downs)
+		return nil
+	})
+	return out, err
+}
+
+// ExpiringIDs is Expiring without reading the records: the ids from the
+// expiry index (not_after before until, soonest first) followed by the down
+// watches not already listed (in id order). The watcher, which holds every
+// record in memory, uses it to answer list_expiring without decoding.
+func (db *DB) ExpiringIDs(until time.Time) ([]string, error) {
+	var out []string
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		seen := make(map[string]bool)
+		c := tx.Bucket(bExpiry).Cursor()
+		limit := until.Unix()
+		for k, _ := c.First(); k != nil && len(k) > 8; k, _ = c.Next() {
+			if int64(binary.BigEndian.Uint64(k[:8])) >= limit {
+				break
+			}
+			id := string(k[8:])
+			seen[id] = true
+			out = append(out, id)
+		}
+		return tx.Bucket(bDown).ForEach(func(k, _ []byte) error {
+			if !seen[string(k)] {
+				out = append(out, string(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read expiry index: %w", err)
+	}
+	return out, nil
+}
+
+// mergeByNotAfter merges two lists sorted by NotAfter (zero last).
+func mergeByNotAfter(a, b []View) []View {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]View, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		bz := b[j].Record.NotAfter.IsZero()
+		if !bz && b[j].Record.NotAfter.Before(a[i].Record.NotAfter) {
+			out = append(out, b[j])
+			j++
+		} else {
+			out = append(out, a[i])
+			i++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// History returns up to limit reports of one watch, newest first.
+func (db *DB) History(id string, limit int) ([]probe.Report, error) {
+	return db.reports(bHistory, id, limit)
+}
+
+// Transitions returns up to limit status-transition reports, newest first.
+func (db *DB) Transitions(id string, limit int) ([]probe.Report, error) {
+	return db.reports(bTransitions, id, limit)
+}
+
+func (db *DB) reports(bucket []byte, id string, limit int) ([]probe.Report, error) {
+	out := []probe.Report{}
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bWatches).Get([]byte(id)) == nil {
+			return ErrNotFound
+		}
+		prefix := []byte(id + "/")
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := lastWithPrefix(c, prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Prev() {
+			var r probe.Report
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("store: decode history of %s: %w", id, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Alert returns the alert state of one certificate of a watch.
+func (db *DB) Alert(id, fingerprint string) (Alert, bool, error) {
+	var a Alert
+	found := false
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bAlerts).Get([]byte(id + "/" + fingerprint))
+		if raw == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(raw, &a)
+	})
+	if err != nil {
+		return Alert{}, false, fmt.Errorf("store: read alert state of %s: %w", id, err)
+	}
+	return a, found, nil
+}
+
+// Stats are counts for diagnostics and benchmarks.
+type Stats struct {
+	Watches, HistoryEntries int
+	FileBytes               int64
+}
+
+// Stats counts records (walks the watches and history buckets' headers).
+func (db *DB) Stats() (Stats, error) {
+	var s Stats
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		s.Watches = tx.Bucket(bWatches).Stats().KeyN
+		s.HistoryEntries = tx.Bucket(bHistory).Stats().KeyN
+		s.FileBytes = tx.Size()
+		return nil
+	})
+	return s, err
+}

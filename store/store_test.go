@@ -1,0 +1,262 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tlswatch/tlswatch/probe"
+)
+
+func openTest(t testing.TB) (*DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tlswatch.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func rec(id, host string) Record {
+	return Record{ID: id, Target: probe.TargetInfo{Host: host, Port: 443}, Schedule: "@every 1h",
+		Thresholds: []int{30, 14, 7, 1}, FailureThreshold: 3, CreatedAt: t0, State: "pending"}
+}
+
+func report(at time.Time, status probe.Status) *probe.Report {
+	return &probe.Report{CheckedAt: at, Status: status, Findings: []probe.Finding{}, ExpiryStage: "none"}
+}
+
+func TestApplyGetHistoryPrune(t *testing.T) {
+	db, _ := openTest(t)
+	r := rec("w_1", "a.test")
+	// Without Create an unknown watch is not resurrected.
+	ok, err := db.Apply([]Update{{Record: r, Report: report(t0, "ok")}})
+	if err != nil || ok[0] {
+		t.Fatalf("update of missing watch: applied=%v err=%v", ok, err)
+	}
+	if _, err := db.Get("w_1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get missing: %v", err)
+	}
+	if _, err := db.Apply([]Update{{Record: r, Create: true}}); err != nil {
+		t.Fatal(err)
+	}
+	// 600 reports in groups; one is a transition.
+	for g := 0; g < 6; g++ {
+		var ups []Update
+		for i := 0; i < 100; i++ {
+			n := g*100 + i
+			ups = append(ups, Update{Record: r, Report: report(t0.Add(time.Duration(n)*time.Minute), "ok"), Transition: n == 3})
+		}
+		if _, err := db.Apply(ups); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := db.Get("w_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Record.HistoryCount != HistoryKeep {
+		t.Errorf("HistoryCount = %d, want %d", v.Record.HistoryCount, HistoryKeep)
+	}
+	if want := t0.Add(599 * time.Minute); v.LastReport == nil || !v.LastReport.CheckedAt.Equal(want) {
+		t.Errorf("last report = %+v, want checked_at %v", v.LastReport, want)
+	}
+	h, err := db.History("w_1", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != HistoryKeep || !h[0].CheckedAt.Equal(t0.Add(599*time.Minute)) || !h[len(h)-1].CheckedAt.Equal(t0.Add(100*time.Minute)) {
+		t.Errorf("history: %d entries, newest %v, oldest %v", len(h), h[0].CheckedAt, h[len(h)-1].CheckedAt)
+	}
+	if h[0].Findings == nil {
+		t.Error("findings decoded as nil, want [] (JSON contract)")
+	}
+	tr, err := db.Transitions("w_1", 10)
+	if err != nil || len(tr) != 1 || !tr[0].CheckedAt.Equal(t0.Add(3*time.Minute)) {
+		t.Errorf("transitions = %v, %v; want the pruned transition kept", tr, err)
+	}
+	// Same timestamp twice: both kept.
+	if _, err := db.Apply([]Update{{Record: r, Report: report(t0.Add(time.Hour*100), "ok")}, {Record: r, Report: report(t0.Add(time.Hour*100), "down")}}); err != nil {
+		t.Fatal(err)
+	}
+	h, _ = db.History("w_1", 2)
+	if len(h) != 2 || h[0].Status != "down" || h[1].Status != "ok" {
+		t.Errorf("same-timestamp reports: %+v", h)
+	}
+	if _, err := db.History("w_nope", 5); !errors.Is(err, ErrNotFound) {
+		t.Errorf("History of missing watch: %v", err)
+	}
+}
+
+func TestExpiringIndexAndDelete(t *testing.T) {
+	db, path := openTest(t)
+	now := t0
+	mk := func(id string, days int, state string) Record {
+		r := rec(id, id+".test")
+		r.State = state
+		if days != 0 {
+			r.NotAfter = now.Add(time.Duration(days) * 24 * time.Hour)
+			r.Fingerprint = "fp-" + id
+		}
+		return r
+	}
+	ups := []Update{
+		{Record: mk("w_a", 40, "up"), Create: true},
+		{Record: mk("w_b", 5, "up"), Create: true},
+		{Record: mk("w_c", -2, "up"), Create: true},    // expired
+		{Record: mk("w_d", 0, "down"), Create: true},   // down, never had a cert
+		{Record: mk("w_e", 100, "down"), Create: true}, // down, cert far out
+		{Record: mk("w_f", 20, "up"), Create: true},
+	}
+	if _, err := db.Apply(ups); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(vs []View) []string {
+		var out []string
+		for _, v := range vs {
+			out = append(out, v.Record.ID)
+		}
+		return out
+	}
+	got, err := db.Expiring(now.Add(31 * 24 * time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[w_c w_b w_f w_e w_d]"; fmt.Sprint(ids(got)) != want {
+		t.Errorf("Expiring = %v, want %v", ids(got), want)
+	}
+	// Renewal moves w_b out of the window; w_e comes back up.
+	b := mk("w_b", 90, "up")
+	e := mk("w_e", 100, "up")
+	if _, err := db.Apply([]Update{{Record: b}, {Record: e}}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = db.Expiring(now.Add(31 * 24 * time.Hour))
+	if want := "[w_c w_f w_d]"; fmt.Sprint(ids(got)) != want {
+		t.Errorf("after renewal Expiring = %v, want %v", ids(got), want)
+	}
+	if id, err := db.Lookup(Identity(probe.TargetInfo{Host: "w_f.test", Port: 443}, "")); err != nil || id != "w_f" {
+		t.Errorf("Lookup = %q, %v", id, err)
+	}
+	if _, err := db.Apply([]Update{{Record: mk("w_f", 20, "up"), Report: report(now, "ok"),
+		Alert: &Alert{Fingerprint: "fp-w_f", FiredDays: 30, Stages: []string{"30d"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok, err := db.Alert("w_f", "fp-w_f"); err != nil || !ok || a.FiredDays != 30 {
+		t.Errorf("Alert = %+v %v %v", a, ok, err)
+	}
+	if _, err := db.Delete("w_f"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Delete("w_f"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Delete: %v", err)
+	}
+	got, _ = db.Expiring(now.Add(31 * 24 * time.Hour))
+	if want := "[w_c w_d]"; fmt.Sprint(ids(got)) != want {
+		t.Errorf("after delete Expiring = %v, want %v", ids(got), want)
+	}
+	if _, ok, _ := db.Alert("w_f", "fp-w_f"); ok {
+		t.Error("alert state survived Delete")
+	}
+	if _, err := db.Lookup(Identity(probe.TargetInfo{Host: "w_f.test", Port: 443}, "")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("target index survived Delete: %v", err)
+	}
+	// Reopen: everything is on disk.
+	db.Close()
+	db2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	all, err := db2.List()
+	if err != nil || len(all) != 5 {
+		t.Fatalf("after reopen List: %d, %v", len(all), err)
+	}
+}
+
+func TestLockTimeoutAndSchema(t *testing.T) {
+	db, path := openTest(t)
+	start := time.Now()
+	_, err := Open(path, Options{Timeout: 100 * time.Millisecond})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("second Open took %v", d)
+	}
+	if v, err := db.Schema(); err != nil || v != SchemaVersion {
+		t.Errorf("Schema = %d, %v", v, err)
+	}
+	db.Close()
+	// A file from a newer binary is refused, not clobbered.
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Update(func(tx *bolt.Tx) error {
+		var buf [4]byte
+		binary.BigEndian.PutUint32(buf[:], SchemaVersion+1)
+		return tx.Bucket(bMeta).Put(kSchema, buf[:])
+	})
+	b.Close()
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrNewerSchema) {
+		t.Errorf("Open newer schema: %v", err)
+	}
+}
+
+func TestAlertPruning(t *testing.T) {
+	db, _ := openTest(t)
+	r := rec("w_1", "a.test")
+	if _, err := db.Apply([]Update{{Record: r, Create: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < maxAlertsPerWatch+3; i++ {
+		a := &Alert{Fingerprint: fmt.Sprintf("fp%02d", i), FirstSeen: t0.Add(time.Duration(i) * time.Hour)}
+		if _, err := db.Apply([]Update{{Record: r, Alert: a}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok, _ := db.Alert("w_1", "fp00"); ok {
+		t.Error("oldest alert state not pruned")
+	}
+	if _, ok, _ := db.Alert("w_1", fmt.Sprintf("fp%02d", maxAlertsPerWatch+2)); !ok {
+		t.Error("newest alert state missing")
+	}
+}
+
+func TestRecordCodec(t *testing.T) {
+	r := Record{ID: "w_0123456789abcdef", Target: probe.TargetInfo{Host: "ä.test", Port: 8443, SNI: "s.test", IP: "::1"},
+		Path: "/mcp", Scheme: "smtp", TimeoutMS: 2500, Schedule: "0 9 * * 1-5", Thresholds: []int{60, 7},
+		FailureThreshold: 5, ClientCert: "/x.pem", CreatedAt: t0, UpdatedAt: t0.Add(time.Second),
+		State: "down", ConsecutiveFailures: 7, LastCheckedAt: t0.Add(time.Hour), LastStatus: "down",
+		NotAfter: t0.Add(-time.Hour), Fingerprint: "ab", FiredDays: -1, HistoryCount: 500}
+	var got Record
+	if err := decodeRecord(encodeRecord(&r), &got); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", r) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, r)
+	}
+	var zero Record
+	if err := decodeRecord(encodeRecord(&Record{ID: "w_1"}), &zero); err != nil || !zero.LastCheckedAt.IsZero() || zero.ID != "w_1" {
+		t.Errorf("zero times: %+v %v", zero, err)
+	}
+	// JSON (older files) still reads.
+	var j Record
+	if err := decodeRecord([]byte(`{"id":"w_2","schedule":"@hourly"}`), &j); err != nil || j.Schedule != "@hourly" {
+		t.Errorf("JSON record: %+v %v", j, err)
+	}
+	raw := encodeRecord(&r)
+	if err := decodeRecord(raw[:len(raw)/2], &got); err == nil {
+		t.Error("truncated record decoded")
+	}
+}

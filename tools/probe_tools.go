@@ -1,0 +1,264 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/tlswatch/tlswatch/probe"
+)
+
+// annotate sets every hint explicitly: clients treat a missing hint as its
+// pessimistic default, and the inventory test checks they are all present.
+func annotate(title string, readOnly, destructive, idempotent, openWorld bool) mcp.ToolOption {
+	return mcp.WithToolAnnotation(mcp.ToolAnnotation{
+		Title:           title,
+		ReadOnlyHint:    &readOnly,
+		DestructiveHint: &destructive,
+		IdempotentHint:  &idempotent,
+		OpenWorldHint:   &openWorld,
+	})
+}
+
+// runProbe runs one probe with the shared options and normalises the
+// Report so that it validates against the derived schema ([] not null).
+func (d Deps) runProbe(ctx context.Context, t probe.Target) (probe.Report, error) {
+	return d.runProbeWith(ctx, t, d.ProbeOptions)
+}
+
+func (d Deps) runProbeWith(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
+	release, err := d.acquire(ctx)
+	if err != nil {
+		return probe.Report{}, err
+	}
+	defer release()
+	r, err := d.Probe(ctx, t, opts)
+	if err != nil {
+		return probe.Report{}, err
+	}
+	normalizeReport(&r)
+	return r, nil
+}
+
+// acquire takes a slot of the server-wide probe bound.
+func (d Deps) acquire(ctx context.Context) (func(), error) {
+	if d.sem == nil {
+		return func() {}, nil
+	}
+	select {
+	case d.sem <- struct{}{}:
+		return func() { <-d.sem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a free probe slot: %w", ctx.Err())
+	}
+}
+
+// normalizeReport turns nil slices the contract shows as arrays into [].
+func normalizeReport(r *probe.Report) {
+	if r.Findings == nil {
+		r.Findings = []probe.Finding{}
+	}
+	if r.Leaf != nil && r.Leaf.SANs == nil {
+		r.Leaf.SANs = []string{}
+	}
+	if r.Chain != nil && r.Chain.VerifiedPath == nil {
+		r.Chain.VerifiedPath = []string{}
+	}
+	if r.ExpiryStage == "" {
+		r.ExpiryStage = "none"
+	}
+}
+
+// --- check_tls ---
+
+func checkTLSTool(d Deps) Tool {
+	def := mcp.NewTool("check_tls",
+		mcp.WithDescription("Probe one TLS endpoint the way an agent's HTTPS client would and explain the verdict: "+
+			"status ok/warning/critical/down, whether it is reachable and trusted, the expiry stage, every finding "+
+			"(expired, not yet valid, expiring soon, name mismatch, incomplete chain, untrusted root, self-signed, old TLS, weak key or signature, ...), "+
+			"the negotiated TLS version and cipher, the leaf certificate and the chain. Use it when a client cannot connect to an HTTPS or MCP server."),
+		mcp.WithInputSchema[DiagnoseArgs](),
+		withOutputSchema[probe.Report](),
+		annotate("Check TLS", true, false, true, true),
+	)
+	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a DiagnoseArgs) (probe.Report, string, error) {
+		t, err := a.probeTarget()
+		if err != nil {
+			return probe.Report{}, "", err
+		}
+		opts := d.ProbeOptions
+		opts.Deep = a.Deep
+		r, err := d.runProbeWith(ctx, t, opts)
+		if err != nil {
+			return probe.Report{}, "", err
+		}
+		return r, reportSummary(r, a.Target), nil
+	})}
+}
+
+// --- scan_endpoints ---
+
+// ScanArgs are scan_endpoints' arguments.
+type ScanArgs struct {
+	Targets []TargetArgs `json:"targets" jsonschema:"The endpoints to probe (at most 200), each with the same fields as check_tls: target (required), ip, sni, timeout_ms."`
+}
+
+// StatusCounts counts Reports by status.
+type StatusCounts struct {
+	OK       int `json:"ok"`
+	Warning  int `json:"warning"`
+	Critical int `json:"critical"`
+	Down     int `json:"down"`
+}
+
+func (c *StatusCounts) add(s probe.Status) {
+	switch s {
+	case probe.StatusOK:
+		c.OK++
+	case probe.StatusWarning:
+		c.Warning++
+	case probe.StatusCritical:
+		c.Critical++
+	default:
+		c.Down++
+	}
+}
+
+// ScanError is a target that could not be probed at all.
+type ScanError struct {
+	Index  int    `json:"index"`
+	Target string `json:"target"`
+	Error  string `json:"error"`
+}
+
+// ScanResult is scan_endpoints' output: one Report per target, in the order
+// given.
+type ScanResult struct {
+	Total   int            `json:"total"`
+	Counts  StatusCounts   `json:"counts"`
+	Reports []probe.Report `json:"reports"`
+	Errors  []ScanError    `json:"errors"`
+}
+
+func scanEndpointsTool(d Deps) Tool {
+	def := mcp.NewTool("scan_endpoints",
+		mcp.WithDescription(fmt.Sprintf("Probe many TLS endpoints in one call (at most %d), %d at a time, and return one check_tls Report per target in the order given, "+
+			"with counts by status. Sends progress notifications while it runs when the request carries a progressToken.", d.MaxScanTargets, d.ScanConcurrency)),
+		mcp.WithInputSchema[ScanArgs](),
+		withOutputSchema[ScanResult](),
+		annotate("Scan endpoints", true, false, true, true),
+	)
+	return Tool{Def: def, Handler: typed(func(ctx context.Context, req mcp.CallToolRequest, a ScanArgs) (ScanResult, string, error) {
+		return d.scan(ctx, req, a)
+	})}
+}
+
+func (d Deps) scan(ctx context.Context, req mcp.CallToolRequest, a ScanArgs) (ScanResult, string, error) {
+	if len(a.Targets) == 0 {
+		return ScanResult{}, "", fieldErr("targets", "required: at least one target")
+	}
+	if len(a.Targets) > d.MaxScanTargets {
+		return ScanResult{}, "", fieldErr("targets", "%d targets; at most %d per call", len(a.Targets), d.MaxScanTargets)
+	}
+	// Validate everything before probing anything: a typo in entry 150
+	// should not cost 149 probes first.
+	targets := make([]probe.Target, len(a.Targets))
+	for i, ta := range a.Targets {
+		t, err := ta.probeTarget(fmt.Sprintf("targets[%d].", i))
+		if err != nil {
+			return ScanResult{}, "", err
+		}
+		targets[i] = t
+	}
+
+	res := ScanResult{Total: len(targets), Reports: make([]probe.Report, len(targets)), Errors: []ScanError{}}
+	errs := make([]error, len(targets))
+	progress := newProgress(ctx, req, len(targets))
+	sem := make(chan struct{}, d.ScanConcurrency)
+	var wg sync.WaitGroup
+	for i := range targets {
+		wg.Go(func() {
+			// A panic here would take the whole server down: the handler's
+			// own recover does not reach this goroutine.
+			defer func() {
+				if p := recover(); p != nil {
+					errs[i] = fmt.Errorf("internal error probing %s: %v", a.Targets[i].Target, p)
+				}
+			}()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				progress.step("")
+				return
+			}
+			defer func() { <-sem }()
+			r, err := d.runProbe(ctx, targets[i])
+			res.Reports[i], errs[i] = r, err
+			progress.step(reportSummary(r, a.Targets[i].Target))
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return ScanResult{}, "", fmt.Errorf("scan_endpoints: cancelled: %w", err)
+	}
+	for i := range res.Reports {
+		if errs[i] != nil {
+			res.Errors = append(res.Errors, ScanError{Index: i, Target: a.Targets[i].Target, Error: errs[i].Error()})
+			// Keep one Report per target so indexes line up.
+			res.Reports[i] = probe.Report{
+				Target:      probe.TargetInfo{Host: targets[i].Host, Port: targets[i].Port, SNI: targets[i].SNI, IP: targets[i].IP},
+				Status:      probe.StatusDown,
+				ExpiryStage: "none",
+				Findings:    []probe.Finding{},
+			}
+		}
+		res.Counts.add(res.Reports[i].Status)
+	}
+	summary := fmt.Sprintf("scanned %d target%s: %d ok, %d warning, %d critical, %d down",
+		res.Total, plural(res.Total), res.Counts.OK, res.Counts.Warning, res.Counts.Critical, res.Counts.Down)
+	for i, r := range res.Reports {
+		if r.Status != probe.StatusOK {
+			summary += "\n- " + reportSummary(r, a.Targets[i].Target)
+		}
+	}
+	return res, summary, nil
+}
+
+// progress sends notifications/progress for a request that carried a
+// progressToken; best-effort (a full channel drops one, never blocks).
+type progress struct {
+	ctx   context.Context
+	srv   *server.MCPServer
+	token mcp.ProgressToken
+	total int
+
+	mu   sync.Mutex
+	done int
+}
+
+func newProgress(ctx context.Context, req mcp.CallToolRequest, total int) *progress {
+	p := &progress{ctx: ctx, srv: server.ServerFromContext(ctx), total: total}
+	if req.Params.Meta != nil {
+		p.token = req.Params.Meta.ProgressToken
+	}
+	return p
+}
+
+func (p *progress) step(message string) {
+	// Serialised so progress values arrive increasing.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done++
+	if p.token == nil || p.srv == nil {
+		return
+	}
+	params := map[string]any{"progressToken": p.token, "progress": p.done, "total": p.total}
+	if message != "" {
+		params["message"] = message
+	}
+	_ = p.srv.SendNotificationToClient(p.ctx, "notifications/progress", params)
+}

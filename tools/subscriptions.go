@@ -1,0 +1,335 @@
+package tools
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/tlswatch/tlswatch/watch"
+)
+
+// Subscriptions is the registry of who wants to hear about what, and the
+// watch.Notifier that turns watcher events into MCP notifications.
+//
+// mcp-go v1.2.1 acknowledges resources/subscribe but keeps no record of it,
+// so the registry does, through server hooks, for both protocol eras:
+//
+//   - 2025-11-25 and earlier: resources/subscribe and resources/unsubscribe
+//     (after-hooks) record URIs per session ID; the session-unregistered hook
+//     (stdio end, HTTP DELETE, idle-TTL sweep) drops them. Updates go out
+//     with SendNotificationToSpecificClient, and log alerts with
+//     SendLogMessageToSpecificClient, which honours logging/setLevel.
+//   - 2026-07-28: there are no sessions; a client opens a subscriptions/listen
+//     request whose filter names the URIs, and the stream lives as long as
+//     that request. The before-hook records the stream (its session, request
+//     ID, URIs and the log level declared in its _meta) and forgets it when
+//     the request's context ends. Updates are written to that stream's
+//     session, tagged with the subscription ID as the protocol requires.
+//
+// list_changed goes through mcp-go's broadcast, which already applies the
+// 2026-07-28 opt-in filter to listen streams.
+//
+// All methods are safe for concurrent use and never block on a client: a
+// full notification channel drops the message (mcp-go's own behaviour).
+type Subscriptions struct {
+	srv    *server.MCPServer
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*sessionSubs // legacy sessions by ID, from registration
+	streams  map[*listenStream]struct{}
+
+	cancelWatch func()
+}
+
+type sessionSubs struct {
+	session server.ClientSession
+	uris    map[string]struct{}
+	// modern marks a session (stdio) that a 2026-07-28 client speaks on:
+	// it gets notifications only through its listen streams.
+	modern bool
+}
+
+// listenStream is one open subscriptions/listen request.
+type listenStream struct {
+	session  server.ClientSession
+	id       any // JSON-RPC ID of the listen request: the subscription ID
+	uris     map[string]struct{}
+	logLevel mcp.LoggingLevel // "" means no log notifications
+}
+
+var _ watch.Notifier = (*Subscriptions)(nil)
+
+// maxSubscriptionsPerSession bounds what one client can make the registry
+// hold (there are three URIs per watch worth watching).
+const maxSubscriptionsPerSession = 10000
+
+func newSubscriptions(logger *slog.Logger) *Subscriptions {
+	return &Subscriptions{
+		logger:   logger,
+		sessions: map[string]*sessionSubs{},
+		streams:  map[*listenStream]struct{}{},
+	}
+}
+
+// install registers the hooks that keep the registry.
+func (s *Subscriptions) install(h *server.Hooks) {
+	h.AddOnRegisterSession(func(_ context.Context, cs server.ClientSession) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.sessions[cs.SessionID()]; !ok {
+			s.sessions[cs.SessionID()] = &sessionSubs{session: cs, uris: map[string]struct{}{}}
+		}
+	})
+	h.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.sessions, cs.SessionID())
+	})
+	h.AddAfterSubscribe(func(ctx context.Context, _ any, msg *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
+		cs := server.ClientSessionFromContext(ctx)
+		if cs == nil || msg == nil {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		// Only registered sessions: their unregistration (end of stdio,
+		// HTTP DELETE, idle sweep) is what drops the subscriptions again.
+		ss := s.sessions[cs.SessionID()]
+		if ss == nil {
+			s.logger.Debug("subscribe from an unregistered session ignored", "uri", msg.Params.URI)
+			return
+		}
+		if len(ss.uris) >= maxSubscriptionsPerSession {
+			s.logger.Warn("subscription limit reached; ignored", "session", cs.SessionID(), "limit", maxSubscriptionsPerSession)
+			return
+		}
+		ss.uris[msg.Params.URI] = struct{}{}
+	})
+	h.AddAfterUnsubscribe(func(ctx context.Context, _ any, msg *mcp.UnsubscribeRequest, _ *mcp.EmptyResult) {
+		cs := server.ClientSessionFromContext(ctx)
+		if cs == nil || msg == nil {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ss := s.sessions[cs.SessionID()]; ss != nil {
+			delete(ss.uris, msg.Params.URI)
+		}
+	})
+	h.AddBeforeAny(func(ctx context.Context, _ any, _ mcp.MCPMethod, _ any) {
+		info := server.RequestProtocolInfoFromContext(ctx)
+		cs := server.ClientSessionFromContext(ctx)
+		if info == nil || !info.Modern || cs == nil || cs.SessionID() == "" {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ss := s.sessions[cs.SessionID()]; ss != nil {
+			ss.modern = true
+		}
+	})
+	h.AddBeforeSubscriptionsListen(func(ctx context.Context, id any, msg *mcp.SubscriptionsListenRequest) {
+		cs := server.ClientSessionFromContext(ctx)
+		if cs == nil || msg == nil || id == nil {
+			return
+		}
+		ls := &listenStream{session: cs, id: id, uris: map[string]struct{}{}}
+		for _, u := range msg.Params.Notifications.ResourceSubscriptions {
+			if len(ls.uris) == maxSubscriptionsPerSession {
+				break
+			}
+			ls.uris[u] = struct{}{}
+		}
+		if info := server.RequestProtocolInfoFromContext(ctx); info != nil {
+			ls.logLevel = info.LogLevel
+		}
+		s.mu.Lock()
+		s.streams[ls] = struct{}{}
+		s.mu.Unlock()
+		// The request's context ends when the listen request does (client
+		// cancel, disconnect, server shutdown): forget the stream then.
+		go func() {
+			<-ctx.Done()
+			s.mu.Lock()
+			delete(s.streams, ls)
+			s.mu.Unlock()
+		}()
+	})
+}
+
+// close detaches from the watcher.
+func (s *Subscriptions) close() {
+	s.mu.Lock()
+	cancel := s.cancelWatch
+	s.cancelWatch = nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// Subscribers reports which URIs each legacy session and each listen stream
+// is subscribed to (for tests and diagnostics).
+func (s *Subscriptions) Subscribers() (sessions map[string][]string, streams int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sessions = map[string][]string{}
+	for id, ss := range s.sessions {
+		if len(ss.uris) > 0 {
+			sessions[id] = slices.Sorted(maps.Keys(ss.uris))
+		}
+	}
+	return sessions, len(s.streams)
+}
+
+// WatchChanged implements watch.Notifier: the watch's own resource, the list
+// and the expiring view changed; the event also goes out as a log alert.
+func (s *Subscriptions) WatchChanged(ev watch.Event) {
+	defer s.recoverNotify("WatchChanged")
+	s.NotifyUpdated(WatchURI(ev.Watch.ID), URIWatches, URIExpiring)
+	s.alert(ev)
+}
+
+// ListChanged implements watch.Notifier: a watch was added or removed.
+func (s *Subscriptions) ListChanged() {
+	defer s.recoverNotify("ListChanged")
+	if s.srv == nil {
+		return
+	}
+	s.srv.SendNotificationToAllClients(string(mcp.MethodNotificationResourcesListChanged), nil)
+	// The lists changed content too.
+	s.NotifyUpdated(URIWatches, URIExpiring)
+}
+
+// recoverNotify keeps a bug in notification delivery from taking down the
+// watcher goroutine that called us.
+func (s *Subscriptions) recoverNotify(what string) {
+	if p := recover(); p != nil {
+		s.logger.Error("notification delivery panicked", "in", what, "panic", p)
+	}
+}
+
+// NotifyUpdated sends notifications/resources/updated for each URI to
+// exactly the sessions and listen streams subscribed to it.
+func (s *Subscriptions) NotifyUpdated(uris ...string) {
+	if s.srv == nil {
+		return
+	}
+	type delivery struct {
+		sessionID string
+		stream    *listenStream
+		uri       string
+	}
+	var out []delivery
+	s.mu.Lock()
+	for id, ss := range s.sessions {
+		if ss.modern {
+			continue
+		}
+		for _, u := range uris {
+			if _, ok := ss.uris[u]; ok {
+				out = append(out, delivery{sessionID: id, uri: u})
+			}
+		}
+	}
+	for ls := range s.streams {
+		for _, u := range uris {
+			if _, ok := ls.uris[u]; ok {
+				out = append(out, delivery{stream: ls, uri: u})
+			}
+		}
+	}
+	s.mu.Unlock()
+
+	for _, d := range out {
+		params := map[string]any{"uri": d.uri}
+		if d.stream != nil {
+			s.sendToStream(d.stream, string(mcp.MethodNotificationResourceUpdated), params)
+			continue
+		}
+		if err := s.srv.SendNotificationToSpecificClient(d.sessionID, string(mcp.MethodNotificationResourceUpdated), params); err != nil {
+			s.logger.Debug("resource update not delivered", "session", d.sessionID, "uri", d.uri, "err", err)
+		}
+	}
+}
+
+// sendToStream writes a notification to a listen stream's session, tagged
+// with the subscription ID. Never blocks.
+func (s *Subscriptions) sendToStream(ls *listenStream, method string, params map[string]any) {
+	n := mcp.JSONRPCNotification{
+		JSONRPC: mcp.JSONRPC_VERSION,
+		Notification: mcp.Notification{
+			Method: method,
+			Params: mcp.NotificationParams{
+				Meta:             map[string]any{mcp.MetaKeySubscriptionID: ls.id},
+				AdditionalFields: params,
+			},
+		},
+	}
+	select {
+	case ls.session.NotificationChannel() <- n:
+	default:
+		s.logger.Debug("listen stream full; notification dropped", "method", method)
+	}
+}
+
+// alert sends an event as notifications/message at its level to every
+// session whose logging level admits it, and to listen streams that declared
+// a log level.
+func (s *Subscriptions) alert(ev watch.Event) {
+	if s.srv == nil {
+		return
+	}
+	level := mcp.LoggingLevel(ev.Level)
+	switch level {
+	case mcp.LoggingLevelWarning, mcp.LoggingLevelCritical, mcp.LoggingLevelInfo, mcp.LoggingLevelError:
+	default:
+		level = mcp.LoggingLevelWarning
+	}
+	data := map[string]any{
+		"event":   ev.Kind,
+		"message": ev.Message,
+		"watch":   ev.Watch.ID,
+		"target":  targetLabel(ev.Watch.Target, ev.Watch.ID),
+		"state":   ev.Watch.State,
+		"uri":     WatchURI(ev.Watch.ID),
+	}
+	if r := ev.Watch.LastReport; r != nil {
+		data["status"] = r.Status
+		data["expiry_stage"] = r.ExpiryStage
+	}
+	notif := mcp.NewLoggingMessageNotification(level, "tlswatch", data)
+
+	var legacy []string
+	var streams []*listenStream
+	s.mu.Lock()
+	for id, ss := range s.sessions {
+		if !ss.modern {
+			legacy = append(legacy, id)
+		}
+	}
+	for ls := range s.streams {
+		if ls.logLevel != "" && level.ShouldSendTo(ls.logLevel) {
+			streams = append(streams, ls)
+		}
+	}
+	s.mu.Unlock()
+
+	for _, id := range legacy {
+		// SendLogMessageToSpecificClient applies the session's setLevel.
+		if err := s.srv.SendLogMessageToSpecificClient(id, notif); err != nil {
+			s.logger.Debug("alert not delivered", "session", id, "err", err)
+		}
+	}
+	for _, ls := range streams {
+		s.sendToStream(ls, string(mcp.MethodNotificationMessage), map[string]any{
+			"level": level, "logger": "tlswatch", "data": data,
+		})
+	}
+}

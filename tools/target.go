@@ -1,0 +1,77 @@
+package tools
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tlswatch/tlswatch/probe"
+)
+
+// TargetArgs are the target fields every probing tool takes (DESIGN.md).
+type TargetArgs struct {
+	Target    string `json:"target" jsonschema:"What to probe: host, host:port, [v6]:port or https://host[:port][/path]. The port defaults to 443."`
+	IP        string `json:"ip,omitempty" jsonschema:"Dial this IP address instead of resolving the host (like curl --resolve); SNI and name checks still use the host."`
+	SNI       string `json:"sni,omitempty" jsonschema:"Server name to send in the TLS handshake when it differs from the host."`
+	TimeoutMS int    `json:"timeout_ms,omitempty" jsonschema:"Whole-probe deadline in milliseconds: 1 to 60000; default 10000."`
+}
+
+// probeTarget validates the fields and returns the probe.Target. Errors are
+// *probe.FieldError naming the field (prefixed, for bulk calls, with e.g.
+// "targets[2].").
+func (a TargetArgs) probeTarget(prefix string) (probe.Target, error) {
+	t, err := a.parse()
+	return t, prefixField(prefix, err)
+}
+
+func (a TargetArgs) parse() (probe.Target, error) {
+	// probe.ParseTarget is the one validator of the target fields (the CLI
+	// uses it too); its errors are *probe.FieldError naming the field.
+	return probe.ParseTarget(a.Target, a.IP, a.SNI, a.TimeoutMS)
+}
+
+// DiagnoseArgs are the arguments of the diagnosis tools (check_tls,
+// inspect_chain): the target fields plus the opt-in costly checks.
+type DiagnoseArgs struct {
+	TargetArgs
+	StartTLS string `json:"starttls,omitempty" jsonschema:"Upgrade a plain-text protocol with STARTTLS before the handshake: smtp, imap, pop3, ftp, postgres, ldap or xmpp (same as a target such as smtp://host:587)."`
+	Deep     bool   `json:"deep,omitempty" jsonschema:"Also enumerate the accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)."`
+}
+
+// probeTarget applies starttls by rewriting the target as scheme://target,
+// which is how probe.ParseTarget takes a STARTTLS protocol.
+func (a DiagnoseArgs) probeTarget() (probe.Target, error) {
+	st := strings.ToLower(strings.TrimSpace(a.StartTLS))
+	if st == "" {
+		return a.TargetArgs.probeTarget("")
+	}
+	if probe.TLSSchemes[st] == 0 {
+		names := make([]string, 0, len(probe.TLSSchemes))
+		for k := range probe.TLSSchemes {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		return probe.Target{}, fieldErr("starttls", "%q is not supported (one of %s)", a.StartTLS, strings.Join(names, ", "))
+	}
+	if strings.Contains(a.Target, "://") {
+		return probe.Target{}, fieldErr("starttls", "give either starttls or a scheme in target, not both")
+	}
+	ta := a.TargetArgs
+	ta.Target = st + "://" + strings.TrimSpace(a.Target)
+	return ta.probeTarget("")
+}
+
+// targetLabel is how summaries name a target: host:port.
+func targetLabel(info probe.TargetInfo, fallback string) string {
+	if info.Host == "" {
+		return fallback
+	}
+	host := info.Host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if info.Port == 0 {
+		return host
+	}
+	return fmt.Sprintf("%s:%d", host, info.Port)
+}

@@ -1,0 +1,314 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/watch"
+)
+
+// Bounds of the listing tools.
+const (
+	defaultWithinDays   = 30
+	maxWithinDays       = 3650
+	defaultHistoryLimit = 20
+	maxHistoryLimit     = 500
+)
+
+// watchService is the watcher, or the error the watch tools answer when
+// none is wired (the database could not be opened).
+func (d Deps) watchService() (watch.Service, error) {
+	if d.Watch == nil {
+		if d.WatchError != nil {
+			return nil, fmt.Errorf("watching is not available: %w", d.WatchError)
+		}
+		return nil, errors.New("watching is not available: tlswatch was started without a usable database (see --db)")
+	}
+	return d.Watch, nil
+}
+
+// normalizeWatch makes a Watch validate against the derived schema.
+func normalizeWatch(w *watch.Watch) {
+	if w.ThresholdsDays == nil {
+		w.ThresholdsDays = []int{}
+	}
+	if w.LastReport != nil {
+		normalizeReport(w.LastReport)
+	}
+}
+
+func normalizeWatches(ws []watch.Watch) []watch.Watch {
+	if ws == nil {
+		return []watch.Watch{}
+	}
+	for i := range ws {
+		normalizeWatch(&ws[i])
+	}
+	return ws
+}
+
+// notFound words watch.ErrNotFound for the field that was looked up.
+func notFound(err error, field, value string) error {
+	if errors.Is(err, watch.ErrNotFound) {
+		return fieldErr(field, "no watch %s %q (see list_watches)", map[string]string{"id": "with id", "target": "for target"}[field], value)
+	}
+	return err
+}
+
+// --- watch_endpoint ---
+
+// WatchArgs are watch_endpoint's arguments.
+type WatchArgs struct {
+	TargetArgs
+	Schedule         string `json:"schedule,omitempty" jsonschema:"When to probe: a cron spec (5 fields, or 6 with seconds) or @every DURATION such as @every 1h; default @every 6h."`
+	ThresholdsDays   []int  `json:"thresholds_days,omitempty" jsonschema:"Expiry stages in days that alert once per certificate when crossed; each 1 to 365; default [30, 14, 7, 1]."`
+	FailureThreshold int    `json:"failure_threshold,omitempty" jsonschema:"Consecutive failed probes before the watch is down: 1 to 100; default 3."`
+}
+
+func watchEndpointTool(d Deps) Tool {
+	def := mcp.NewTool("watch_endpoint",
+		mcp.WithDescription("Add or update (idempotent per target) a watch that probes a TLS endpoint on a schedule, persisted across restarts. "+
+			"Probes once now and returns the watch with its id and first Report. The watch goes down after failure_threshold consecutive failures "+
+			"and up after one success; expiry stages alert once per certificate. Subscribe to tlswatch://watches/{id} or tlswatch://expiring to be notified."),
+		mcp.WithInputSchema[WatchArgs](),
+		withOutputSchema[watch.Watch](),
+		annotate("Watch endpoint", false, false, true, true),
+	)
+	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a WatchArgs) (watch.Watch, string, error) {
+		svc, err := d.watchService()
+		if err != nil {
+			return watch.Watch{}, "", err
+		}
+		t, err := a.probeTarget("")
+		if err != nil {
+			return watch.Watch{}, "", err
+		}
+		// Validate here too so a bad spec is named before anything is stored.
+		sched, err := watch.ParseSchedule(a.Schedule)
+		if err != nil {
+			return watch.Watch{}, "", err
+		}
+		thresholds, err := watch.NormalizeThresholds(a.ThresholdsDays)
+		if err != nil {
+			return watch.Watch{}, "", err
+		}
+		if a.FailureThreshold < 0 || a.FailureThreshold > 100 {
+			return watch.Watch{}, "", fieldErr("failure_threshold", "%d out of range 1-100", a.FailureThreshold)
+		}
+		w, err := svc.Add(ctx, watch.Spec{
+			Target:           t,
+			Schedule:         sched.Spec,
+			Thresholds:       thresholds,
+			FailureThreshold: a.FailureThreshold,
+		})
+		if err != nil {
+			return watch.Watch{}, "", fmt.Errorf("watch_endpoint: %w", err)
+		}
+		normalizeWatch(&w)
+		return w, watchSummary(w), nil
+	})}
+}
+
+// --- unwatch_endpoint ---
+
+// UnwatchArgs are unwatch_endpoint's arguments: id, or target.
+type UnwatchArgs struct {
+	ID     string `json:"id,omitempty" jsonschema:"The watch id (w_...) as returned by watch_endpoint or list_watches."`
+	Target string `json:"target,omitempty" jsonschema:"Remove the watch of this target instead (same form as watch_endpoint's target)."`
+}
+
+// UnwatchResult is unwatch_endpoint's output.
+type UnwatchResult struct {
+	Removed bool        `json:"removed"`
+	Watch   watch.Watch `json:"watch"`
+}
+
+func unwatchEndpointTool(d Deps) Tool {
+	def := mcp.NewTool("unwatch_endpoint",
+		mcp.WithDescription("Remove a watch, by id or by target, with its history. Returns the removed watch."),
+		mcp.WithInputSchema[UnwatchArgs](),
+		withOutputSchema[UnwatchResult](),
+		annotate("Unwatch endpoint", false, true, true, false),
+	)
+	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a UnwatchArgs) (UnwatchResult, string, error) {
+		id, target := strings.TrimSpace(a.ID), strings.TrimSpace(a.Target)
+		if id == "" && target == "" {
+			return UnwatchResult{}, "", fieldErr("id", "required: give id or target")
+		}
+		if id != "" && target != "" {
+			return UnwatchResult{}, "", fieldErr("id", "give id or target, not both")
+		}
+		if target != "" {
+			// Name a malformed target before asking the store about it.
+			if _, err := (TargetArgs{Target: target}).probeTarget(""); err != nil {
+				return UnwatchResult{}, "", err
+			}
+		}
+		svc, err := d.watchService()
+		if err != nil {
+			return UnwatchResult{}, "", err
+		}
+		w, err := svc.Remove(ctx, id, target)
+		if err != nil {
+			if id != "" {
+				return UnwatchResult{}, "", notFound(err, "id", id)
+			}
+			return UnwatchResult{}, "", notFound(err, "target", target)
+		}
+		normalizeWatch(&w)
+		return UnwatchResult{Removed: true, Watch: w},
+			fmt.Sprintf("removed watch %s on %s", w.ID, targetLabel(w.Target, w.ID)), nil
+	})}
+}
+
+// --- list_watches ---
+
+// ListWatchesArgs is empty: list_watches takes no arguments.
+type ListWatchesArgs struct{}
+
+// WatchList is list_watches' output and the tlswatch://watches resource.
+type WatchList struct {
+	Watches []watch.Watch `json:"watches"`
+}
+
+func listWatchesTool(d Deps) Tool {
+	def := mcp.NewTool("list_watches",
+		mcp.WithDescription("List every watch with its state (pending, up, down), schedule, thresholds and latest Report. Same content as the tlswatch://watches resource."),
+		mcp.WithInputSchema[ListWatchesArgs](),
+		withOutputSchema[WatchList](),
+		annotate("List watches", true, false, true, false),
+	)
+	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, _ ListWatchesArgs) (WatchList, string, error) {
+		out, err := d.listWatches(ctx)
+		if err != nil {
+			return WatchList{}, "", err
+		}
+		return out, watchesSummary(out.Watches, "no watches (add one with watch_endpoint)"), nil
+	})}
+}
+
+func (d Deps) listWatches(ctx context.Context) (WatchList, error) {
+	svc, err := d.watchService()
+	if err != nil {
+		return WatchList{}, err
+	}
+	ws, err := svc.List(ctx)
+	if err != nil {
+		return WatchList{}, fmt.Errorf("list watches: %w", err)
+	}
+	return WatchList{Watches: normalizeWatches(ws)}, nil
+}
+
+// --- list_expiring ---
+
+// ExpiringArgs are list_expiring's arguments.
+type ExpiringArgs struct {
+	WithinDays *int `json:"within_days,omitempty" jsonschema:"Show watches whose certificate expires within this many days (0 to 3650; default 30), plus those already expired or down."`
+}
+
+// ExpiringList is list_expiring's output and (for 30 days) the
+// tlswatch://expiring resource.
+type ExpiringList struct {
+	WithinDays int           `json:"within_days"`
+	Watches    []watch.Watch `json:"watches"`
+}
+
+func listExpiringTool(d Deps) Tool {
+	def := mcp.NewTool("list_expiring",
+		mcp.WithDescription("List watches whose leaf certificate expires within within_days (default 30), is already expired, or that are down; soonest expiry first. "+
+			"For 30 days this is the tlswatch://expiring resource."),
+		mcp.WithInputSchema[ExpiringArgs](),
+		withOutputSchema[ExpiringList](),
+		annotate("List expiring", true, false, true, false),
+	)
+	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a ExpiringArgs) (ExpiringList, string, error) {
+		days := defaultWithinDays
+		if a.WithinDays != nil {
+			days = *a.WithinDays
+			if days < 0 || days > maxWithinDays {
+				return ExpiringList{}, "", fieldErr("within_days", "%d out of range 0-%d", days, maxWithinDays)
+			}
+		}
+		out, err := d.listExpiring(ctx, days)
+		if err != nil {
+			return ExpiringList{}, "", err
+		}
+		return out, watchesSummary(out.Watches, fmt.Sprintf("no watch expires within %d days, is expired or down", days)), nil
+	})}
+}
+
+func (d Deps) listExpiring(ctx context.Context, days int) (ExpiringList, error) {
+	svc, err := d.watchService()
+	if err != nil {
+		return ExpiringList{}, err
+	}
+	ws, err := svc.Expiring(ctx, days)
+	if err != nil {
+		return ExpiringList{}, fmt.Errorf("list expiring: %w", err)
+	}
+	return ExpiringList{WithinDays: days, Watches: normalizeWatches(ws)}, nil
+}
+
+// --- get_history ---
+
+// HistoryArgs are get_history's arguments.
+type HistoryArgs struct {
+	ID    string `json:"id" jsonschema:"The watch id (w_...)."`
+	Limit int    `json:"limit,omitempty" jsonschema:"How many of the latest probe results to return, newest first: 1 to 500; default 20."`
+}
+
+// History is get_history's output.
+type History struct {
+	ID      string         `json:"id"`
+	Reports []probe.Report `json:"reports"`
+}
+
+func getHistoryTool(d Deps) Tool {
+	def := mcp.NewTool("get_history",
+		mcp.WithDescription("The latest probe results (Reports) of one watch, newest first, to see when a problem started or a certificate rotated."),
+		mcp.WithInputSchema[HistoryArgs](),
+		withOutputSchema[History](),
+		annotate("Get history", true, false, true, false),
+	)
+	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a HistoryArgs) (History, string, error) {
+		id := strings.TrimSpace(a.ID)
+		if id == "" {
+			return History{}, "", fieldErr("id", "required (see list_watches)")
+		}
+		limit := a.Limit
+		if limit == 0 {
+			limit = defaultHistoryLimit
+		}
+		if limit < 1 || limit > maxHistoryLimit {
+			return History{}, "", fieldErr("limit", "%d out of range 1-%d", a.Limit, maxHistoryLimit)
+		}
+		svc, err := d.watchService()
+		if err != nil {
+			return History{}, "", err
+		}
+		rs, err := svc.History(ctx, id, limit)
+		if err != nil {
+			return History{}, "", notFound(err, "id", id)
+		}
+		if rs == nil {
+			rs = []probe.Report{}
+		}
+		for i := range rs {
+			normalizeReport(&rs[i])
+		}
+		summary := fmt.Sprintf("%d probe result%s for watch %s", len(rs), plural(len(rs)), id)
+		for i, r := range rs {
+			if i == 10 {
+				summary += fmt.Sprintf("\n… and %d more", len(rs)-10)
+				break
+			}
+			summary += fmt.Sprintf("\n- %s %s", r.CheckedAt.UTC().Format("2006-01-02 15:04:05Z"), reportSummary(r, id))
+		}
+		return History{ID: id, Reports: rs}, summary, nil
+	})}
+}

@@ -1,0 +1,226 @@
+package watch
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
+)
+
+// Event levels (MCP log levels).
+const (
+	LevelInfo     = "info"
+	LevelWarning  = "warning"
+	LevelCritical = "critical"
+)
+
+// stageExpired is the FiredDays value of the "expired" stage: more severe
+// than any threshold (which are >= 1).
+const stageExpired = -1
+
+// outcome is what one probe result does to a watch.
+type outcome struct {
+	rec        store.Record
+	events     []Event
+	transition bool         // keep the report among the transitions
+	alert      *store.Alert // alert state to persist with the record
+}
+
+// alertLookup returns the remembered alert state of a certificate of this
+// watch (a rotation back to a certificate seen before must not re-fire).
+type alertLookup func(fingerprint string) (store.Alert, bool)
+
+// evaluate is the watcher's state machine (DESIGN.md "Watcher rules"). It is a
+// pure function of the previous record and the new report so it can be tested
+// without I/O; the caller persists the outcome before publishing its events.
+func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertLookup) outcome {
+	rec := prev
+	at := rep.CheckedAt
+	if at.IsZero() {
+		at = now
+	}
+	first := prev.LastCheckedAt.IsZero()
+	rec.LastCheckedAt = at
+	rec.UpdatedAt = now
+	rec.LastStatus = string(rep.Status)
+	name := targetName(prev.Target)
+	threshold := prev.FailureThreshold
+	if threshold <= 0 {
+		threshold = DefaultFailureThreshold
+	}
+	var out outcome
+	var statusEv *Event
+
+	// Up/down.
+	if rep.Status == probe.StatusDown {
+		rec.ConsecutiveFailures++
+		if rec.ConsecutiveFailures >= threshold && prev.State != StateDown {
+			rec.State = StateDown
+			statusEv = &Event{Kind: EventStatusChanged, Level: LevelCritical,
+				Message: fmt.Sprintf("%s is down after %d consecutive failed probes: %s", name, rec.ConsecutiveFailures, reason(rep))}
+		}
+	} else {
+		rec.ConsecutiveFailures = 0
+		if prev.State != StateUp {
+			rec.State = StateUp
+			lvl := levelOfStatus(rep.Status)
+			msg := fmt.Sprintf("%s is up (status %s)", name, rep.Status)
+			if prev.State == StateDown {
+				msg = fmt.Sprintf("%s is up again (status %s)", name, rep.Status)
+			}
+			statusEv = &Event{Kind: EventStatusChanged, Level: lvl, Message: msg}
+		}
+	}
+	if rec.State == "" {
+		rec.State = StatePending
+	}
+	// A change of last_report.status alone (ok -> warning, a first failed
+	// probe) also matters to subscribers.
+	if statusEv == nil && prev.LastStatus != "" && prev.LastStatus != rec.LastStatus {
+		lvl := levelOfStatus(rep.Status)
+		msg := fmt.Sprintf("%s: probe status %s -> %s", name, prev.LastStatus, rec.LastStatus)
+		if rep.Status == probe.StatusDown {
+			// Not down yet by the watcher rules: a warning, not an outage.
+			lvl = LevelWarning
+			msg = fmt.Sprintf("%s: probe failed (%d of %d before down): %s", name, rec.ConsecutiveFailures, threshold, reason(rep))
+		}
+		statusEv = &Event{Kind: EventStatusChanged, Level: lvl, Message: msg}
+	}
+	if statusEv != nil || first {
+		out.transition = true
+	}
+
+	// Certificate: rotation and expiry stages.
+	var rotEv, stageEv *Event
+	if rep.Leaf != nil && rep.Leaf.SHA256 != "" {
+		fp := rep.Leaf.SHA256
+		rec.NotAfter = rep.Leaf.NotAfter
+		var alert store.Alert
+		if fp != prev.Fingerprint {
+			if prev.Fingerprint != "" {
+				rotEv = &Event{Kind: EventRotated, Level: LevelInfo,
+					Message: fmt.Sprintf("%s: certificate rotated (sha256 %s -> %s), new one expires %s",
+						name, short(prev.Fingerprint), short(fp), rep.Leaf.NotAfter.UTC().Format(time.RFC3339))}
+				out.transition = true
+			}
+			// Stages are per certificate: a new one starts clean, one seen
+			// before keeps what already fired for it.
+			if a, ok := lookup(fp); ok {
+				alert = a
+			} else {
+				alert = store.Alert{Fingerprint: fp, NotAfter: rep.Leaf.NotAfter, FirstSeen: at}
+				out.alert = &alert
+			}
+			rec.Fingerprint = fp
+			rec.FiredDays = alert.FiredDays
+		}
+		days, stage := stageOf(rep.Leaf.NotAfter, at, prev.Thresholds)
+		if stage != "" && (rec.FiredDays == store.NoStage || days < rec.FiredDays) {
+			if out.alert == nil {
+				if a, ok := lookup(fp); ok {
+					alert = a
+				} else {
+					alert = store.Alert{Fingerprint: fp, NotAfter: rep.Leaf.NotAfter, FirstSeen: at}
+				}
+			}
+			alert.FiredDays = days
+			alert.Stages = append(append([]string(nil), alert.Stages...), stage)
+			out.alert = &alert
+			rec.FiredDays = days
+			lvl := LevelWarning
+			if days <= 7 {
+				lvl = LevelCritical
+			}
+			var msg string
+			if days == stageExpired {
+				msg = fmt.Sprintf("%s: certificate expired at %s (sha256 %s)", name, rep.Leaf.NotAfter.UTC().Format(time.RFC3339), short(fp))
+			} else {
+				msg = fmt.Sprintf("%s: certificate expires in %d days (%s), stage %s (sha256 %s)",
+					name, wholeDays(rep.Leaf.NotAfter, at), rep.Leaf.NotAfter.UTC().Format(time.RFC3339), stage, short(fp))
+			}
+			stageEv = &Event{Kind: EventStageCrossed, Level: lvl, Message: msg}
+			out.transition = true
+		}
+	}
+	for _, ev := range []*Event{rotEv, statusEv, stageEv} {
+		if ev != nil {
+			out.events = append(out.events, *ev)
+		}
+	}
+	out.rec = rec
+	return out
+}
+
+// stageOf returns the expiry stage of a certificate at time at, by the
+// thresholds (sorted descending): the smallest threshold that the whole days
+// remaining are at or under, or "expired". days is the threshold (-1 for
+// expired); stage is "" when none applies.
+func stageOf(notAfter, at time.Time, thresholds []int) (days int, stage string) {
+	if !at.Before(notAfter) {
+		return stageExpired, "expired"
+	}
+	if len(thresholds) == 0 {
+		thresholds = DefaultThresholds
+	}
+	rem := wholeDays(notAfter, at)
+	days, stage = 0, ""
+	for _, t := range thresholds {
+		if rem <= t && (stage == "" || t < days) {
+			days, stage = t, strconv.Itoa(t)+"d"
+		}
+	}
+	return days, stage
+}
+
+// wholeDays is days_remaining of DESIGN.md: whole days, rounded down.
+func wholeDays(notAfter, at time.Time) int {
+	d := notAfter.Sub(at)
+	n := int(d / (24 * time.Hour))
+	if d < 0 && d%(24*time.Hour) != 0 {
+		n--
+	}
+	return n
+}
+
+func levelOfStatus(s probe.Status) string {
+	switch s {
+	case probe.StatusOK:
+		return LevelInfo
+	case probe.StatusWarning:
+		return LevelWarning
+	default:
+		return LevelCritical
+	}
+}
+
+// reason names the most severe finding of a failed probe.
+func reason(rep *probe.Report) string {
+	best := -1
+	for i, f := range rep.Findings {
+		if best < 0 || f.Severity.Rank() > rep.Findings[best].Severity.Rank() {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "status " + string(rep.Status)
+	}
+	return rep.Findings[best].Code + ": " + rep.Findings[best].Message
+}
+
+func targetName(t probe.TargetInfo) string {
+	n := net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+	if t.IP != "" {
+		n += " (via " + t.IP + ")"
+	}
+	return n
+}
+
+func short(fp string) string {
+	if len(fp) > 16 {
+		return fp[:16]
+	}
+	return fp
+}
