@@ -110,6 +110,9 @@ func subscribe(t *testing.T, c *client.Client, uri string) {
 func legacySubscription(t *testing.T, c *client.Client, ch notes, l *lab) {
 	subscribe(t, c, "tlswatch://expiring")
 	id := addWatch(t, c, l)
+	// Adding a watch changes the list (list_changed, then the lists'
+	// updates follow it).
+	ch.wait(t, "notifications/resources/list_changed", "", 15*time.Second)
 	ch.wait(t, "notifications/resources/updated", "tlswatch://expiring", 15*time.Second)
 	checkExpiring(t, c, id)
 
@@ -152,6 +155,7 @@ func modernSubscription(t *testing.T, c *client.Client, ch notes, l *lab) {
 	}
 	ch.wait(t, "notifications/subscriptions/acknowledged", "", 10*time.Second)
 	id := addWatch(t, c, l)
+	ch.wait(t, "notifications/resources/list_changed", "", 15*time.Second)
 	ch.wait(t, "notifications/resources/updated", "tlswatch://expiring", 15*time.Second)
 	checkExpiring(t, c, id)
 	stop()

@@ -50,8 +50,8 @@ const (
 // Options configure a check. The zero value is usable.
 type Options struct {
 	// Probe configures the TLS probe (roots, clock, client certificate,
-	// outbound policy via Control). Its ClientCert is also presented on the
-	// MCP requests.
+	// outbound policy via Policy and Control, which the MCP requests obey
+	// too). Its ClientCert is also presented on the MCP requests.
 	Probe probe.Options
 	// IP pins the address to dial, SNI overrides the server name, TimeoutMS
 	// bounds the whole check (TLS probe and MCP handshake), default 10000,
@@ -239,7 +239,7 @@ func newChecker(ctx context.Context, t probe.Target, rep probe.Report, u *url.UR
 	if cc := opts.Probe.ClientCert; cc != nil {
 		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cc, nil }
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: opts.Probe.Control}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: opts.Probe.DialControl()} // the outbound policy, re-checked per dial
 	tr := &http.Transport{
 		// Always the address the TLS probe examined, whatever the URL's
 		// host resolves to now.

@@ -115,6 +115,9 @@ func backendFindings(results []AddressResult) []Finding {
 	var ref *AddressResult
 	for i := range results {
 		r := &results[i]
+		if slices.Contains(r.Codes, CodeTargetBlocked) {
+			continue // blockedAddressFindings says it
+		}
 		if !r.Reachable {
 			if reachable[is4(r.IP)] {
 				diffs = append(diffs, fmt.Sprintf("%s does not complete a TLS handshake (%s)", r.IP, firstNonEmpty(r.Error, strings.Join(r.Codes, ", "))))
@@ -136,6 +139,25 @@ func backendFindings(results []AddressResult) []Finding {
 	}
 	return []Finding{NewFinding(CodeInconsistentBackends,
 		fmt.Sprintf("the %d addresses of this host disagree: %s; some clients fail depending on which address they reach", len(results), strings.Join(diffs, "; ")))}
+}
+
+// blockedAddressFindings reports the addresses of the host that the
+// outbound policy refused: a name that also resolves to, say, the cloud
+// metadata address is either misconfigured or an attempt to make tlswatch
+// connect there.
+func blockedAddressFindings(results []AddressResult) []Finding {
+	var ips []string
+	for _, r := range results {
+		if slices.Contains(r.Codes, CodeTargetBlocked) {
+			ips = append(ips, r.IP)
+		}
+	}
+	if len(ips) == 0 {
+		return nil
+	}
+	return []Finding{NewFinding(CodeTargetBlocked, fmt.Sprintf(
+		"the host also resolves to %s, which the outbound policy refuses: tlswatch did not connect there, and clients that pick it reach something other than this server",
+		strings.Join(ips, ", ")))}
 }
 
 func short(h string) string {

@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -282,39 +280,4 @@ func parsePKCS7Certs(der []byte) ([]*x509.Certificate, error) {
 		return nil, err
 	}
 	return x509.ParseCertificates(sd.Certificates.Bytes)
-}
-
-var (
-	defaultClientOnce sync.Once
-	defaultClient     *http.Client
-)
-
-// defaultHTTPClient is shared (one connection pool) unless a dial policy
-// is set, which must govern AIA fetches too.
-func defaultHTTPClient(control func(network, address string, c syscall.RawConn) error) *http.Client {
-	mk := func() *http.Client {
-		d := &net.Dialer{Timeout: aiaTimeout, Control: control}
-		tr := &http.Transport{
-			DialContext:           d.DialContext,
-			MaxIdleConnsPerHost:   2,
-			IdleConnTimeout:       30 * time.Second,
-			ResponseHeaderTimeout: aiaTimeout,
-			TLSHandshakeTimeout:   aiaTimeout,
-		}
-		if control == nil {
-			tr.Proxy = http.ProxyFromEnvironment
-		}
-		return &http.Client{Timeout: aiaTimeout, Transport: tr,
-			CheckRedirect: func(req *http.Request, via []*http.Request) error {
-				if len(via) >= 3 {
-					return errors.New("too many redirects")
-				}
-				return nil
-			}}
-	}
-	if control != nil {
-		return mk()
-	}
-	defaultClientOnce.Do(func() { defaultClient = mk() })
-	return defaultClient
 }

@@ -116,7 +116,7 @@ func (p *probeRun) startDeep(ctx context.Context) func() {
 			self := addressResult(*r)
 			self.IP = p.addr.Addr().String()
 			r.Addresses = append([]AddressResult{self}, others...)
-			for _, f := range backendFindings(r.Addresses) {
+			for _, f := range append(blockedAddressFindings(others), backendFindings(r.Addresses)...) {
 				p.addFinding(f)
 			}
 		}

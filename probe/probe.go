@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tlswatch/tlswatch/netpolicy"
 )
 
 // Target is a parsed, validated probe target. Build it with ParseTarget.
@@ -60,12 +62,22 @@ type Options struct {
 	// Resolver resolves Target.Host when Target.IP is empty; default
 	// net.DefaultResolver.
 	Resolver Resolver
-	// Control is passed to net.Dialer.Control for every connection the probe
-	// opens: an operator's outbound policy hooks in here. An error it
-	// returns aborts the dial and is classified by the probe.
+	// Policy is the operator's outbound address policy. Every connection
+	// the probe opens (the target, its other addresses, cipher scans, AIA,
+	// OCSP and CRL fetches and their redirects) is checked at dial time,
+	// on the resolved address; a refusal is the finding target_blocked.
+	// Nil refuses the default ranges only (cloud metadata, link-local) and
+	// allows the rest, loopback included.
+	Policy *netpolicy.Policy
+	// Control, when set, is passed to net.Dialer.Control after the policy
+	// for every connection the probe opens. An error it returns aborts the
+	// dial and is classified by the probe.
 	Control func(network, address string, c syscall.RawConn) error
-	// HTTPClient fetches AIA issuers (and OCSP/CRL); default a shared
-	// client with a 5 s timeout whose dialer also uses Control.
+	// HTTPClient fetches AIA issuers (and OCSP/CRL). Default: a client of
+	// this probe with a 5 s timeout that resolves with Resolver, dials
+	// through Policy and Control, never uses a proxy and re-checks every
+	// redirect. A client supplied here is trusted as is: its dialer must
+	// apply DialControl itself.
 	HTTPClient *http.Client
 	// NoAIA turns off AIA fetching; an unknown authority is then diagnosed
 	// from the served chain alone.
@@ -96,6 +108,9 @@ type Options struct {
 	// CustomRoots are the --ca-file roots alone (Roots holds them too). When
 	// set, a chain trusted only thanks to them gets untrusted_elsewhere.
 	CustomRoots *x509.CertPool
+
+	// guarded: Control already includes the policy (withDefaults ran).
+	guarded bool
 }
 
 var (
@@ -134,8 +149,11 @@ func (o Options) withDefaults() Options {
 	if o.Resolver == nil {
 		o.Resolver = net.DefaultResolver
 	}
+	if !o.guarded {
+		o.Control, o.guarded = o.DialControl(), true
+	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = defaultHTTPClient(o.Control)
+		o.HTTPClient = newFetchClient(o.Resolver, o.Control)
 	}
 	return o
 }

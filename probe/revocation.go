@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -515,20 +516,9 @@ func revocationFetch(ctx context.Context, method, rawURL string, body []byte, op
 	return data, resp.StatusCode, nil
 }
 
-var defaultRevocationClient = &http.Client{
-	Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		MaxIdleConnsPerHost:   2,
-		IdleConnTimeout:       30 * time.Second,
-		ResponseHeaderTimeout: DefaultRevocationTimeout,
-	},
-	CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 2 {
-			return errors.New("too many redirects")
-		}
-		return checkFetchURL(req.URL.String())
-	},
-}
+// defaultRevocationClient serves callers of CheckRevocation that bring no
+// client: it applies the default outbound policy like every probe dial.
+var defaultRevocationClient = newFetchClient(net.DefaultResolver, guardControl(nil, nil))
 
 // cacheUntil bounds a cache entry's life by the source's nextUpdate, and by
 // an hour so that a revocation published early is seen the same day.

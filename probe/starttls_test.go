@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,14 +23,36 @@ func serveStartTLS(t *testing.T, cfg *tls.Config, dialogue func(c net.Conn, r *b
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
+	// Cleanup closes the listener and every connection, then waits for the
+	// handlers: no goroutine outlives the test (goleak, main_test.go).
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				defer c.Close()
 				c.SetDeadline(time.Now().Add(10 * time.Second))
 				// Unbuffered reads: the client's ClientHello must stay in
@@ -220,7 +243,7 @@ func TestStartTLSProtocols(t *testing.T) {
 // or its size bounds.
 func TestStartTLSBounded(t *testing.T) {
 	silent := serveStartTLS(t, nil, func(c net.Conn, r *bufio.Reader) bool {
-		time.Sleep(3 * time.Second)
+		io.Copy(io.Discard, c) // says nothing until the connection closes
 		return false
 	})
 	flood := serveStartTLS(t, nil, func(c net.Conn, r *bufio.Reader) bool {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tlswatch/tlswatch/mcpcheck"
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
 )
@@ -181,4 +182,17 @@ func fakeInspect(ctx context.Context, t probe.Target, opts probe.Options) (probe
 		cr.Certificates = []probe.CertInfo{*r.Leaf}
 	}
 	return cr, nil
+}
+
+// fakeMCPCheck validates like mcpcheck.Run would (through probe.ParseTarget)
+// and answers a live MCP server without any network.
+func fakeMCPCheck(ctx context.Context, rawURL string, opts mcpcheck.Options) (mcpcheck.Result, error) {
+	t, err := probe.ParseTarget(rawURL, opts.IP, opts.SNI, opts.TimeoutMS)
+	if err != nil {
+		return mcpcheck.Result{}, err
+	}
+	rep, _ := fakeProbe(ctx, t, opts.Probe)
+	n := 3
+	return mcpcheck.Result{URL: rawURL, Status: rep.Status, Findings: rep.Findings, IsMCP: true,
+		ProtocolVersion: "2025-11-25", ServerName: "fake", ToolsListed: &n, LatencyMS: 1, TLS: rep}, nil
 }

@@ -19,6 +19,7 @@ type MCPCheckFunc func(ctx context.Context, rawURL string, opts mcpcheck.Options
 // target being the MCP URL, and an optional bearer token.
 type MCPCheckArgs struct {
 	TargetArgs
+	URL   string `json:"url,omitempty" jsonschema:"Alias of target, for callers that think of the endpoint as a URL."`
 	Token string `json:"token,omitempty" jsonschema:"Bearer token for the MCP server, if it requires one. Sent only when the certificate verifies; never echoed back."`
 }
 
@@ -69,7 +70,12 @@ func checkMCPEndpointTool(d Deps) Tool {
 		annotate("Check MCP endpoint", true, false, true, true),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a MCPCheckArgs) (mcpcheck.Result, string, error) {
-		if strings.TrimSpace(a.Target) == "" {
+		switch {
+		case strings.TrimSpace(a.URL) != "" && strings.TrimSpace(a.Target) != "":
+			return mcpcheck.Result{}, "", fieldErr("url", "give target or url, not both")
+		case strings.TrimSpace(a.URL) != "":
+			a.Target = a.URL
+		case strings.TrimSpace(a.Target) == "":
 			return mcpcheck.Result{}, "", fieldErr("target", "required: the MCP URL, e.g. https://mcp.example.com/mcp")
 		}
 		release, err := d.acquire(ctx)

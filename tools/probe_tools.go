@@ -43,17 +43,12 @@ func (d Deps) runProbeWith(ctx context.Context, t probe.Target, opts probe.Optio
 	return r, nil
 }
 
-// acquire takes a slot of the server-wide probe bound.
+// acquire takes a probe slot (see probeLimiter).
 func (d Deps) acquire(ctx context.Context) (func(), error) {
-	if d.sem == nil {
+	if d.limiter == nil {
 		return func() {}, nil
 	}
-	select {
-	case d.sem <- struct{}{}:
-		return func() { <-d.sem }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a free probe slot: %w", ctx.Err())
-	}
+	return d.limiter.acquire(ctx)
 }
 
 // normalizeReport turns nil slices the contract shows as arrays into [].

@@ -31,8 +31,8 @@ import (
 //     the request's context ends. Updates are written to that stream's
 //     session, tagged with the subscription ID as the protocol requires.
 //
-// list_changed goes through mcp-go's broadcast, which already applies the
-// 2026-07-28 opt-in filter to listen streams.
+// list_changed goes to every legacy session and to the listen streams whose
+// filter asked for it.
 //
 // All methods are safe for concurrent use and never block on a client: a
 // full notification channel drops the message (mcp-go's own behaviour).
@@ -48,8 +48,7 @@ type Subscriptions struct {
 }
 
 type sessionSubs struct {
-	session server.ClientSession
-	uris    map[string]struct{}
+	uris map[string]struct{}
 	// modern marks a session (stdio) that a 2026-07-28 client speaks on:
 	// it gets notifications only through its listen streams.
 	modern bool
@@ -57,10 +56,11 @@ type sessionSubs struct {
 
 // listenStream is one open subscriptions/listen request.
 type listenStream struct {
-	session  server.ClientSession
-	id       any // JSON-RPC ID of the listen request: the subscription ID
-	uris     map[string]struct{}
-	logLevel mcp.LoggingLevel // "" means no log notifications
+	session     server.ClientSession
+	id          any // JSON-RPC ID of the listen request: the subscription ID
+	uris        map[string]struct{}
+	logLevel    mcp.LoggingLevel // "" means no log notifications
+	listChanged bool             // opted in to resources/list_changed
 }
 
 var _ watch.Notifier = (*Subscriptions)(nil)
@@ -83,7 +83,7 @@ func (s *Subscriptions) install(h *server.Hooks) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if _, ok := s.sessions[cs.SessionID()]; !ok {
-			s.sessions[cs.SessionID()] = &sessionSubs{session: cs, uris: map[string]struct{}{}}
+			s.sessions[cs.SessionID()] = &sessionSubs{uris: map[string]struct{}{}}
 		}
 	})
 	h.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
@@ -139,7 +139,8 @@ func (s *Subscriptions) install(h *server.Hooks) {
 		if cs == nil || msg == nil || id == nil {
 			return
 		}
-		ls := &listenStream{session: cs, id: id, uris: map[string]struct{}{}}
+		ls := &listenStream{session: cs, id: id, uris: map[string]struct{}{},
+			listChanged: msg.Params.Notifications.ResourcesListChanged}
 		for _, u := range msg.Params.Notifications.ResourceSubscriptions {
 			if len(ls.uris) == maxSubscriptionsPerSession {
 				break
@@ -197,13 +198,39 @@ func (s *Subscriptions) WatchChanged(ev watch.Event) {
 }
 
 // ListChanged implements watch.Notifier: a watch was added or removed.
+// notifications/resources/list_changed goes to every legacy session and to
+// the listen streams that opted in to it (2026-07-28 makes every
+// notification opt-in; mcp-go's broadcast would also reach a stdio session
+// whose modern client did not ask).
 func (s *Subscriptions) ListChanged() {
 	defer s.recoverNotify("ListChanged")
 	if s.srv == nil {
 		return
 	}
-	s.srv.SendNotificationToAllClients(string(mcp.MethodNotificationResourcesListChanged), nil)
-	// The lists changed content too.
+	method := string(mcp.MethodNotificationResourcesListChanged)
+	var legacy []string
+	var streams []*listenStream
+	s.mu.Lock()
+	for id, ss := range s.sessions {
+		if !ss.modern {
+			legacy = append(legacy, id)
+		}
+	}
+	for ls := range s.streams {
+		if ls.listChanged {
+			streams = append(streams, ls)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range legacy {
+		if err := s.srv.SendNotificationToSpecificClient(id, method, nil); err != nil {
+			s.logger.Debug("list_changed not delivered", "session", id, "err", err)
+		}
+	}
+	for _, ls := range streams {
+		s.sendToStream(ls, method, nil)
+	}
+	// What the lists show changed too.
 	s.NotifyUpdated(URIWatches, URIExpiring)
 }
 

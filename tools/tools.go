@@ -47,14 +47,18 @@ type Deps struct {
 	// MaxConcurrentProbes bounds the probes all tool calls of this server
 	// run at once (several scans, many agents); the rest wait. Default 32.
 	MaxConcurrentProbes int
+	// MaxProbesPerSession bounds the probes one client session runs at
+	// once. Default 8.
+	MaxProbesPerSession int
 
-	sem chan struct{} // shared by every tool built from one withDefaults
+	limiter *probeLimiter // shared by every tool built from one withDefaults
 }
 
 const (
 	defaultMaxScanTargets      = 200
 	defaultScanConcurrency     = 8
 	defaultMaxConcurrentProbes = 32
+	defaultMaxProbesPerSession = 8
 )
 
 func (d Deps) withDefaults() Deps {
@@ -82,8 +86,11 @@ func (d Deps) withDefaults() Deps {
 	if d.MaxConcurrentProbes <= 0 {
 		d.MaxConcurrentProbes = defaultMaxConcurrentProbes
 	}
-	if d.sem == nil {
-		d.sem = make(chan struct{}, d.MaxConcurrentProbes)
+	if d.MaxProbesPerSession <= 0 {
+		d.MaxProbesPerSession = defaultMaxProbesPerSession
+	}
+	if d.limiter == nil {
+		d.limiter = newProbeLimiter(d.MaxConcurrentProbes, d.MaxProbesPerSession)
 	}
 	return d
 }
@@ -189,7 +196,7 @@ func NewServer(deps Deps, opts ServerOptions) *Server {
 	s := server.NewMCPServer(opts.Name, opts.Version, sopts...)
 	subs.srv = s
 
-	for _, t := range AllTools(d) { // d keeps its semaphore: one bound per server
+	for _, t := range AllTools(d) { // d keeps its limiter: one bound per server
 		s.AddTool(t.Def, t.Handler)
 	}
 	for _, r := range AllResources(d) {

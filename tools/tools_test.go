@@ -159,6 +159,9 @@ func newHarness(t *testing.T, deps Deps, version string) *harness {
 	if deps.InspectChain == nil {
 		deps.InspectChain = fakeInspect
 	}
+	if deps.MCPCheck == nil {
+		deps.MCPCheck = fakeMCPCheck
+	}
 	srv := NewServer(deps, ServerOptions{ValidateOutput: true})
 	t.Cleanup(srv.Close)
 	var opts []client.ClientOption
@@ -249,6 +252,11 @@ func TestCheckTLS(t *testing.T) {
 	}
 	if cr := decode[probe.ChainReport](t, res); len(cr.Certificates) != 1 || cr.Target.Port != 8443 || cr.Problems == nil {
 		t.Errorf("chain report = %+v", cr)
+	}
+
+	res = h.call("check_mcp_endpoint", map[string]any{"url": "https://mcp.example.com/mcp"})
+	if res.IsError || !strings.HasPrefix(text(res), "https://mcp.example.com/mcp — status ok; live MCP server fake, protocol 2025-11-25, 3 tools") {
+		t.Errorf("check_mcp_endpoint: %q", text(res))
 	}
 
 	res = h.call("check_tls", map[string]any{"target": "expired.example.com"})
@@ -612,12 +620,20 @@ func TestSubscriptionsModern(t *testing.T) {
 	// A watch nobody listens to stays quiet.
 	fw.Add(ctx, watch.Spec{Target: probe.Target{Host: "other.example.com", Port: 443}})
 	fw.fire("w_other.example.com", watch.EventRotated, "info")
-	select {
-	case n := <-notes:
-		if n.Method == "notifications/resources/updated" && n.Params.AdditionalFields["uri"] != URIExpiring {
-			t.Errorf("unsubscribed uri delivered: %v", n.Params.AdditionalFields)
+	quiet := time.After(200 * time.Millisecond)
+drain:
+	for {
+		select {
+		case n := <-notes:
+			if n.Method == "notifications/resources/updated" && n.Params.AdditionalFields["uri"] != URIExpiring {
+				t.Errorf("unsubscribed uri delivered: %v", n.Params.AdditionalFields)
+			}
+			if n.Method == "notifications/resources/list_changed" {
+				t.Error("list_changed delivered to a stream that did not opt in")
+			}
+		case <-quiet:
+			break drain
 		}
-	case <-time.After(100 * time.Millisecond):
 	}
 	stop()
 	waitFor(t, func() bool { _, n := srv.Subs.Subscribers(); return n == 0 })
@@ -661,3 +677,46 @@ func TestScanPanicIsContained(t *testing.T) {
 		t.Errorf("scan = %+v", out)
 	}
 }
+
+func TestProbeLimiter(t *testing.T) {
+	l := newProbeLimiter(3, 2)
+	srv := NewServer(Deps{Probe: fakeProbe}, ServerOptions{})
+	ctxA := srv.WithContext(context.Background(), fakeSession("a"))
+	ctxB := srv.WithContext(context.Background(), fakeSession("b"))
+	var rel []func()
+	for i := 0; i < 2; i++ {
+		r, err := l.acquire(ctxA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel = append(rel, r)
+	}
+	short, cancel := context.WithTimeout(ctxA, 20*time.Millisecond)
+	defer cancel()
+	if _, err := l.acquire(short); err == nil {
+		t.Fatal("a third probe in session a was admitted (per-session bound 2)")
+	}
+	r, err := l.acquire(ctxB)
+	if err != nil {
+		t.Fatalf("session b blocked by session a: %v", err)
+	}
+	rel = append(rel, r)
+	short2, cancel2 := context.WithTimeout(ctxB, 20*time.Millisecond)
+	defer cancel2()
+	if _, err := l.acquire(short2); err == nil {
+		t.Fatal("a fourth probe was admitted (server bound 3)")
+	}
+	for _, r := range rel {
+		r()
+	}
+	if len(l.sessions) != 0 || len(l.global) != 0 {
+		t.Errorf("slots leaked: sessions=%d global=%d", len(l.sessions), len(l.global))
+	}
+}
+
+type fakeSession string
+
+func (f fakeSession) Initialize()                                         {}
+func (f fakeSession) Initialized() bool                                   { return true }
+func (f fakeSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return nil }
+func (f fakeSession) SessionID() string                                   { return string(f) }

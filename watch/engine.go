@@ -150,6 +150,17 @@ func openEngine(cfg *Config, db *store.DB, pub func(Event), lst func()) (*engine
 	e.wwg.Add(1)
 	go e.writer()
 	if !cfg.NoScheduler {
+		// Fill the Report cache of what list_expiring shows now, so its
+		// first call after a start is as fast as the rest (a long-lived
+		// serve; the CLI asks once and would only pay twice).
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if _, err := e.expiring(DefaultExpiringDays); err != nil && e.ctx.Err() == nil {
+				e.log.Warn("watch: warm the expiring cache", "err", err)
+			}
+			e.releaseMemory()
+		}()
 		e.wg.Add(1)
 		go e.scheduler()
 		for i := 0; i < cfg.Concurrency; i++ {

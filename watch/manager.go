@@ -477,6 +477,9 @@ type subscriber struct {
 	ch   chan Event
 	quit chan struct{}
 	once sync.Once
+
+	dropped    int       // events lost since the last warning (under subMu)
+	lastWarned time.Time // (under subMu)
 }
 
 func (s *subscriber) stop() { s.once.Do(func() { close(s.quit) }) }
@@ -529,7 +532,13 @@ func (m *Manager) fanout(ev Event) {
 		select {
 		case s.ch <- ev:
 		default:
-			m.log.Warn("watch: notifier queue full; dropping event", "kind", ev.Kind, "id", ev.Watch.ID)
+			// A burst (a network outage takes thousands of watches down at
+			// once) must not turn into one log line per lost event.
+			s.dropped++
+			if time.Since(s.lastWarned) > 10*time.Second {
+				m.log.Warn("watch: notifier queue full; dropping events", "dropped", s.dropped, "last_kind", ev.Kind, "last_id", ev.Watch.ID)
+				s.dropped, s.lastWarned = 0, time.Now()
+			}
 		}
 	}
 }

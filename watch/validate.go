@@ -56,7 +56,7 @@ func ParseSchedule(spec string) (Schedule, error) {
 			return bad(fmt.Sprintf("%q: interval must be a whole number of seconds", spec))
 		}
 	}
-	s, err := scheduleParser.Parse(spec)
+	s, err := parseCron(spec)
 	if err != nil {
 		return bad(fmt.Sprintf("%q is not a cron spec or @every duration: %v", spec, err))
 	}
@@ -80,6 +80,21 @@ func ParseSchedule(spec string) (Schedule, error) {
 		out.period = n2.Sub(n1)
 	}
 	return out, nil
+}
+
+// parseCron wraps cron's parser, which panics on some malformed input (a
+// "TZ=" prefix without a following space slices out of range): the schedule
+// comes from an agent, so a panic here must be a validation error.
+func parseCron(spec string) (s cron.Schedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("malformed spec")
+		}
+	}()
+	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
+		return nil, fmt.Errorf("a time zone prefix must be followed by a space and the spec")
+	}
+	return scheduleParser.Parse(spec)
 }
 
 // NormalizeThresholds validates thresholds_days: every value in 1..365,

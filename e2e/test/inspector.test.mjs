@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { E2E_DIR, REQUIRED_TOOLS, binaries, node22, startLab, tmpDir } from './helpers.mjs';
+import { E2E_DIR, REQUIRED_TOOLS, binaries, node22, startHttpServer, startLab, tmpDir } from './helpers.mjs';
 
 function inspector(serverArgv, cliArgs) {
   const home = tmpDir('tlswatch-inspector-home-');
@@ -18,6 +18,7 @@ function inspector(serverArgv, cliArgs) {
     BROWSER: 'none',
     MCP_AUTO_OPEN_ENABLED: 'false',
     NO_COLOR: '1',
+    npm_config_update_notifier: 'false',
     TLSWATCH_CA_FILE: '',
     TLSWATCH_TOKEN: '',
   };
@@ -81,5 +82,38 @@ describe('MCP Inspector CLI against tlswatch serve (stdio)', () => {
     const c = (out.result ?? out).contents?.[0];
     assert.ok(c?.text, JSON.stringify(out).slice(0, 500));
     assert.ok(Array.isArray(JSON.parse(c.text).watches));
+  });
+});
+
+describe('MCP Inspector CLI against tlswatch serve --http with --token', () => {
+  let lab;
+  let srv;
+
+  before(async () => {
+    lab = await startLab();
+    srv = await startHttpServer({ caFile: lab.ca_file, token: 'inspector-token' });
+  });
+
+  after(async () => {
+    await srv?.stop();
+    await lab?.stop();
+  });
+
+  it('tools/call check_tls over streamable HTTP with the bearer header: status ok', async () => {
+    const port = lab.scenarios.ip_san.port;
+    const out = parseOut(await inspector([srv.url], [
+      '--transport', 'http', '--header', 'Authorization: Bearer inspector-token',
+      '--method', 'tools/call', '--tool-name', 'check_tls', '--tool-arg', `target=127.0.0.1:${port}`,
+    ]));
+    const res = out.result ?? out;
+    assert.equal(res.structuredContent?.status, 'ok', JSON.stringify(res).slice(0, 800));
+  });
+
+  it('without the header the Inspector is refused (401 → auth required)', async () => {
+    const r = await inspector([srv.url], ['--transport', 'http', '--method', 'tools/list', '--connect-timeout', '10000']);
+    assert.notEqual(r.code, 0, `expected a failure without the token; stdout: ${r.stdout.slice(0, 300)}`);
+    // The 401 makes the Inspector ask for OAuth, which it refuses to start
+    // without a TTY: no browser, no prompt.
+    assert.match(r.stdout + r.stderr, /auth/i);
   });
 });

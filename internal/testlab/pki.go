@@ -209,6 +209,10 @@ type LeafOpts struct {
 	MustStaple bool // TLS feature extension (status_request)
 	ClientAuth bool // ExtKeyUsageClientAuth instead of ServerAuth
 
+	// ExtraExtensions are added as is (e.g. a huge non-critical extension
+	// for the hostile lab's oversized certificate).
+	ExtraExtensions []pkix.Extension
+
 	// Chain overrides what is served after the leaf. Nil means the issuer
 	// path up to (excluding) the root; use an empty non-nil slice to serve
 	// the leaf alone.
@@ -260,6 +264,7 @@ func (p *PKI) Leaf(o LeafOpts) tls.Certificate {
 	if o.CRLURL != "" {
 		tmpl.CRLDistributionPoints = []string{o.CRLURL}
 	}
+	tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, o.ExtraExtensions...)
 	if o.MustStaple {
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{
 			Id:    OIDMustStaple,
