@@ -48,6 +48,9 @@ var privateDeny = []namedPrefix{
 	{netip.MustParsePrefix("::/128"), "unspecified"},
 }
 
+// nat64 is the NAT64 well-known prefix (RFC 6052).
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
 type namedPrefix struct {
 	prefix netip.Prefix
 	reason string
@@ -125,6 +128,20 @@ func (p *Policy) Check(a netip.Addr) error {
 			if pfx.Contains(a) {
 				return &BlockedError{Addr: a, Reason: "in --deny-cidr " + pfx.String()}
 			}
+		}
+	}
+	// An address in the NAT64 well-known prefix reaches the IPv4 address
+	// embedded in its last 32 bits (RFC 6052): on an IPv6-only host with
+	// DNS64, 64:ff9b::a9fe:a9fe is the metadata service. Judge both
+	// (an explicit allow of the IPv6 address, above, still wins).
+	if nat64.Contains(a) {
+		b := a.As16()
+		if err := p.Check(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})); err != nil {
+			var be *BlockedError
+			if errors.As(err, &be) {
+				return &BlockedError{Addr: a, Reason: "NAT64 of " + be.Addr.String() + ": " + be.Reason}
+			}
+			return err
 		}
 	}
 	for _, np := range defaultDeny {

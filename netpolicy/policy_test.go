@@ -34,6 +34,9 @@ func TestCheck(t *testing.T) {
 		{"allow wins over deny-private", shared, "10.1.2.3", false},
 		{"deny-cidr", shared, "203.0.113.9", true},
 		{"public under deny-private", shared, "198.51.100.7", false},
+		{"metadata via NAT64", nil, "64:ff9b::a9fe:a9fe", true},
+		{"public via NAT64", nil, "64:ff9b::c633:6407", false},
+		{"loopback via NAT64 deny-private", shared, "64:ff9b::7f00:1", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

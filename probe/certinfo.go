@@ -1,7 +1,8 @@
 package probe
 
 import (
-	"crypto/dsa" //nolint:staticcheck // only to name legacy DSA keys
+	//lint:ignore SA1019 only to name legacy DSA keys in reports
+	"crypto/dsa"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"

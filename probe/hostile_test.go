@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -30,7 +31,6 @@ type hostileCase struct {
 	name   string
 	target Target
 	opts   Options
-	pem    bool     // analyse the served chain as pasted PEM instead of probing
 	codes  []string // one of these codes must be present
 	msg    string   // ...with this in its message ("" for any)
 	check  func(t *testing.T, r ChainReport)
@@ -57,6 +57,9 @@ func hostileCases(t *testing.T, pki *testlab.PKI) []hostileCase {
 	return []hostileCase{
 		{name: "never_answers", target: loop(testlab.NeverAnswers(t)), opts: opts, codes: []string{CodeTimeout}},
 		{name: "drips_one_byte_a_second", target: loop(testlab.Dripper(t)), opts: opts, codes: []string{CodeTimeout}},
+		{name: "drips_under_deep_scan", target: loop(testlab.Dripper(t)), opts: withDeep(opts), codes: []string{CodeTimeout}},
+		{name: "never_answers_on_many_addresses", target: manyAddrs(loop(testlab.NeverAnswers(t))), opts: withResolver(opts, 8),
+			codes: []string{CodeTimeout}},
 		{name: "answers_garbage", target: loop(testlab.GarbageServer(t)), opts: opts, codes: []string{CodeNotTLS}},
 		{name: "resets_mid_handshake", target: loop(testlab.ResetAfterHello(t)), opts: opts,
 			codes: []string{CodeConnectionRefused, CodeHandshakeFailed}},
@@ -80,6 +83,22 @@ func hostileCases(t *testing.T, pki *testlab.PKI) []hostileCase {
 		{name: "ocsp_hangs", target: ocspLeaf(testlab.OCSPHang), opts: opts, codes: []string{CodeOCSPUnavailable}},
 		{name: "ocsp_garbage", target: ocspLeaf(testlab.OCSPGarbage), opts: opts, codes: []string{CodeOCSPUnavailable}},
 	}
+}
+
+func withDeep(o Options) Options { o.Deep = true; return o }
+
+// manyAddrs probes tg by name, so that the resolver of withResolver gives
+// it several addresses (the fan-out to every address).
+func manyAddrs(tg Target) Target { tg.IP = ""; return tg }
+
+// withResolver answers every name with 127.0.0.1 ... 127.0.0.n.
+func withResolver(o Options, n int) Options {
+	var res fixedResolver
+	for i := 1; i <= n; i++ {
+		res = append(res, netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}))
+	}
+	o.Resolver = res
+	return o
 }
 
 func splitLab(t *testing.T, addr string) (string, int) {

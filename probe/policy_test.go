@@ -107,7 +107,7 @@ func TestPolicyRefusesMetadata(t *testing.T) {
 			if d := cc.passed(); len(d) != 0 {
 				t.Errorf("dials passed the policy: %v", d)
 			}
-			if d := time.Since(start); d > time.Second {
+			if d := time.Since(start); d > 3*time.Second { // no connect, no wait: milliseconds normally
 				t.Errorf("a refused target took %v", d)
 			}
 		})

@@ -97,12 +97,6 @@ func (a *attempt) version() uint16 {
 	return 0
 }
 
-// accepted says the server agreed to the offered version range: either the
-// handshake completed or the server got as far as sending its certificate.
-func (a *attempt) accepted() bool {
-	return a != nil && (a.err == nil || a.captured != nil)
-}
-
 // every suite Go implements, so that a legacy server is found accepting
 // TLS 1.0/1.1 whatever its (old) cipher configuration.
 var legacySuites = func() []uint16 {

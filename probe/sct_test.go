@@ -36,8 +36,7 @@ func TestSCTFromCertificateAndTLS(t *testing.T) {
 	if err != nil || len(raws) != 1 {
 		t.Fatalf("fixture: %v %v", raws, err)
 	}
-	var inner []byte
-	inner = tlsExt.Value[2:] // OCTET STRING header (short form) stripped
+	inner := tlsExt.Value[2:] // OCTET STRING header (short form) stripped
 	list, err := ParseSCTList(inner)
 	if err != nil {
 		t.Fatal(err)

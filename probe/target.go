@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -194,6 +195,10 @@ func normalizeHost(h string) (string, error) {
 	if name == "" {
 		return "", fmt.Errorf("no host")
 	}
+	if !utf8.ValidString(name) {
+		// idna would map the bad bytes to U+FFFD and encode that.
+		return "", fmt.Errorf("invalid host name %q: not valid UTF-8", h)
+	}
 	if len(name) > 253 {
 		return "", fmt.Errorf("host name too long (%d characters, at most 253)", len(name))
 	}
@@ -202,6 +207,12 @@ func normalizeHost(h string) (string, error) {
 		return "", fmt.Errorf("invalid host name %q: %v", h, err)
 	}
 	ascii = strings.ToLower(ascii)
+	// The result must be a fixed point: a host that normalises to a name
+	// which does not normalise to itself could not be probed, stored and
+	// parsed again as the same target.
+	if again, err := hostProfile.ToASCII(ascii); err != nil || again != ascii {
+		return "", fmt.Errorf("invalid host name %q: no stable ASCII form", h)
+	}
 	if len(ascii) > 253 {
 		return "", fmt.Errorf("host name too long after IDN conversion (%d characters)", len(ascii))
 	}

@@ -60,6 +60,10 @@ func TestParseTarget(t *testing.T) {
 		{"mcp.example.com:99999999999", "", "", 0, "target", "port"},
 		{"mcp.example.com:-1", "", "", 0, "target", "port"},
 		{"mcp.example.com:https", "", "", 0, "target", "port"},
+		// Found by FuzzParseTarget: idna turned the byte into U+FFFD and
+		// then "xn--zn7c", a name that does not parse again.
+		{"\xff", "", "", 0, "target", "UTF-8"},
+		{"mcp.example.com", "", "a\xffb.example", 0, "sni", "UTF-8"},
 		{"mcp.example.com:", "", "", 0, "target", "empty port"},
 		{":443", "", "", 0, "target", "no host"},
 		{"https://:443/mcp", "", "", 0, "target", "no host"},

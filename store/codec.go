@@ -53,6 +53,9 @@ func encodeRecord(r *Record) []byte {
 	str(r.Fingerprint)
 	num(int64(r.FiredDays))
 	num(int64(r.HistoryCount))
+	// Fields added later go here, at the end: decodeRecord treats missing
+	// trailing fields as zero, so older values keep decoding.
+	num(int64(r.TransitionCount))
 	return b
 }
 
@@ -95,6 +98,9 @@ func decodeRecord(raw []byte, r *Record) error {
 	r.Fingerprint = d.str()
 	r.FiredDays = int(d.num())
 	r.HistoryCount = int(d.num())
+	if len(d.b) > 0 {
+		r.TransitionCount = int(d.num())
+	}
 	if d.err != nil {
 		return fmt.Errorf("record %q: %w", r.ID, d.err)
 	}

@@ -61,6 +61,11 @@ const SchemaVersion = 1
 // transitions are kept beyond it in their own bucket.
 const HistoryKeep = 500
 
+// TransitionsKeep bounds the transitions kept per watch. "Every transition"
+// in practice, but an endpoint flapping on a 1 s schedule would otherwise
+// grow the file by gigabytes a month.
+const TransitionsKeep = 10000
+
 var (
 	bMeta        = []byte("meta")
 	bWatches     = []byte("watches")
@@ -213,8 +218,10 @@ type Record struct {
 	// FiredDays mirrors the current certificate's Alert.FiredDays so that
 	// loading 100,000 watches does not read the alerts bucket.
 	FiredDays int `json:"fired_days,omitempty"`
-	// HistoryCount is maintained by the store; callers' values are ignored.
-	HistoryCount int `json:"history_count"`
+	// HistoryCount and TransitionCount are maintained by the store;
+	// callers' values are ignored.
+	HistoryCount    int `json:"history_count"`
+	TransitionCount int `json:"transition_count,omitempty"`
 }
 
 // Identity is the key that makes Add idempotent: host (case-folded), port,
@@ -305,21 +312,26 @@ func applyOne(tx *bolt.Tx, u *Update) (bool, error) {
 	} else if !u.Create {
 		return false, nil
 	}
+	rec.HistoryCount, rec.TransitionCount = 0, 0
 	if old != nil {
-		rec.HistoryCount = old.HistoryCount
-	} else {
-		rec.HistoryCount = 0
+		rec.HistoryCount, rec.TransitionCount = old.HistoryCount, old.TransitionCount
 	}
 	if u.Report != nil {
-		n, err := appendHistory(tx.Bucket(bHistory), rec.ID, u.Report, rec.HistoryCount)
+		raw, err := json.Marshal(u.Report)
+		if err != nil {
+			return false, fmt.Errorf("encode report: %w", err)
+		}
+		n, err := appendHistory(tx.Bucket(bHistory), rec.ID, u.Report.CheckedAt, raw, rec.HistoryCount, HistoryKeep)
 		if err != nil {
 			return false, err
 		}
 		rec.HistoryCount = n
 		if u.Transition {
-			if _, err := appendHistory(tx.Bucket(bTransitions), rec.ID, u.Report, -1); err != nil {
+			n, err := appendHistory(tx.Bucket(bTransitions), rec.ID, u.Report.CheckedAt, raw, rec.TransitionCount, TransitionsKeep)
+			if err != nil {
 				return false, err
 			}
+			rec.TransitionCount = n
 		}
 	}
 	if u.Alert != nil {
@@ -383,14 +395,10 @@ func histKey(id string, t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
 }
 
-// appendHistory adds rep under id and, when count >= 0, prunes the oldest
-// entries beyond HistoryKeep; it returns the new count.
-func appendHistory(b *bolt.Bucket, id string, rep *probe.Report, count int) (int, error) {
-	raw, err := json.Marshal(rep)
-	if err != nil {
-		return 0, fmt.Errorf("encode report: %w", err)
-	}
-	k := histKey(id, rep.CheckedAt)
+// appendHistory adds a report (JSON) under id, prunes the oldest entries
+// beyond keep, and returns the new count.
+func appendHistory(b *bolt.Bucket, id string, at time.Time, raw []byte, count, keep int) (int, error) {
+	k := histKey(id, at)
 	// Two results with the same timestamp (coarse clocks, tests) must both
 	// be kept: move the later one forward by a nanosecond.
 	for b.Get(k) != nil {
@@ -400,14 +408,11 @@ func appendHistory(b *bolt.Bucket, id string, rep *probe.Report, count int) (int
 	if err := b.Put(k, raw); err != nil {
 		return 0, err
 	}
-	if count < 0 {
-		return 0, nil
-	}
 	count++
-	if count > HistoryKeep {
+	if count > keep {
 		prefix := []byte(id + "/")
 		c := b.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && count > HistoryKeep; k, _ = c.Next() {
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && count > keep; k, _ = c.Next() {
 			if err := c.Delete(); err != nil {
 				return 0, err
 			}

@@ -84,6 +84,9 @@ func TestApplyGetHistoryPrune(t *testing.T) {
 	if err != nil || len(tr) != 1 || !tr[0].CheckedAt.Equal(t0.Add(3*time.Minute)) {
 		t.Errorf("transitions = %v, %v; want the pruned transition kept", tr, err)
 	}
+	if v.Record.TransitionCount != 1 {
+		t.Errorf("TransitionCount = %d", v.Record.TransitionCount)
+	}
 	// Same timestamp twice: both kept.
 	if _, err := db.Apply([]Update{{Record: r, Report: report(t0.Add(time.Hour*100), "ok")}, {Record: r, Report: report(t0.Add(time.Hour*100), "down")}}); err != nil {
 		t.Fatal(err)
@@ -238,7 +241,7 @@ func TestRecordCodec(t *testing.T) {
 		Path: "/mcp", Scheme: "smtp", TimeoutMS: 2500, Schedule: "0 9 * * 1-5", Thresholds: []int{60, 7},
 		FailureThreshold: 5, ClientCert: "/x.pem", CreatedAt: t0, UpdatedAt: t0.Add(time.Second),
 		State: "down", ConsecutiveFailures: 7, LastCheckedAt: t0.Add(time.Hour), LastStatus: "down",
-		NotAfter: t0.Add(-time.Hour), Fingerprint: "ab", FiredDays: -1, HistoryCount: 500}
+		NotAfter: t0.Add(-time.Hour), Fingerprint: "ab", FiredDays: -1, HistoryCount: 500, TransitionCount: 12}
 	var got Record
 	if err := decodeRecord(encodeRecord(&r), &got); err != nil {
 		t.Fatal(err)
@@ -256,6 +259,11 @@ func TestRecordCodec(t *testing.T) {
 		t.Errorf("JSON record: %+v %v", j, err)
 	}
 	raw := encodeRecord(&r)
+	// A value from before TransitionCount existed (one trailing field less).
+	var older Record
+	if err := decodeRecord(raw[:len(raw)-1], &older); err != nil || older.TransitionCount != 0 || older.HistoryCount != 500 {
+		t.Errorf("older value: %+v %v", older, err)
+	}
 	if err := decodeRecord(raw[:len(raw)/2], &got); err == nil {
 		t.Error("truncated record decoded")
 	}

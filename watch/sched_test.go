@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -132,5 +133,65 @@ func TestLongDBPathSocket(t *testing.T) {
 	}
 	if ws, err := a.List(ctxT(t)); err != nil || len(ws) != 1 {
 		t.Fatalf("List: %d %v", len(ws), err)
+	}
+}
+
+// list_expiring: soonest not_after first (expired first of all), down
+// watches that never showed a certificate last, healthy far-out ones absent.
+func TestExpiringOrder(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	days := map[string]int{"a.test": 5, "b.test": 20, "d.test": -1, "e.test": 90, "f.test": 31}
+	probeFn := func(ctx context.Context, tg probe.Target, o probe.Options) (probe.Report, error) {
+		rep := probe.Report{Target: probe.TargetInfo{Host: tg.Host, Port: tg.Port}, CheckedAt: o.Now, Findings: []probe.Finding{}}
+		d, ok := days[tg.Host]
+		if !ok { // c.test: refused, no certificate
+			rep.Status = probe.StatusDown
+			return rep, nil
+		}
+		rep.Status, rep.Reachable, rep.Trusted = probe.StatusOK, true, true
+		if d < 0 {
+			rep.Status, rep.Trusted = probe.StatusDown, false
+		}
+		na := now.Add(time.Duration(d)*24*time.Hour + time.Hour)
+		rep.Leaf = &probe.CertInfo{SHA256: "fp-" + tg.Host, NotAfter: na, DaysRemaining: wholeDays(na, o.Now)}
+		return rep, nil
+	}
+	cfg := testConfig(dbPath(t), probeFn)
+	cfg.NoScheduler = true
+	m := openManager(t, cfg)
+	ctx := ctxT(t)
+	for _, h := range []string{"e.test", "c.test", "b.test", "a.test", "d.test", "f.test"} {
+		if _, err := m.Add(ctx, Spec{Target: probe.Target{Host: h}, FailureThreshold: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hosts := func(ws []Watch) string {
+		var s []string
+		for _, w := range ws {
+			s = append(s, w.Target.Host)
+		}
+		return fmt.Sprint(s)
+	}
+	ws, err := m.Expiring(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hosts(ws), "[d.test a.test b.test c.test]"; got != want {
+		t.Errorf("Expiring(30) = %s, want %s", got, want)
+	}
+	for _, w := range ws {
+		if w.LastReport == nil {
+			t.Errorf("%s without its last report", w.Target.Host)
+		}
+	}
+	if ws, _ := m.Expiring(ctx, 31); hosts(ws) != "[d.test a.test b.test f.test c.test]" {
+		t.Errorf("Expiring(31) = %s", hosts(ws))
+	}
+	if ws, _ := m.Expiring(ctx, 4); hosts(ws) != "[d.test c.test]" {
+		t.Errorf("Expiring(4) = %s", hosts(ws))
+	}
+	var fe *probe.FieldError
+	if _, err := m.Expiring(ctx, 5000); !errors.As(err, &fe) || fe.Field != "within_days" {
+		t.Errorf("Expiring(5000): %v", err)
 	}
 }

@@ -66,7 +66,12 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 		rec.ConsecutiveFailures = 0
 		if prev.State != StateUp {
 			rec.State = StateUp
-			lvl := levelOfStatus(rep.Status)
+			// Coming up is good news: info, or warning when the probe still
+			// has findings (their own alerts carry any critical level).
+			lvl := LevelInfo
+			if rep.Status != probe.StatusOK {
+				lvl = LevelWarning
+			}
 			msg := fmt.Sprintf("%s is up (status %s)", name, rep.Status)
 			if prev.State == StateDown {
 				msg = fmt.Sprintf("%s is up again (status %s)", name, rep.Status)

@@ -83,7 +83,7 @@ func TestStagesOncePerCertificate(t *testing.T) {
 	m := newMachine()
 	na := now0.Add(5*24*time.Hour + 2*time.Hour) // first probe at now0+1h: 5 days left
 	// First probe already at stage 7d: only 7d fires (not 30d and 14d).
-	if evs := m.step(leafRep(now0.Add(time.Hour), "critical", "A", na)); fmt.Sprint(evs) != "[status_changed/critical stage_crossed/critical]" {
+	if evs := m.step(leafRep(now0.Add(time.Hour), "critical", "A", na)); fmt.Sprint(evs) != "[status_changed/warning stage_crossed/critical]" {
 		t.Fatalf("first probe events %v", evs)
 	}
 	for i := 0; i < 3; i++ {

@@ -16,7 +16,9 @@ import (
 
 func dialLab(t *testing.T, sc *Scenario, min, max uint16) (*tls.Conn, error) {
 	t.Helper()
-	d := &net.Dialer{Timeout: 2 * time.Second}
+	// Generous: an RSA handshake on a busy CI machine can take seconds;
+	// every use expects success or an immediate alert, never a timeout.
+	d := &net.Dialer{Timeout: 10 * time.Second}
 	return tls.DialWithDialer(d, "tcp", sc.Addr, &tls.Config{
 		ServerName:         sc.Host,
 		InsecureSkipVerify: true,
