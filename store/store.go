@@ -107,6 +107,10 @@ type DB struct {
 	path string
 }
 
+// Bolt is the underlying handle, for packages that keep their own buckets in
+// the same file (the alert outbox) so that one fsync covers both.
+func (db *DB) Bolt() *bolt.DB { return db.bolt }
+
 // Open opens (creating if needed) the store at path and migrates it to
 // SchemaVersion. It returns an error wrapping ErrLocked when another process
 // holds the file.

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"github.com/tlswatch/tlswatch/store"
 	"log/slog"
 	"time"
 
@@ -35,6 +36,12 @@ type Config struct {
 	// NoScheduler keeps this process from probing on schedule even while it
 	// owns the database (the CLI). It still serves other processes.
 	NoScheduler bool
+	// OnOwner, when set, runs in its own goroutine for each period during
+	// which this process owns the database (and so runs the scheduler); its
+	// ctx ends before the database is closed, and the period ends only once
+	// it has returned. Work that must happen exactly once across processes
+	// (alert delivery) hangs here.
+	OnOwner func(ctx context.Context, db *store.DB)
 	// SocketPath overrides the owner's unix socket. Default DBPath+".sock",
 	// or a short path under os.TempDir() when that is too long for sun_path.
 	SocketPath string

@@ -201,6 +201,9 @@ type owned struct {
 	db  *store.DB
 	eng *engine
 	srv *rpcServer
+
+	hookCancel context.CancelFunc
+	hookDone   chan struct{}
 }
 
 // tryOwn attempts to take the database. It returns (false, nil) when another
@@ -228,6 +231,20 @@ func (m *Manager) tryOwn() (bool, error) {
 	}
 	m.own = &owned{db: db, eng: eng, srv: srv}
 	m.setRole(local{eng}, true)
+	if m.cfg.OnOwner != nil {
+		hctx, cancel := context.WithCancel(m.ctx)
+		done := make(chan struct{})
+		m.own.hookCancel, m.own.hookDone = cancel, done
+		go func() {
+			defer close(done)
+			defer func() {
+				if r := recover(); r != nil {
+					m.log.Error("watch: owner hook panicked", "panic", r)
+				}
+			}()
+			m.cfg.OnOwner(hctx, db)
+		}()
+	}
 	m.log.Info("watch: this process owns the database and runs the scheduler", "db", m.cfg.DBPath, "socket", m.cfg.SocketPath)
 	return true, nil
 }
@@ -239,6 +256,10 @@ func (m *Manager) releaseOwn() {
 	}
 	m.own = nil
 	m.setRole(nil, false)
+	if o.hookCancel != nil {
+		o.hookCancel()
+		<-o.hookDone
+	}
 	// Followers first: closing the socket makes them try the lock, which
 	// they get as soon as the file is closed below.
 	if o.srv != nil {

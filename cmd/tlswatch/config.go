@@ -11,4 +11,11 @@ type Config struct {
 	Token       string        // --token, env TLSWATCH_TOKEN
 	MinInterval time.Duration // --min-interval: floor for watch schedules
 	Version     string
+
+	ConfigPath  string   // serve --config: operator file (alert channels)
+	MetricsAddr string   // serve --metrics ADDR: Prometheus /metrics on its own listener (stdio mode)
+	DenyPrivate bool     // serve --deny-private: refuse loopback and private ranges too
+	AllowCIDRs  []string // serve --allow-cidr (repeatable): always allowed, wins over denies
+	DenyCIDRs   []string // serve --deny-cidr (repeatable): refused
+	ClientCerts []string // --client-cert NAME=CERT,KEY (repeatable): mTLS identities a check or watch may name
 }

@@ -317,6 +317,12 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	fs := newFlagSet("serve", c)
 	httpAddr := fs.String("http", "", "serve streamable HTTP at /mcp on `addr` (e.g. 127.0.0.1:8931) instead of stdio")
 	token := fs.String("token", "", "require Authorization: Bearer `token` over HTTP (env TLSWATCH_TOKEN)")
+	configPath := fs.String("config", "", "operator config `file` (YAML): alert channels (webhook, Slack, PagerDuty, email)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on `addr` (with --http it is also on the MCP listener)")
+	denyPrivate := fs.Bool("deny-private", false, "refuse loopback and private addresses too (for shared deployments)")
+	var allowCIDRs, denyCIDRs stringList
+	fs.Var(&allowCIDRs, "allow-cidr", "always allow this `cidr` (repeatable; wins over every deny)")
+	fs.Var(&denyCIDRs, "deny-cidr", "refuse this `cidr` (repeatable)")
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
@@ -326,6 +332,10 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	}
 	cfg.HTTPAddr = *httpAddr
 	cfg.Token = *token
+	cfg.ConfigPath = *configPath
+	cfg.MetricsAddr = *metricsAddr
+	cfg.DenyPrivate = *denyPrivate
+	cfg.AllowCIDRs, cfg.DenyCIDRs = allowCIDRs, denyCIDRs
 	if cfg.Token == "" {
 		cfg.Token = os.Getenv("TLSWATCH_TOKEN")
 	}

@@ -57,10 +57,17 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	// Every dial of every probe (and AIA, OCSP, MCP requests) passes the
-	// outbound policy at dial time; the zero policy refuses cloud metadata
-	// and link-local addresses (target_blocked).
-	var policy *netpolicy.Policy
+	// Every dial of every probe (and AIA, OCSP, MCP requests, alert
+	// receivers) passes the outbound policy at dial time; the default policy
+	// refuses cloud metadata and link-local addresses (target_blocked).
+	policy, err := netpolicy.New(netpolicy.Config{DenyPrivate: cfg.DenyPrivate, AllowCIDRs: cfg.AllowCIDRs, DenyCIDRs: cfg.DenyCIDRs})
+	if err != nil {
+		return err
+	}
+	onOwner, err := alertHook(cfg, policy, roots, logger)
+	if err != nil {
+		return err
+	}
 	probeOpts := probe.Options{Roots: roots, Control: policy.Control}
 	probeFn := func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
 		// The watcher passes its own Thresholds and Now; the trust store and
@@ -70,7 +77,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	}
 
 	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, Logger: logger}
-	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, logger)
+	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, onOwner, logger)
 	if err != nil {
 		// The probing tools still work; the watch tools say why they do not.
 		logger.Warn("watching is not available", "db", cfg.DBPath, "err", err)
@@ -83,6 +90,13 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	srv := tools.NewServer(deps, tools.ServerOptions{Name: "tlswatch", Version: cfg.Version})
 	defer srv.Close()
 
+	if cfg.MetricsAddr != "" && deps.Watch != nil {
+		stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, deps.Watch, logger)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	if cfg.HTTPAddr == "" {
 		return serveStdio(ctx, srv.MCPServer, stdin, stdout, stderr)
 	}
@@ -103,7 +117,7 @@ func serveStdio(ctx context.Context, s *server.MCPServer, stdin io.Reader, stdou
 // serveHTTP serves streamable HTTP at /mcp until ctx ends, then shuts down
 // gracefully.
 func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches watch.Service, logger *slog.Logger, stderr io.Writer) error {
-	addr, err := listenAddr(cfg.HTTPAddr)
+	addr, err := listenAddr("--http", cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
@@ -173,17 +187,17 @@ func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches wat
 
 // listenAddr applies the loopback default: a bare port (":8931" or "8931")
 // binds 127.0.0.1; binding every interface takes an explicit 0.0.0.0 or [::].
-func listenAddr(s string) (string, error) {
+func listenAddr(flagName, s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", errors.New("--http: address required (e.g. 127.0.0.1:8931)")
+		return "", fmt.Errorf("%s: address required (e.g. 127.0.0.1:8931)", flagName)
 	}
 	if !strings.Contains(s, ":") {
 		s = ":" + s
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return "", fmt.Errorf("--http %s: %v", s, err)
+		return "", fmt.Errorf("%s %s: %v", flagName, s, err)
 	}
 	if host == "" {
 		host = "127.0.0.1"

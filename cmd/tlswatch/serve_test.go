@@ -21,12 +21,12 @@ func TestListenAddr(t *testing.T) {
 		"[::1]:0":        "[::1]:0",
 		"0.0.0.0:8931":   "0.0.0.0:8931",
 	} {
-		got, err := listenAddr(in)
+		got, err := listenAddr("--http", in)
 		if err != nil || got != want {
 			t.Errorf("listenAddr(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := listenAddr(""); err == nil || !strings.HasPrefix(err.Error(), "--http") {
+	if _, err := listenAddr("--http", ""); err == nil || !strings.HasPrefix(err.Error(), "--http") {
 		t.Errorf("empty address: %v", err)
 	}
 }
