@@ -586,7 +586,8 @@ func lastWithPrefix(c *bolt.Cursor, prefix []byte) ([]byte, []byte) {
 	// prefix ends in '/', so prefix with '/'+1 is the first key after the
 	// whole range.
 	end := append(append([]byte(nil), prefix[:len(prefix)-1]...), '/'+1)
-	k, v := c.Seek(end)
+	k, _ := c.Seek(end)
+	var v []byte
 	if k == nil {
 		k, v = c.Last()
 	} else {
@@ -625,7 +626,7 @@ func (db *DB) Expiring(until time.Time) ([]View, error) {
 		seen := make(map[string]bool)
 		c := tx.Bucket(bExpiry).Cursor()
 		limit := until.Unix()
-		for k, _ := c.First(); k != nil && len(k) > 8; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) > 8; k, _ = c.Next() {
 			if int64(binary.BigEndian.Uint64(k[:8])) >= limit {
 				break
 			}
@@ -675,7 +676,7 @@ func (db *DB) ExpiringIDs(until time.Time) ([]string, error) {
 		seen := make(map[string]bool)
 		c := tx.Bucket(bExpiry).Cursor()
 		limit := until.Unix()
-		for k, _ := c.First(); k != nil && len(k) > 8; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) > 8; k, _ = c.Next() {
 			if int64(binary.BigEndian.Uint64(k[:8])) >= limit {
 				break
 			}
