@@ -277,7 +277,22 @@ type Update struct {
 	Transition bool
 	// Alert is stored for (Record.ID, Alert.Fingerprint) when non-nil.
 	Alert *Alert
+	// InTx, when set, runs inside Apply's transaction right after this
+	// update is applied (never for an update that was dropped), so that
+	// work caused by the update commits atomically with it: the watcher
+	// queues alert deliveries (the outbox) this way, and a crash can then
+	// neither lose an alert whose stage is recorded as fired nor queue one
+	// whose state did not commit. An error aborts the whole transaction.
+	InTx func(tx *Tx) error
 }
+
+// Tx is a write transaction of Apply, handed to Update.InTx. It is valid
+// only during that call.
+type Tx struct{ tx *bolt.Tx }
+
+// OnCommit runs fn after the transaction has committed (not when it rolls
+// back): the place to wake whoever consumes what the hook wrote.
+func (t *Tx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
 
 // Apply writes the updates in one transaction (one fsync): the watcher groups
 // probe results this way so 100,000 probes an hour do not cost an fsync each.
@@ -291,6 +306,11 @@ func (db *DB) Apply(ups []Update) ([]bool, error) {
 				return fmt.Errorf("store: update watch %s: %w", ups[i].Record.ID, err)
 			}
 			applied[i] = ok
+			if ok && ups[i].InTx != nil {
+				if err := ups[i].InTx(&Tx{tx: tx}); err != nil {
+					return fmt.Errorf("store: update watch %s: commit hook: %w", ups[i].Record.ID, err)
+				}
+			}
 		}
 		return nil
 	})
