@@ -64,7 +64,10 @@ func (o *Options) fill() {
 }
 
 // Dispatcher turns watch events into outbox entries (one per admitting
-// channel) and delivers them. It implements watch.Notifier.
+// channel) and delivers them. Wire EnqueueTx as the watcher's commit hook
+// (watch.Config.OnOwnerStart), so entries commit with the state change that
+// caused them; it also implements watch.Notifier (WatchChanged), which
+// queues after the fact and so can lose an event to a crash in between.
 //
 // Delivery is at least once: an entry is deleted from the outbox in the same
 // step that records success, after the receiver acknowledged it. A crash
@@ -159,15 +162,62 @@ func (d *Dispatcher) WatchChanged(ev watch.Event) {
 			"watch", ev.Watch.ID, "kind", ev.Kind, "err", err)
 		return
 	}
-	select {
-	case d.kick <- struct{}{}:
-	default: // a pass is already pending
-	}
+	d.wake()
 }
 
 func (d *Dispatcher) enqueue(ev watch.Event) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	marks, entries, err := d.plan(ev, d.ob.Marked)
+	if err != nil || (len(entries) == 0 && len(marks) == 0) {
+		return err
+	}
+	_, err = d.ob.EnqueueMarked(marks, entries...)
+	return err
+}
+
+// EnqueueTx is WatchChanged inside the watcher's commit (a watch.CommitHook):
+// the event's outbox entries and condition marks are written in the very
+// transaction that records the event's state, so a crash can neither lose an
+// alert whose stage is recorded as fired nor queue one whose state was
+// rolled back. Delivery is kicked once the transaction commits. Serve wires
+// this instead of subscribing the Dispatcher as a Notifier, whose in-memory
+// queue a crash (or a burst that overflows it) would lose.
+//
+// It does not take d.mu: bbolt serialises write transactions, which makes
+// the read-decide-write of the marks atomic already (and taking the mutex
+// inside a transaction could deadlock with WatchChanged).
+func (d *Dispatcher) EnqueueTx(tx *store.Tx, ev watch.Event) error {
+	if len(d.channels) == 0 {
+		return nil
+	}
+	marks, entries, err := d.plan(ev, func(keys ...string) (map[string]bool, error) { return store.MarkedTx(tx, keys...) })
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 && len(marks) == 0 {
+		return nil
+	}
+	if err := store.EnqueueMarkedTx(tx, marks, entries...); err != nil {
+		return err
+	}
+	tx.OnCommit(d.wake)
+	return nil
+}
+
+// wake makes Run start a delivery pass (without blocking: a pass is pending
+// already when the channel is full).
+func (d *Dispatcher) wake() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// plan decides, per channel, what the event means (see WatchChanged) and
+// returns the condition marks to set or clear and the outbox entries to
+// queue. marked reads the current marks.
+func (d *Dispatcher) plan(ev watch.Event, marked func(keys ...string) (map[string]bool, error)) (map[string]bool, []store.OutboxEntry, error) {
 	now := d.opts.Now()
 	base := newAlert(ev, now)
 
@@ -193,9 +243,9 @@ func (d *Dispatcher) enqueue(ev watch.Event) error {
 			keys = append(keys, markKey(name, ev.Watch.ID, condition))
 		}
 	}
-	marked, err := d.ob.Marked(keys...)
+	told, err := marked(keys...)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 
 	marks := map[string]bool{}
@@ -213,7 +263,7 @@ func (d *Dispatcher) enqueue(ev watch.Event) error {
 		case opens && byLevel:
 			a.Action, a.Condition = ActionTrigger, condition
 			marks[key] = true
-		case resolves && marked[key]:
+		case resolves && told[key]:
 			a.Action, a.Condition = ActionResolve, condition
 			marks[key] = false
 		case byLevel && ch.Type != TypePagerDuty:
@@ -226,15 +276,11 @@ func (d *Dispatcher) enqueue(ev watch.Event) error {
 		}
 		payload, err := json.Marshal(&a)
 		if err != nil {
-			return fmt.Errorf("encode alert: %w", err)
+			return nil, nil, fmt.Errorf("encode alert: %w", err)
 		}
 		entries = append(entries, store.OutboxEntry{Channel: ch.Name, Payload: payload, CreatedAt: now, NextAt: now})
 	}
-	if len(entries) == 0 && len(marks) == 0 {
-		return nil
-	}
-	_, err = d.ob.EnqueueMarked(marks, entries...)
-	return err
+	return marks, entries, nil
 }
 
 // markKey names "channel was told about condition of watch". The NUL

@@ -133,7 +133,11 @@ func (c *checker) post(body any, method string, id int, extra http.Header) (*exc
 	}
 	if ex.contentType == "text/event-stream" {
 		ex.msg, ex.body, err = readSSE(resp.Body, id)
-		if err != nil {
+		switch {
+		case err != nil && errors.Is(c.ctx.Err(), context.DeadlineExceeded):
+			// A cancelled body can read as a plain EOF: say what happened.
+			ex.notRPC = "no response on the event stream before the deadline"
+		case err != nil:
 			ex.notRPC = err.Error()
 		}
 	} else {

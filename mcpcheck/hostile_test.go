@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +18,11 @@ import (
 // or make it read without bound.
 func TestHostileMCPEndpoints(t *testing.T) {
 	pki := testlab.NewPKI(t)
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done) }) // runs before the servers close: releases the handlers
+	// done releases the handlers that block. httptest.Server.Close waits
+	// for running handlers, so each subtest closes its own done in a cleanup
+	// registered after the server's (cleanups run last-in first-out).
+	var done chan struct{}
+	var released atomic.Int64
 	for _, tc := range []struct {
 		name string
 		h    http.HandlerFunc
@@ -59,14 +63,20 @@ func TestHostileMCPEndpoints(t *testing.T) {
 			}
 		}},
 		{"headers never come", func(w http.ResponseWriter, r *http.Request) {
+			// Read the request first: net/http notices a client that goes
+			// away only once the body is consumed.
+			io.Copy(io.Discard, r.Body)
 			select {
 			case <-r.Context().Done():
+				released.Add(1)
 			case <-done:
 			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port := serveHTTPS(t, pki, tc.h)
+			done = make(chan struct{})
+			t.Cleanup(func() { close(done) })
 			opts := labOpts(pki)
 			opts.TimeoutMS = 2000
 			start := time.Now()
@@ -81,6 +91,17 @@ func TestHostileMCPEndpoints(t *testing.T) {
 			}
 			if r.IsMCP || finding(r, probe.CodeNotMCP) == nil {
 				t.Errorf("is_mcp %v, findings %v: want not_mcp", r.IsMCP, codes(r.Findings))
+			}
+			if tc.name == "headers never come" {
+				// The check is over: its connection must be gone, or every
+				// check of a hanging endpoint would keep one open.
+				deadline := time.Now().Add(3 * time.Second)
+				for released.Load() == 0 && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if released.Load() == 0 {
+					t.Errorf("the server still sees the check's request 3 s after Run returned: the connection was left open")
+				}
 			}
 		})
 	}

@@ -87,6 +87,11 @@ type Options struct {
 	NoLegacyProtocols bool
 	// ClientCert is presented when the server asks for one (mTLS).
 	ClientCert *tls.Certificate
+	// ClientCertName names one of the operator's client certificates
+	// (--client-cert NAME=...) for a caller that stores names, not keys (a
+	// watch). Run ignores it: the caller's probe function resolves it into
+	// ClientCert.
+	ClientCertName string
 	// IncludePEM adds PEM text to every certificate of a ChainReport.
 	IncludePEM bool
 

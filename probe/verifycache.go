@@ -1,9 +1,10 @@
 package probe
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
-	"errors"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -12,16 +13,11 @@ import (
 // scan sees the same served chain again and again. verifyChains remembers
 // successful verifications of one exact served chain against one trust
 // store, for as long as every certificate on the verified paths is valid.
-//
-// Unknown-authority failures are cached too, briefly (negativeTTL around
-// the clock they were computed at, and never across a validity boundary of
-// a served certificate): a private-CA chain (--ca-file) fails against the
-// system store and the Mozilla bundle on every probe, and those two
-// failed verifications were a third of the probe's own CPU time (profile
-// of BenchmarkCheckTLS, issue 7). A fixed server serves other bytes, so it
-// gets another key. Other failures (expired or invalid certificates in
-// the path) are not cached: their errors point at the caller's
-// certificates and are classified by identity.
+// Failures are not cached: they must be rediscovered once the server is
+// fixed. The common failure is made cheap instead: a chain that no root of
+// the store can anchor (a private CA checked against the system store and
+// the Mozilla bundle on every probe, an incomplete chain) is refused
+// without a signature check; see unanchored.
 
 const verifyCacheMax = 4096
 
@@ -35,15 +31,7 @@ type verifyEntry struct {
 	chains    [][]*x509.Certificate
 	notBefore time.Time
 	notAfter  time.Time
-	// uaErr is a cached failure; chains is nil then, and the entry holds
-	// for clocks strictly between notBefore and notAfter.
-	uaErr *x509.UnknownAuthorityError
 }
-
-// negativeTTL bounds a cached unknown-authority failure around the clock
-// it was computed at: a root of the pool entering or leaving its validity
-// changes the verdict, and the pool's roots are not enumerated.
-const negativeTTL = 10 * time.Minute
 
 var verifyCache = struct {
 	sync.Mutex
@@ -66,13 +54,12 @@ func verifyChains(leaf *x509.Certificate, intermediates []*x509.Certificate, roo
 	verifyCache.Lock()
 	e, ok := verifyCache.m[key]
 	verifyCache.Unlock()
-	if ok && e.uaErr != nil && now.After(e.notBefore) && now.Before(e.notAfter) {
-		ua := *e.uaErr
-		ua.Cert = sameCert(ua.Cert, leaf, intermediates)
-		return nil, ua
-	}
-	if ok && e.uaErr == nil && !now.Before(e.notBefore) && !now.After(e.notAfter) {
+	if ok && !now.Before(e.notBefore) && !now.After(e.notAfter) {
 		return rebase(e.chains, leaf, intermediates), nil
+	}
+
+	if unanchored(leaf, intermediates, roots, now) {
+		return nil, x509.UnknownAuthorityError{Cert: leaf}
 	}
 
 	inter := x509.NewCertPool()
@@ -85,11 +72,6 @@ func verifyChains(leaf *x509.Certificate, intermediates []*x509.Certificate, roo
 	}
 	chains, err := leaf.Verify(vo)
 	if err != nil {
-		var ua x509.UnknownAuthorityError
-		if !errors.As(err, &ua) {
-			return nil, err
-		}
-		storeVerify(key, negativeEntry(&ua, leaf, intermediates, now))
 		return nil, err
 	}
 	e = verifyEntry{chains: chains, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
@@ -103,46 +85,6 @@ func verifyChains(leaf *x509.Certificate, intermediates []*x509.Certificate, roo
 			}
 		}
 	}
-	storeVerify(key, e)
-	return chains, nil
-}
-
-// negativeEntry caches ua, computed at now, for the open interval around
-// now that crosses no validity boundary of a served certificate and lasts
-// at most negativeTTL either side.
-func negativeEntry(ua *x509.UnknownAuthorityError, leaf *x509.Certificate, intermediates []*x509.Certificate, now time.Time) verifyEntry {
-	e := verifyEntry{uaErr: ua, notBefore: now.Add(-negativeTTL), notAfter: now.Add(negativeTTL)}
-	for _, c := range append([]*x509.Certificate{leaf}, intermediates...) {
-		for _, b := range []time.Time{c.NotBefore, c.NotAfter} {
-			if b.After(now) {
-				if b.Before(e.notAfter) {
-					e.notAfter = b
-				}
-			} else if b.After(e.notBefore) {
-				e.notBefore = b
-			}
-		}
-	}
-	return e
-}
-
-// sameCert returns the caller's certificate with the same bytes as c, or c.
-func sameCert(c, leaf *x509.Certificate, intermediates []*x509.Certificate) *x509.Certificate {
-	if c == nil {
-		return nil
-	}
-	if leaf.Equal(c) {
-		return leaf
-	}
-	for _, s := range intermediates {
-		if s.Equal(c) {
-			return s
-		}
-	}
-	return c
-}
-
-func storeVerify(key verifyKey, e verifyEntry) {
 	verifyCache.Lock()
 	if len(verifyCache.m) >= verifyCacheMax {
 		for k := range verifyCache.m { // evict an arbitrary entry
@@ -152,6 +94,7 @@ func storeVerify(key verifyKey, e verifyEntry) {
 	}
 	verifyCache.m[key] = e
 	verifyCache.Unlock()
+	return chains, nil
 }
 
 // rebase copies cached chains, swapping in the caller's certificate values
@@ -176,4 +119,51 @@ func rebase(chains [][]*x509.Certificate, leaf *x509.Certificate, intermediates 
 		out[i] = nc
 	}
 	return out
+}
+
+// unanchored reports, without checking a signature, that Verify of leaf
+// with intermediates against roots at now must fail with an
+// UnknownAuthorityError: no certificate of the chain names an issuer (or
+// is a subject) found in roots, so crypto/x509 finds no root candidate,
+// and every certificate passes the checks crypto/x509 makes before a
+// failure could take another type (unhandled critical extensions,
+// validity at now, CA flag and path length of the intermediates, the
+// signature-check budget). When any of that does not hold it returns
+// false and the caller runs the real Verify. Profile of BenchmarkScan2000
+// (issue 7): the system and Mozilla verifications of a private-CA chain
+// were half of the probe's signature checks.
+//
+// On macOS, iOS and Windows a system pool is verified by the platform, so
+// it never answers there.
+func unanchored(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, now time.Time) bool {
+	switch runtime.GOOS {
+	case "darwin", "ios", "windows":
+		return false
+	}
+	if roots == nil || len(intermediates) > 4 || !timeValid(leaf, now) || len(leaf.UnhandledCriticalExtensions) > 0 {
+		return false
+	}
+	for _, c := range intermediates {
+		if !timeValid(c, now) || len(c.UnhandledCriticalExtensions) > 0 || !c.BasicConstraintsValid || !c.IsCA ||
+			(c.MaxPathLen >= 0 && c.MaxPathLen < len(intermediates)) {
+			return false
+		}
+	}
+	// Subjects is deprecated only because it omits the platform roots of
+	// a system pool on macOS and Windows, excluded above.
+	for _, s := range roots.Subjects() {
+		if bytes.Equal(s, leaf.RawSubject) || bytes.Equal(s, leaf.RawIssuer) {
+			return false
+		}
+		for _, c := range intermediates {
+			if bytes.Equal(s, c.RawIssuer) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func timeValid(c *x509.Certificate, now time.Time) bool {
+	return !now.Before(c.NotBefore) && !now.After(c.NotAfter)
 }

@@ -90,46 +90,97 @@ func (o *Outbox) Enqueue(entries ...OutboxEntry) ([]uint64, error) {
 // the same transaction, so that a flag such as "this channel was told the
 // watch is down" can never disagree with what was queued.
 func (o *Outbox) EnqueueMarked(marks map[string]bool, entries ...OutboxEntry) ([]uint64, error) {
-	ids := make([]uint64, 0, len(entries))
-	for i := range entries {
-		if entries[i].Channel == "" {
-			return nil, fmt.Errorf("store: outbox enqueue: entry %d has no channel", i)
-		}
-		if len(entries[i].Channel) > math.MaxUint16 || len(entries[i].LastError) > math.MaxUint16 {
-			return nil, fmt.Errorf("store: outbox enqueue: entry %d: channel or error text too long", i)
-		}
-	}
+	var ids []uint64
 	err := o.db.Update(func(tx *bolt.Tx) error {
-		b := outboxEntries(tx)
-		for _, e := range entries {
-			id, err := b.NextSequence()
-			if err != nil {
-				return err
-			}
-			if e.NextAt.IsZero() {
-				e.NextAt = e.CreatedAt
-			}
-			if err := b.Put(outboxKey(id), encodeOutboxEntry(e)); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		m := outboxMarks(tx)
-		for k, set := range marks {
-			var err error
-			if set {
-				err = m.Put([]byte(k), nil)
-			} else {
-				err = m.Delete([]byte(k))
-			}
-			if err != nil {
-				return fmt.Errorf("mark %q: %w", k, err)
-			}
-		}
-		return nil
+		var err error
+		ids, err = enqueueMarked(tx, marks, entries)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: outbox enqueue %d entries: %w", len(entries), err)
+	}
+	return ids, nil
+}
+
+// EnqueueMarkedTx is EnqueueMarked inside a write transaction of the watch
+// store (store.Update.InTx): the entries and marks commit, or not, with the
+// watcher's update that caused them. It creates the outbox buckets if
+// needed.
+func EnqueueMarkedTx(tx *Tx, marks map[string]bool, entries ...OutboxEntry) error {
+	if _, err := createOutboxBuckets(tx.tx); err != nil {
+		return fmt.Errorf("store: outbox enqueue: %w", err)
+	}
+	if _, err := enqueueMarked(tx.tx, marks, entries); err != nil {
+		return fmt.Errorf("store: outbox enqueue %d entries: %w", len(entries), err)
+	}
+	return nil
+}
+
+// MarkedTx is Marked inside a write transaction (see EnqueueMarkedTx).
+func MarkedTx(tx *Tx, keys ...string) (map[string]bool, error) {
+	root, err := createOutboxBuckets(tx.tx)
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox marks: %w", err)
+	}
+	m := root.Bucket(bOutboxMarks)
+	out := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if m.Get([]byte(k)) != nil {
+			out[k] = true
+		}
+	}
+	return out, nil
+}
+
+func createOutboxBuckets(tx *bolt.Tx) (*bolt.Bucket, error) {
+	root, err := tx.CreateBucketIfNotExists(bOutbox)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := root.CreateBucketIfNotExists(bOutboxEntries); err != nil {
+		return nil, err
+	}
+	if _, err := root.CreateBucketIfNotExists(bOutboxMarks); err != nil {
+		return nil, err
+	}
+	return root, nil
+}
+
+func enqueueMarked(tx *bolt.Tx, marks map[string]bool, entries []OutboxEntry) ([]uint64, error) {
+	for i := range entries {
+		if entries[i].Channel == "" {
+			return nil, fmt.Errorf("entry %d has no channel", i)
+		}
+		if len(entries[i].Channel) > math.MaxUint16 || len(entries[i].LastError) > math.MaxUint16 {
+			return nil, fmt.Errorf("entry %d: channel or error text too long", i)
+		}
+	}
+	ids := make([]uint64, 0, len(entries))
+	b := outboxEntries(tx)
+	for _, e := range entries {
+		id, err := b.NextSequence()
+		if err != nil {
+			return nil, err
+		}
+		if e.NextAt.IsZero() {
+			e.NextAt = e.CreatedAt
+		}
+		if err := b.Put(outboxKey(id), encodeOutboxEntry(e)); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	m := outboxMarks(tx)
+	for k, set := range marks {
+		var err error
+		if set {
+			err = m.Put([]byte(k), nil)
+		} else {
+			err = m.Delete([]byte(k))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mark %q: %w", k, err)
+		}
 	}
 	return ids, nil
 }

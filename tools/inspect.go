@@ -82,8 +82,15 @@ func inspectChainTool(d Deps) Tool {
 		if err != nil {
 			return probe.ChainReport{}, "", err
 		}
+		cc, err := d.clientCert(a.ClientCert)
+		if err != nil {
+			return probe.ChainReport{}, "", err
+		}
 		opts := d.ProbeOptions
 		opts.IncludePEM, opts.Deep = a.IncludePEM, a.Deep
+		if cc != nil {
+			opts.ClientCert, opts.ClientCertName = cc, strings.TrimSpace(a.ClientCert)
+		}
 		release, err := d.acquire(ctx)
 		if err != nil {
 			return probe.ChainReport{}, "", err

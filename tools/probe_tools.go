@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -84,8 +85,15 @@ func checkTLSTool(d Deps) Tool {
 		if err != nil {
 			return probe.Report{}, "", err
 		}
+		cc, err := d.clientCert(a.ClientCert)
+		if err != nil {
+			return probe.Report{}, "", err
+		}
 		opts := d.ProbeOptions
 		opts.Deep = a.Deep
+		if cc != nil {
+			opts.ClientCert, opts.ClientCertName = cc, strings.TrimSpace(a.ClientCert)
+		}
 		r, err := d.runProbeWith(ctx, t, opts)
 		if err != nil {
 			return probe.Report{}, "", err
@@ -172,31 +180,14 @@ func (d Deps) scan(ctx context.Context, req mcp.CallToolRequest, a ScanArgs) (Sc
 	res := ScanResult{Total: len(targets), Reports: make([]probe.Report, len(targets)), Errors: []ScanError{}}
 	errs := make([]error, len(targets))
 	progress := newProgress(ctx, req, len(targets))
-	sem := make(chan struct{}, d.ScanConcurrency)
-	var wg sync.WaitGroup
-	for i := range targets {
-		wg.Go(func() {
-			// A panic here would take the whole server down: the handler's
-			// own recover does not reach this goroutine.
-			defer func() {
-				if p := recover(); p != nil {
-					errs[i] = fmt.Errorf("internal error probing %s: %v", a.Targets[i].Target, p)
-				}
-			}()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				progress.step("")
-				return
-			}
-			defer func() { <-sem }()
-			r, err := d.runProbe(ctx, targets[i])
-			res.Reports[i], errs[i] = r, err
-			progress.step(reportSummary(r, a.Targets[i].Target))
-		})
-	}
-	wg.Wait()
+	// probe.Scan (shared with `tlswatch scan`): ScanConcurrency workers,
+	// a panic in one probe recovered as that target's error.
+	probe.Scan(ctx, len(targets), d.ScanConcurrency, func(ctx context.Context, i int) (probe.Report, error) {
+		return d.runProbe(ctx, targets[i])
+	}, func(i int, r probe.Report, err error) {
+		res.Reports[i], errs[i] = r, err
+		progress.step(reportSummary(r, a.Targets[i].Target))
+	})
 	if err := ctx.Err(); err != nil {
 		return ScanResult{}, "", fmt.Errorf("scan_endpoints: cancelled: %w", err)
 	}

@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"crypto/tls"
 	"fmt"
 	"slices"
 	"strings"
@@ -34,8 +35,30 @@ func (a TargetArgs) parse() (probe.Target, error) {
 // inspect_chain): the target fields plus the opt-in costly checks.
 type DiagnoseArgs struct {
 	TargetArgs
-	StartTLS string `json:"starttls,omitempty" jsonschema:"Upgrade a plain-text protocol with STARTTLS before the handshake: smtp, imap, pop3, ftp, postgres, ldap or xmpp (same as a target such as smtp://host:587)."`
-	Deep     bool   `json:"deep,omitempty" jsonschema:"Also enumerate the accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)."`
+	StartTLS   string `json:"starttls,omitempty" jsonschema:"Upgrade a plain-text protocol with STARTTLS before the handshake: smtp, imap, pop3, ftp, postgres, ldap or xmpp (same as a target such as smtp://host:587)."`
+	Deep       bool   `json:"deep,omitempty" jsonschema:"Also enumerate the accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)."`
+	ClientCert string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is checked too (client_cert_expiring)."`
+}
+
+// clientCert resolves a client_cert argument to one of the operator's
+// certificates; "" means none. An unknown name is an error naming the field.
+func (d Deps) clientCert(name string) (*tls.Certificate, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return nil, nil
+	}
+	if c, ok := d.ClientCerts[name]; ok {
+		return &c, nil
+	}
+	if len(d.ClientCerts) == 0 {
+		return nil, fieldErr("client_cert", "%q is not loaded: this server has no client certificates (the operator adds them with serve --client-cert NAME=CERT,KEY)", name)
+	}
+	names := make([]string, 0, len(d.ClientCerts))
+	for n := range d.ClientCerts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return nil, fieldErr("client_cert", "%q is not loaded (loaded: %s)", name, strings.Join(names, ", "))
 }
 
 // probeTarget applies starttls by rewriting the target as scheme://target,

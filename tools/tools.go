@@ -6,6 +6,7 @@ package tools
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -33,6 +34,10 @@ type Deps struct {
 	MCPCheck MCPCheckFunc
 	// ProbeOptions are passed to every probe (Roots: system plus --ca-file).
 	ProbeOptions probe.Options
+	// ClientCerts are the operator's mTLS client certificates by name
+	// (--client-cert NAME=CERT,KEY). Tools take a name (client_cert), never
+	// a path.
+	ClientCerts map[string]tls.Certificate
 	// Watch is the watcher; nil when no database could be opened.
 	Watch watch.Service
 	// WatchError says why Watch is nil; the watch tools show it.

@@ -68,6 +68,7 @@ type WatchArgs struct {
 	Schedule         string `json:"schedule,omitempty" jsonschema:"When to probe: a cron spec (5 fields, or 6 with seconds) or @every DURATION such as @every 1h; default @every 6h."`
 	ThresholdsDays   []int  `json:"thresholds_days,omitempty" jsonschema:"Expiry stages in days that alert once per certificate when crossed; each 1 to 365; default [30, 14, 7, 1]."`
 	FailureThreshold int    `json:"failure_threshold,omitempty" jsonschema:"Consecutive failed probes before the watch is down: 1 to 100; default 3."`
+	ClientCert       string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) on every probe of the watch: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is watched too (client_cert_expiring)."`
 }
 
 func watchEndpointTool(d Deps) Tool {
@@ -100,11 +101,17 @@ func watchEndpointTool(d Deps) Tool {
 		if a.FailureThreshold < 0 || a.FailureThreshold > 100 {
 			return watch.Watch{}, "", fieldErr("failure_threshold", "%d out of range 1-100", a.FailureThreshold)
 		}
+		// Only a name the operator loaded; the watch stores the name and
+		// every probe presents that certificate.
+		if _, err := d.clientCert(a.ClientCert); err != nil {
+			return watch.Watch{}, "", err
+		}
 		w, err := svc.Add(ctx, watch.Spec{
 			Target:           t,
 			Schedule:         sched.Spec,
 			Thresholds:       thresholds,
 			FailureThreshold: a.FailureThreshold,
+			ClientCert:       strings.TrimSpace(a.ClientCert),
 		})
 		if err != nil {
 			return watch.Watch{}, "", fmt.Errorf("watch_endpoint: %w", err)

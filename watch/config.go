@@ -11,10 +11,19 @@ import (
 
 // ProbeFunc runs one probe. It has the signature of probe.Run so that the
 // real engine plugs in directly (wrap it to add Roots); tests may pass a
-// fake. The watcher fills opts.Thresholds with the watch's thresholds and
-// opts.Now with Config.Now(). An error means nothing could be attempted (the
+// fake. The watcher fills opts.Thresholds with the watch's thresholds,
+// opts.Now with Config.Now() and opts.ClientCertName with the watch's
+// client_cert (the ProbeFunc resolves it to the operator's certificate). An error means nothing could be attempted (the
 // target is invalid); every server-side failure is a Report with status down.
 type ProbeFunc func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error)
+
+// CommitHook is called inside the bbolt write transaction that records an
+// event's state (a stage marked as fired, a watch marked down), once per
+// event, in the order the events were decided. It MUST only write through
+// tx (never open a transaction of its own: that deadlocks), MUST be quick,
+// and should return an error only when the transaction is doomed anyway:
+// an error rolls back the whole group commit, probe results included.
+type CommitHook func(tx *store.Tx, ev Event) error
 
 // Config configures a Manager. Zero values are filled with the defaults
 // documented per field.
@@ -42,6 +51,14 @@ type Config struct {
 	// it has returned. Work that must happen exactly once across processes
 	// (alert delivery) hangs here.
 	OnOwner func(ctx context.Context, db *store.DB)
+	// OnOwnerStart, when set, runs each time this process becomes the owner,
+	// after the database is open and before the scheduler starts (so before
+	// any probe result commits). The CommitHook it returns, if not nil, is
+	// called for every event inside the write transaction that commits the
+	// event's state: what it writes there (alert outbox entries) is durable
+	// exactly when the state change is. It runs before OnOwner of the same
+	// period, in the same goroutine as the ownership change.
+	OnOwnerStart func(db *store.DB) CommitHook
 	// SocketPath overrides the owner's unix socket. Default DBPath+".sock",
 	// or a short path under os.TempDir() when that is too long for sun_path.
 	SocketPath string

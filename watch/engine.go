@@ -26,7 +26,10 @@ type engine struct {
 	log *slog.Logger
 	db  *store.DB
 	pub func(Event) // fan-out, called after the event's state is committed
-	lst func()      // list changed
+	// hook runs inside the commit of each event (Config.OnOwnerStart); nil
+	// when none.
+	hook CommitHook
+	lst  func() // list changed
 
 	mu      sync.Mutex // guards entries, byIdent, heap, closed and every entry
 	closed  bool       // set before the writer's queue closes
@@ -75,8 +78,9 @@ type writeOp struct {
 	added  bool // new watch: list changed after commit
 }
 
-func openEngine(cfg *Config, db *store.DB, pub func(Event), lst func()) (*engine, error) {
+func openEngine(cfg *Config, db *store.DB, hook CommitHook, pub func(Event), lst func()) (*engine, error) {
 	e := &engine{
+		hook:    hook,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		db:      db,
@@ -356,7 +360,7 @@ func (e *engine) probe(ctx context.Context, rec store.Record) (rep probe.Report,
 			rep, err = probe.Report{}, fmt.Errorf("watch: probe of %s panicked: %v", targetName(rec.Target), r)
 		}
 	}()
-	rep, err = e.cfg.Probe(ctx, t, probe.Options{Now: e.cfg.Now(), Thresholds: append([]int(nil), rec.Thresholds...)})
+	rep, err = e.cfg.Probe(ctx, t, probe.Options{Now: e.cfg.Now(), Thresholds: append([]int(nil), rec.Thresholds...), ClientCertName: rec.ClientCert})
 	if err != nil {
 		return probe.Report{}, err
 	}
@@ -484,6 +488,9 @@ func (e *engine) commit(batch []*writeOp) {
 	ups := make([]store.Update, len(batch))
 	for i, op := range batch {
 		ups[i] = op.up
+		if e.hook != nil && len(op.events) > 0 {
+			ups[i].InTx = e.inTx(op.events)
+		}
 	}
 	applied, err := e.db.Apply(ups)
 	if err != nil {
@@ -502,6 +509,26 @@ func (e *engine) commit(batch []*writeOp) {
 		if op.added {
 			e.lst()
 		}
+	}
+}
+
+// inTx runs the commit hook for the events of one update inside its
+// transaction. A panicking hook is our bug: it rolls the batch back rather
+// than take the process down (the results are probed again next time).
+func (e *engine) inTx(evs []Event) func(tx *store.Tx) (err error) {
+	return func(tx *store.Tx) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				e.log.Error("watch: commit hook panicked", "panic", r, "stack", string(debug.Stack()))
+				err = fmt.Errorf("commit hook panicked: %v", r)
+			}
+		}()
+		for _, ev := range evs {
+			if err := e.hook(tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
 

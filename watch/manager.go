@@ -43,8 +43,11 @@ import (
 //     ends: Add is idempotent per target, the rest are reads or idempotent
 //     deletes. Nobody ever sees "database locked".
 //   - The file stays the only truth: stage alerts are committed before they
-//     are published, so a new owner never repeats one, and watches keep their
-//     phase (derived from the id), so a handover does not bunch up probes.
+//     are published, so a new owner never repeats one; what the owner's
+//     commit hook queues for them (alert outbox entries, Config.OnOwnerStart)
+//     commits in the same transaction, so a crash never loses one either;
+//     and watches keep their phase (derived from the id), so a handover does
+//     not bunch up probes.
 type Manager struct {
 	cfg Config
 	log *slog.Logger
@@ -218,7 +221,11 @@ func (m *Manager) tryOwn() (bool, error) {
 		return false, fmt.Errorf("watch: %w", err)
 	}
 	m.ring = newEventRing(4096)
-	eng, err := openEngine(&m.cfg, db, m.publish, m.publishListChanged)
+	var hook CommitHook
+	if m.cfg.OnOwnerStart != nil {
+		hook = m.ownerStart(db)
+	}
+	eng, err := openEngine(&m.cfg, db, hook, m.publish, m.publishListChanged)
 	if err != nil {
 		db.Close()
 		return false, err
@@ -247,6 +254,18 @@ func (m *Manager) tryOwn() (bool, error) {
 	}
 	m.log.Info("watch: this process owns the database and runs the scheduler", "db", m.cfg.DBPath, "socket", m.cfg.SocketPath)
 	return true, nil
+}
+
+// ownerStart runs Config.OnOwnerStart; a panic there costs the hook, not
+// the ownership.
+func (m *Manager) ownerStart(db *store.DB) (hook CommitHook) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.log.Error("watch: owner start hook panicked", "panic", r)
+			hook = nil
+		}
+	}()
+	return m.cfg.OnOwnerStart(db)
 }
 
 func (m *Manager) releaseOwn() {

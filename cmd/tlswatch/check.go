@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -73,6 +74,17 @@ func flagNames(err error) error {
 	return err
 }
 
+// loadClientCerts loads --client-cert NAME=CERT,KEY specs; errors name the
+// flag.
+func loadClientCerts(specs []string) (map[string]tls.Certificate, error) {
+	certs, err := probe.LoadClientCerts(specs)
+	var fe *probe.FieldError
+	if errors.As(err, &fe) {
+		return nil, fmt.Errorf("--%s: %s", fe.Field, fe.Reason)
+	}
+	return certs, err
+}
+
 // probeOptions builds the probe options from the configured trust store.
 func probeOptions(cfg Config) (probe.Options, error) {
 	roots, err := loadRoots(cfg.CAFiles) // its errors name --ca-file and the file
@@ -83,6 +95,8 @@ func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
 	fs := newFlagSet("check", c)
 	tf := addTargetFlags(fs)
 	asJSON := fs.Bool("json", false, "print the Report as JSON")
+	var clientCerts stringList
+	fs.Var(&clientCerts, "client-cert", "present this mTLS client certificate when the server asks for one, and check its expiry: `NAME=CERT,KEY` (PEM files)")
 	raw, err := c.parse(fs, args, "target: missing (usage: tlswatch check TARGET)")
 	if err != nil {
 		return exitUnknown, err
@@ -98,6 +112,20 @@ func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
 	opts, err := probeOptions(cfg)
 	if err != nil {
 		return exitUnknown, err
+	}
+	cfg.ClientCerts = clientCerts
+	certs, err := loadClientCerts(cfg.ClientCerts)
+	if err != nil {
+		return exitUnknown, err
+	}
+	switch len(certs) {
+	case 0:
+	case 1:
+		for name, cert := range certs {
+			opts.ClientCert, opts.ClientCertName = &cert, name
+		}
+	default:
+		return exitUnknown, errors.New("--client-cert: check presents one client certificate; give the flag once")
 	}
 	rep, err := probe.Run(ctx, t, opts)
 	if err != nil {

@@ -323,6 +323,8 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	var allowCIDRs, denyCIDRs stringList
 	fs.Var(&allowCIDRs, "allow-cidr", "always allow this `cidr` (repeatable; wins over every deny)")
 	fs.Var(&denyCIDRs, "deny-cidr", "refuse this `cidr` (repeatable)")
+	var clientCerts stringList
+	fs.Var(&clientCerts, "client-cert", "load an mTLS client certificate that check_tls, inspect_chain and watch_endpoint may present by name: `NAME=CERT,KEY` (PEM files; repeatable)")
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
@@ -336,6 +338,7 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	cfg.MetricsAddr = *metricsAddr
 	cfg.DenyPrivate = *denyPrivate
 	cfg.AllowCIDRs, cfg.DenyCIDRs = allowCIDRs, denyCIDRs
+	cfg.ClientCerts = clientCerts
 	if cfg.Token == "" {
 		cfg.Token = os.Getenv("TLSWATCH_TOKEN")
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/tlswatch/tlswatch/probe"
 )
@@ -63,32 +62,29 @@ func runScan(ctx context.Context, c *cli, args []string) (int, error) {
 	out := scanOutput{c: c, total: len(lines), json: *asJSON || !isTerminal(c.stdout), pal: colorFor(c.stdout)}
 	out.progress = isTerminal(c.stderr)
 
-	// n workers take lines in order; results are written as they complete.
+	// probe.Scan (shared with scan_endpoints) runs n workers that take
+	// lines in order; results are written as they complete.
 	scanCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	results := make(chan scanResult)
-	jobs := make(chan targetLine)
-	var wg sync.WaitGroup
-	for range min(n, len(lines)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				results <- scanOne(scanCtx, tf, opts, j)
-			}
-		}()
-	}
 	go func() {
-		defer close(jobs)
-		for _, l := range lines {
-			select {
-			case jobs <- l:
-			case <-scanCtx.Done():
-				return
+		defer close(results)
+		probe.Scan(scanCtx, len(lines), n, func(ctx context.Context, i int) (probe.Report, error) {
+			t, err := tf.target(lines[i].text)
+			if err != nil {
+				return probe.Report{}, err
 			}
-		}
+			return probe.Run(ctx, t, opts)
+		}, func(i int, r probe.Report, err error) {
+			res := scanResult{Input: lines[i].text, Line: lines[i].n}
+			if err != nil {
+				res.Error = err.Error()
+			} else {
+				res.Report = &r
+			}
+			results <- res
+		})
 	}()
-	go func() { wg.Wait(); close(results) }()
 
 	out.showProgress()
 	var writeErr error
@@ -143,22 +139,6 @@ func readTargets(stdin io.Reader, name string) ([]targetLine, error) {
 		return nil, fmt.Errorf("scan: no targets in %s", name)
 	}
 	return lines, nil
-}
-
-func scanOne(ctx context.Context, tf *targetFlags, opts probe.Options, l targetLine) scanResult {
-	res := scanResult{Input: l.text, Line: l.n}
-	t, err := tf.target(l.text)
-	if err == nil {
-		var rep probe.Report
-		rep, err = probe.Run(ctx, t, opts)
-		if err == nil {
-			res.Report = &rep
-		}
-	}
-	if err != nil {
-		res.Error = err.Error()
-	}
-	return res
 }
 
 // scanOutput writes results as they complete: JSON lines, or a line per

@@ -64,7 +64,11 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	onOwner, err := alertHook(cfg, policy, roots, logger)
+	hooks, err := alertHooks(cfg, policy, roots, logger)
+	if err != nil {
+		return err
+	}
+	clientCerts, err := loadClientCerts(cfg.ClientCerts)
 	if err != nil {
 		return err
 	}
@@ -73,11 +77,25 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		// The watcher passes its own Thresholds and Now; the trust store and
 		// the outbound policy are always the operator's.
 		opts.Roots, opts.Control = roots, probeOpts.Control
+		if opts.ClientCert == nil && opts.ClientCertName != "" {
+			// A watch names its client certificate. One this process
+			// does not have (the operator dropped the flag, or another
+			// serve on the same --db added the watch) is not presented:
+			// a server that requires it then fails the probe visibly
+			// (client_cert_required, down) instead of the watch going
+			// silent.
+			if c, ok := clientCerts[opts.ClientCertName]; ok {
+				opts.ClientCert = &c
+			} else {
+				logger.Warn("watch names a client certificate this process did not load; probing without it",
+					"client_cert", opts.ClientCertName, "target", t.Host)
+			}
+		}
 		return probe.Run(ctx, t, opts)
 	}
 
-	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, Logger: logger}
-	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, onOwner, logger)
+	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, ClientCerts: clientCerts, Logger: logger}
+	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, hooks, logger)
 	if err != nil {
 		// The probing tools still work; the watch tools say why they do not.
 		logger.Warn("watching is not available", "db", cfg.DBPath, "err", err)

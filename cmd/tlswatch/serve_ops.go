@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tlswatch/tlswatch/alert"
@@ -17,11 +18,20 @@ import (
 	"github.com/tlswatch/tlswatch/watch"
 )
 
-// alertHook loads the operator's --config and returns what the process that
-// owns the database runs: the alert dispatcher over the bbolt outbox. Only
-// the owner enqueues and delivers, so two serve processes on one --db never
-// send an alert twice. nil when no config is given.
-func alertHook(cfg Config, policy *netpolicy.Policy, roots *x509.CertPool, logger *slog.Logger) (func(context.Context, *watch.Manager, *store.DB), error) {
+// ownerHooks are what the process that owns the database runs for alerts:
+// start (watch.Config.OnOwnerStart) builds the dispatcher over the bbolt
+// outbox and returns its commit hook, so that alert deliveries are queued in
+// the same transaction that records their cause; run (watch.Config.OnOwner)
+// delivers them until the ownership ends. Only the owner queues and
+// delivers, so two serve processes on one --db never send an alert twice.
+type ownerHooks struct {
+	start func(db *store.DB) watch.CommitHook
+	run   func(ctx context.Context, db *store.DB)
+}
+
+// alertHooks loads the operator's --config; nil when no config (or no
+// channel) is given.
+func alertHooks(cfg Config, policy *netpolicy.Policy, roots *x509.CertPool, logger *slog.Logger) (*ownerHooks, error) {
 	if cfg.ConfigPath == "" {
 		return nil, nil
 	}
@@ -34,22 +44,40 @@ func alertHook(cfg Config, policy *netpolicy.Policy, roots *x509.CertPool, logge
 	}
 	log := logger.With("component", "alert")
 	dialer := policy.Dialer(net.Dialer{Timeout: 10 * time.Second})
-	return func(ctx context.Context, m *watch.Manager, db *store.DB) {
-		ob, err := store.NewOutbox(db.Bolt())
-		if err != nil {
-			log.Error("alert outbox unavailable; alerts go out as MCP notifications only", "err", err)
-			return
-		}
-		d, err := alert.NewDispatcher(acfg, ob, alert.Options{Logger: log, DialContext: dialer.DialContext, RootCAs: roots})
-		if err != nil {
-			log.Error("alert dispatcher", "err", err)
-			return
-		}
-		unsubscribe := m.Subscribe(d)
-		defer unsubscribe()
-		if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("alert delivery stopped", "err", err)
-		}
+	var (
+		mu  sync.Mutex
+		cur *alert.Dispatcher // of the current ownership period
+	)
+	return &ownerHooks{
+		start: func(db *store.DB) watch.CommitHook {
+			ob, err := store.NewOutbox(db.Bolt())
+			if err != nil {
+				log.Error("alert outbox unavailable; alerts go out as MCP notifications only", "err", err)
+				return nil
+			}
+			d, err := alert.NewDispatcher(acfg, ob, alert.Options{Logger: log, DialContext: dialer.DialContext, RootCAs: roots})
+			if err != nil {
+				log.Error("alert dispatcher", "err", err)
+				return nil
+			}
+			mu.Lock()
+			cur = d
+			mu.Unlock()
+			return d.EnqueueTx
+		},
+		run: func(ctx context.Context, db *store.DB) {
+			mu.Lock()
+			d := cur
+			mu.Unlock()
+			if d == nil {
+				return // start failed and said why
+			}
+			// Run also delivers what a previous owner (or this process
+			// before a crash) left queued.
+			if err := d.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("alert delivery stopped", "err", err)
+			}
+		},
 	}, nil
 }
 

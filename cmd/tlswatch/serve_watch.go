@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
@@ -13,31 +12,18 @@ import (
 // the database runs the scheduler, a second serve on the same --db follows
 // it (see package watch). The close func stops the scheduler and releases
 // the database.
-func openWatch(ctx context.Context, cfg Config, probeFn watch.ProbeFunc, onOwner func(ctx context.Context, m *watch.Manager, db *store.DB), logger *slog.Logger) (watch.Service, func(), error) {
+func openWatch(ctx context.Context, cfg Config, probeFn watch.ProbeFunc, hooks *ownerHooks, logger *slog.Logger) (watch.Service, func(), error) {
 	if cfg.DBPath == "" {
 		return nil, nil, fmt.Errorf("no --db path")
 	}
-	var m *watch.Manager
 	wcfg := watch.Config{
 		DBPath:      cfg.DBPath,
 		Probe:       probeFn,
 		MinInterval: cfg.MinInterval,
 		Logger:      logger.With("component", "watch"),
 	}
-	if onOwner != nil {
-		ready := make(chan struct{})
-		wcfg.OnOwner = func(ctx context.Context, db *store.DB) {
-			// The hook may start before Open has returned m.
-			select {
-			case <-ready:
-			case <-ctx.Done():
-				return
-			}
-			if m != nil {
-				onOwner(ctx, m, db)
-			}
-		}
-		defer close(ready)
+	if hooks != nil {
+		wcfg.OnOwnerStart, wcfg.OnOwner = hooks.start, hooks.run
 	}
 	m, err := watch.Open(ctx, wcfg)
 	if err != nil {

@@ -12,7 +12,8 @@ import (
 var usageText = map[string]string{
 	"tlswatch": `usage: tlswatch [--db PATH] [--ca-file PATH] COMMAND [ARGS]
 `,
-	"serve": `usage: tlswatch serve [--http ADDR] [--token TOKEN]
+	"serve": `usage: tlswatch serve [--http ADDR] [--token TOKEN] [--config FILE] [--metrics ADDR]
+                      [--deny-private] [--allow-cidr CIDR] [--deny-cidr CIDR] [--client-cert NAME=CERT,KEY]
 
 Runs the MCP server: over stdio by default (what Claude and IDEs launch),
 or over streamable HTTP at /mcp with --http.
@@ -20,8 +21,9 @@ or over streamable HTTP at /mcp with --http.
 Examples:
   tlswatch serve
   tlswatch serve --http 127.0.0.1:8931 --token "$(openssl rand -hex 16)"
+  tlswatch serve --config tlswatch.yaml --client-cert partner=/etc/tlswatch/partner.crt,/etc/tlswatch/partner.key
 `,
-	"check": `usage: tlswatch check TARGET [--ip IP] [--sni NAME] [--timeout DURATION] [--json]
+	"check": `usage: tlswatch check TARGET [--ip IP] [--sni NAME] [--timeout DURATION] [--client-cert NAME=CERT,KEY] [--json]
 
 Probes one target and prints a report: status, findings with what to do,
 certificate, chain, TLS and timing. TARGET is host, host:port, [v6]:port or
@@ -32,6 +34,7 @@ Examples:
   tlswatch check mcp.example.com
   tlswatch check https://mcp.example.com/mcp --json
   tlswatch check mcp.example.com --ip 203.0.113.7 --timeout 3s
+  tlswatch check mtls.example.com --client-cert me=client.crt,client.key
 `,
 	"watch": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--thresholds 30,14,7,1]
        tlswatch watch ls [--json]
