@@ -49,12 +49,18 @@ func typed[A, R any](fn handlerFunc[A, R]) server.ToolHandlerFunc {
 // structuredResult carries out as structuredContent, the summary as the
 // first text block and the JSON as the second: clients that only pass text
 // content to the model (several do) still see every field.
+//
+// out is encoded once, compactly, and that encoding serves both: a list of
+// 1,000 watches with their Reports is megabytes, and encoding it three
+// times (indented text, structuredContent, the response) tripled its cost.
 func structuredResult(out any, summary string) *mcp.CallToolResult {
 	content := []mcp.Content{mcp.NewTextContent(summary)}
-	if b, err := json.MarshalIndent(out, "", "  "); err == nil {
-		content = append(content, mcp.NewTextContent(string(b)))
+	b, err := json.Marshal(out)
+	if err != nil {
+		return &mcp.CallToolResult{Content: content, StructuredContent: out}
 	}
-	return &mcp.CallToolResult{Content: content, StructuredContent: out}
+	content = append(content, mcp.NewTextContent(string(b)))
+	return &mcp.CallToolResult{Content: content, StructuredContent: json.RawMessage(b)}
 }
 
 // decodeArgs decodes tool arguments strictly into dst (a pointer to a

@@ -23,7 +23,7 @@ func WatchURI(id string) string { return uriWatchPrefix + id }
 const mimeJSON = "application/json"
 
 func jsonContents(uri string, v any) ([]mcp.ResourceContents, error) {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", uri, err)
 	}
