@@ -87,7 +87,8 @@ func inspectChainTool(d Deps) Tool {
 			return probe.ChainReport{}, "", err
 		}
 		opts := d.ProbeOptions
-		opts.IncludePEM, opts.Deep = a.IncludePEM, a.Deep
+		opts.IncludePEM = a.IncludePEM
+		a.apply(&opts)
 		if cc != nil {
 			opts.ClientCert, opts.ClientCertName = cc, strings.TrimSpace(a.ClientCert)
 		}

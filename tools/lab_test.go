@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,5 +77,26 @@ func TestLab(t *testing.T) {
 	}
 	if cr := decode[probe.ChainReport](t, res); len(cr.Certificates) != 2 || !cr.Trusted {
 		t.Errorf("inspect_certificate: %s", text(res))
+	}
+}
+
+// TestNoRevocationArgument: no_revocation really turns the online check off
+// (the responder sees no request), and without it the responder is asked.
+func TestNoRevocationArgument(t *testing.T) {
+	p := testlab.NewPKI(t)
+	var hits atomic.Int64
+	url := p.ServeOCSP(p.Intermediate, testlab.OCSPGood, &hits)
+	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{p.Leaf(testlab.LeafOpts{OCSPURL: url})}})
+	_, port, _ := strings.Cut(addr, ":")
+	target := testlab.DefaultHost + ":" + port
+	h := newHarness(t, Deps{Probe: probe.Run, ProbeOptions: probe.Options{Roots: p.Roots(), NoAIA: true}}, "2025-11-25")
+
+	r := decode[probe.Report](t, h.call("check_tls", map[string]any{"target": target, "ip": "127.0.0.1", "no_revocation": true}))
+	if hits.Load() != 0 || r.Revocation == nil || r.Revocation.Status == "good" {
+		t.Fatalf("no_revocation: responder hits %d, revocation %+v", hits.Load(), r.Revocation)
+	}
+	r = decode[probe.Report](t, h.call("check_tls", map[string]any{"target": target, "ip": "127.0.0.1"}))
+	if hits.Load() == 0 || r.Revocation == nil || r.Revocation.Status != "good" {
+		t.Fatalf("default: responder hits %d, revocation %+v", hits.Load(), r.Revocation)
 	}
 }

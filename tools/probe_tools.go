@@ -90,7 +90,7 @@ func checkTLSTool(d Deps) Tool {
 			return probe.Report{}, "", err
 		}
 		opts := d.ProbeOptions
-		opts.Deep = a.Deep
+		a.apply(&opts)
 		if cc != nil {
 			opts.ClientCert, opts.ClientCertName = cc, strings.TrimSpace(a.ClientCert)
 		}

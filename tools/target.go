@@ -25,6 +25,13 @@ func (a TargetArgs) probeTarget(prefix string) (probe.Target, error) {
 	return t, prefixField(prefix, err)
 }
 
+// apply sets the opt-in and opt-out checks on opts.
+func (a DiagnoseArgs) apply(opts *probe.Options) {
+	opts.Deep = a.Deep
+	opts.NoRevocation = opts.NoRevocation || a.NoRevocation
+	opts.SingleAddress = opts.SingleAddress || a.SingleAddress
+}
+
 func (a TargetArgs) parse() (probe.Target, error) {
 	// probe.ParseTarget is the one validator of the target fields (the CLI
 	// uses it too); its errors are *probe.FieldError naming the field.
@@ -35,9 +42,11 @@ func (a TargetArgs) parse() (probe.Target, error) {
 // inspect_chain): the target fields plus the opt-in costly checks.
 type DiagnoseArgs struct {
 	TargetArgs
-	StartTLS   string `json:"starttls,omitempty" jsonschema:"Upgrade a plain-text protocol with STARTTLS before the handshake: smtp, imap, pop3, ftp, postgres, ldap or xmpp (same as a target such as smtp://host:587)."`
-	Deep       bool   `json:"deep,omitempty" jsonschema:"Also enumerate the accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)."`
-	ClientCert string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is checked too (client_cert_expiring)."`
+	StartTLS      string `json:"starttls,omitempty" jsonschema:"Upgrade a plain-text protocol with STARTTLS before the handshake: smtp, imap, pop3, ftp, postgres, ldap or xmpp (same as a target such as smtp://host:587)."`
+	Deep          bool   `json:"deep,omitempty" jsonschema:"Also enumerate the accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)."`
+	NoRevocation  bool   `json:"no_revocation,omitempty" jsonschema:"Skip the online OCSP/CRL revocation check (the stapled response is still read)."`
+	SingleAddress bool   `json:"single_address,omitempty" jsonschema:"Probe only the first resolved address instead of every A/AAAA record (inconsistent_backends is then not checked)."`
+	ClientCert    string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is checked too (client_cert_expiring)."`
 }
 
 // clientCert resolves a client_cert argument to one of the operator's

@@ -95,6 +95,9 @@ func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
 	fs := newFlagSet("check", c)
 	tf := addTargetFlags(fs)
 	asJSON := fs.Bool("json", false, "print the Report as JSON")
+	deep := fs.Bool("deep", false, "also enumerate accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)")
+	noRevocation := fs.Bool("no-revocation", false, "skip the online OCSP/CRL check (the stapled response is still read)")
+	singleAddress := fs.Bool("single-address", false, "probe only the first resolved address, not every A/AAAA record")
 	var clientCerts stringList
 	fs.Var(&clientCerts, "client-cert", "present this mTLS client certificate when the server asks for one, and check its expiry: `NAME=CERT,KEY` (PEM files)")
 	raw, err := c.parse(fs, args, "target: missing (usage: tlswatch check TARGET)")
@@ -113,6 +116,7 @@ func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
 	if err != nil {
 		return exitUnknown, err
 	}
+	opts.Deep, opts.NoRevocation, opts.SingleAddress = *deep, *noRevocation, *singleAddress
 	cfg.ClientCerts = clientCerts
 	certs, err := loadClientCerts(cfg.ClientCerts)
 	if err != nil {
