@@ -128,6 +128,11 @@ func argError(err error, dst any) error {
 	if errors.As(err, &se) {
 		return fmt.Errorf("arguments: invalid JSON: %v", err)
 	}
+	// A custom decoder (scan_endpoints) already names the field.
+	var fe *probe.FieldError
+	if errors.As(err, &fe) {
+		return fe
+	}
 	return fmt.Errorf("arguments: %v", err)
 }
 

@@ -1,7 +1,9 @@
 package tools
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -106,7 +108,60 @@ func checkTLSTool(d Deps) Tool {
 
 // ScanArgs are scan_endpoints' arguments.
 type ScanArgs struct {
-	Targets []TargetArgs `json:"targets" jsonschema:"The endpoints to probe (at most 200), each with the same fields as check_tls: target (required), ip, sni, timeout_ms."`
+	Targets []ScanTarget `json:"targets" jsonschema:"The endpoints to probe (at most 200), each with the same fields as check_tls: target (required), ip, sni, timeout_ms. A plain string is accepted as shorthand for {\"target\": \"...\"}."`
+}
+
+// ScanTarget is one scan_endpoints entry: the check_tls target fields, or a
+// plain string meaning just the target (agents often send a list of names).
+type ScanTarget TargetArgs
+
+// UnmarshalJSON decodes the entries one by one so that an error names its
+// entry (targets[3]: ...); each is a string or a strict object.
+func (a *ScanArgs) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Targets json.RawMessage `json:"targets"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	if len(raw.Targets) == 0 || bytes.Equal(bytes.TrimSpace(raw.Targets), []byte("null")) {
+		a.Targets = nil
+		return nil
+	}
+	var entries []json.RawMessage
+	if err := json.Unmarshal(raw.Targets, &entries); err != nil {
+		return fieldErr("targets", "must be an array of targets")
+	}
+	a.Targets = make([]ScanTarget, len(entries))
+	for i, e := range entries {
+		if err := a.Targets[i].decode(e); err != nil {
+			return fieldErr(fmt.Sprintf("targets[%d]", i), "%v", err)
+		}
+	}
+	return nil
+}
+
+// decode accepts "host:port" as well as {"target": "host:port", ...}.
+func (s *ScanTarget) decode(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var t string
+		if err := json.Unmarshal(b, &t); err != nil {
+			return err
+		}
+		*s = ScanTarget{Target: t}
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var ta TargetArgs
+	if err := dec.Decode(&ta); err != nil {
+		return fmt.Errorf("must be a target string or an object with target, ip, sni, timeout_ms: %v", err)
+	}
+	*s = ScanTarget(ta)
+	return nil
 }
 
 // StatusCounts counts Reports by status.
@@ -170,7 +225,7 @@ func (d Deps) scan(ctx context.Context, req mcp.CallToolRequest, a ScanArgs) (Sc
 	// should not cost 149 probes first.
 	targets := make([]probe.Target, len(a.Targets))
 	for i, ta := range a.Targets {
-		t, err := ta.probeTarget(fmt.Sprintf("targets[%d].", i))
+		t, err := TargetArgs(ta).probeTarget(fmt.Sprintf("targets[%d].", i))
 		if err != nil {
 			return ScanResult{}, "", err
 		}

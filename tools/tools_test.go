@@ -720,3 +720,22 @@ func (f fakeSession) Initialize()                                         {}
 func (f fakeSession) Initialized() bool                                   { return true }
 func (f fakeSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return nil }
 func (f fakeSession) SessionID() string                                   { return string(f) }
+
+// Agents often send scan_endpoints a plain list of names: strings are
+// shorthand for {"target": ...}, and may be mixed with objects; an object
+// with an unknown field is still refused, naming the entry.
+func TestScanAcceptsTargetStrings(t *testing.T) {
+	h := newHarness(t, Deps{Probe: fakeProbe}, "2025-11-25")
+	res := h.call("scan_endpoints", map[string]any{"targets": []any{"a.example:8443", map[string]any{"target": "b.example", "sni": "c.example"}}})
+	if res.IsError {
+		t.Fatalf("scan: %s", text(res))
+	}
+	out := decode[ScanResult](t, res)
+	if len(out.Reports) != 2 || out.Reports[0].Target.Host != "a.example" || out.Reports[0].Target.Port != 8443 || out.Reports[1].Target.SNI != "c.example" {
+		t.Errorf("scan = %+v", out.Reports)
+	}
+	res = h.call("scan_endpoints", map[string]any{"targets": []any{"a.example", map[string]any{"target": "b.example", "bogus": 1}}})
+	if !res.IsError || !strings.Contains(text(res), "targets") || !strings.Contains(text(res), "bogus") {
+		t.Errorf("unknown field: isError %v %q", res.IsError, text(res))
+	}
+}
