@@ -636,59 +636,10 @@ func (db *DB) List() ([]View, error) {
 	return out, err
 }
 
-// Expiring returns, through the expiry and down indexes (no full scan), the
-// watches whose leaf expires before until (which includes those already
-// expired) and every down watch; ordered by not_after ascending, watches
-// without a known certificate last.
-func (db *DB) Expiring(until time.Time) ([]View, error) {
-	var out []View
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		seen := make(map[string]bool)
-		c := tx.Bucket(bExpiry).Cursor()
-		limit := until.Unix()
-		for k, _ := c.First(); len(k) > 8; k, _ = c.Next() {
-			if int64(binary.BigEndian.Uint64(k[:8])) >= limit {
-				break
-			}
-			id := k[8:]
-			v, err := view(tx, id)
-			if err != nil {
-				return err
-			}
-			seen[string(id)] = true
-			out = append(out, v)
-		}
-		var downs []View
-		err := tx.Bucket(bDown).ForEach(func(k, _ []byte) error {
-			if seen[string(k)] {
-				return nil
-			}
-			v, err := view(tx, k)
-			if err != nil {
-				return err
-			}
-			downs = append(downs, v)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		sort.SliceStable(downs, func(i, j int) bool {
-			a, b := downs[i].Record.NotAfter, downs[j].Record.NotAfter
-			if a.IsZero() != b.IsZero() {
-				return b.IsZero()
-			}
-			return a.Before(b)
-		})
-		out = mergeByNotAfter(out, downs)
-		return nil
-	})
-	return out, err
-}
-
-// ExpiringIDs is Expiring without reading the records: the ids from the
-// expiry index (not_after before until, soonest first) followed by the down
-// watches not already listed (in id order). The watcher, which holds every
+// ExpiringIDs answers list_expiring through the expiry and down indexes (no
+// full scan, no record decoded): the ids from the expiry index (not_after
+// before until, which includes those already expired; soonest first)
+// followed by the down watches not already listed (in id order). The watcher, which holds every
 // record in memory, uses it to answer list_expiring without decoding.
 func (db *DB) ExpiringIDs(until time.Time) ([]string, error) {
 	var out []string
@@ -715,27 +666,6 @@ func (db *DB) ExpiringIDs(until time.Time) ([]string, error) {
 		return nil, fmt.Errorf("store: read expiry index: %w", err)
 	}
 	return out, nil
-}
-
-// mergeByNotAfter merges two lists sorted by NotAfter (zero last).
-func mergeByNotAfter(a, b []View) []View {
-	if len(b) == 0 {
-		return a
-	}
-	out := make([]View, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		bz := b[j].Record.NotAfter.IsZero()
-		if !bz && b[j].Record.NotAfter.Before(a[i].Record.NotAfter) {
-			out = append(out, b[j])
-			j++
-		} else {
-			out = append(out, a[i])
-			i++
-		}
-	}
-	out = append(out, a[i:]...)
-	return append(out, b[j:]...)
 }
 
 // History returns up to limit reports of one watch, newest first.

@@ -123,19 +123,12 @@ func TestExpiringIndexAndDelete(t *testing.T) {
 	if _, err := db.Apply(ups); err != nil {
 		t.Fatal(err)
 	}
-	ids := func(vs []View) []string {
-		var out []string
-		for _, v := range vs {
-			out = append(out, v.Record.ID)
-		}
-		return out
-	}
-	got, err := db.Expiring(now.Add(31 * 24 * time.Hour))
+	got, err := db.ExpiringIDs(now.Add(31 * 24 * time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "[w_c w_b w_f w_e w_d]"; fmt.Sprint(ids(got)) != want {
-		t.Errorf("Expiring = %v, want %v", ids(got), want)
+	if want := "[w_c w_b w_f w_d w_e]"; fmt.Sprint(got) != want {
+		t.Errorf("Expiring = %v, want %v", got, want)
 	}
 	// Renewal moves w_b out of the window; w_e comes back up.
 	b := mk("w_b", 90, "up")
@@ -143,9 +136,9 @@ func TestExpiringIndexAndDelete(t *testing.T) {
 	if _, err := db.Apply([]Update{{Record: b}, {Record: e}}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = db.Expiring(now.Add(31 * 24 * time.Hour))
-	if want := "[w_c w_f w_d]"; fmt.Sprint(ids(got)) != want {
-		t.Errorf("after renewal Expiring = %v, want %v", ids(got), want)
+	got, _ = db.ExpiringIDs(now.Add(31 * 24 * time.Hour))
+	if want := "[w_c w_f w_d]"; fmt.Sprint(got) != want {
+		t.Errorf("after renewal Expiring = %v, want %v", got, want)
 	}
 	if id, err := db.Lookup(Identity(probe.TargetInfo{Host: "w_f.test", Port: 443}, "")); err != nil || id != "w_f" {
 		t.Errorf("Lookup = %q, %v", id, err)
@@ -163,9 +156,9 @@ func TestExpiringIndexAndDelete(t *testing.T) {
 	if _, err := db.Delete("w_f"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("second Delete: %v", err)
 	}
-	got, _ = db.Expiring(now.Add(31 * 24 * time.Hour))
-	if want := "[w_c w_d]"; fmt.Sprint(ids(got)) != want {
-		t.Errorf("after delete Expiring = %v, want %v", ids(got), want)
+	got, _ = db.ExpiringIDs(now.Add(31 * 24 * time.Hour))
+	if want := "[w_c w_d]"; fmt.Sprint(got) != want {
+		t.Errorf("after delete Expiring = %v, want %v", got, want)
 	}
 	if _, ok, _ := db.Alert("w_f", "fp-w_f"); ok {
 		t.Error("alert state survived Delete")
