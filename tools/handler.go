@@ -53,13 +53,24 @@ func typed[A, R any](fn handlerFunc[A, R]) server.ToolHandlerFunc {
 // out is encoded once, compactly, and that encoding serves both: a list of
 // 1,000 watches with their Reports is megabytes, and encoding it three
 // times (indented text, structuredContent, the response) tripled its cost.
+// maxTextJSON bounds the JSON repeated as a text block.
+const maxTextJSON = 256 << 10
+
 func structuredResult(out any, summary string) *mcp.CallToolResult {
 	content := []mcp.Content{mcp.NewTextContent(summary)}
 	b, err := json.Marshal(out)
 	if err != nil {
 		return &mcp.CallToolResult{Content: content, StructuredContent: out}
 	}
-	content = append(content, mcp.NewTextContent(string(b)))
+	// The JSON copy in a text block serves clients that only read text;
+	// past maxTextJSON (a fleet-wide list with every Report) no model reads
+	// it usefully and it would double a multi-megabyte response, so the
+	// summary says where the data is instead.
+	if len(b) <= maxTextJSON {
+		content = append(content, mcp.NewTextContent(string(b)))
+	} else {
+		content = append(content, mcp.NewTextContent(fmt.Sprintf("(%d KiB of JSON in structuredContent; not repeated as text)", len(b)>>10)))
+	}
 	return &mcp.CallToolResult{Content: content, StructuredContent: json.RawMessage(b)}
 }
 

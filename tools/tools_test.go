@@ -739,3 +739,23 @@ func TestScanAcceptsTargetStrings(t *testing.T) {
 		t.Errorf("unknown field: isError %v %q", res.IsError, text(res))
 	}
 }
+
+// A result past maxTextJSON keeps all its data in structuredContent but is
+// not repeated as a text block; a small one is.
+func TestStructuredResultTextCopy(t *testing.T) {
+	small := structuredResult(map[string]any{"a": 1}, "sum")
+	if len(small.Content) != 2 || small.Content[1].(mcp.TextContent).Text != `{"a":1}` {
+		t.Errorf("small result content = %+v", small.Content)
+	}
+	big := map[string]string{"x": strings.Repeat("y", maxTextJSON)}
+	res := structuredResult(big, "sum")
+	txt := res.Content[1].(mcp.TextContent).Text
+	if len(txt) > 200 || !strings.Contains(txt, "structuredContent") {
+		t.Errorf("big result text block = %.200q", txt)
+	}
+	raw, ok := res.StructuredContent.(json.RawMessage)
+	var back map[string]string
+	if !ok || json.Unmarshal(raw, &back) != nil || len(back["x"]) != maxTextJSON {
+		t.Errorf("big result lost its structuredContent")
+	}
+}
