@@ -153,7 +153,7 @@ func TestExpiringOrder(t *testing.T) {
 			rep.Status, rep.Trusted = probe.StatusDown, false
 		}
 		na := now.Add(time.Duration(d)*24*time.Hour + time.Hour)
-		rep.Leaf = &probe.CertInfo{SHA256: "fp-" + tg.Host, NotAfter: na, DaysRemaining: wholeDays(na, o.Now)}
+		rep.Leaf = &probe.CertInfo{SHA256: "fp-" + tg.Host, NotAfter: na, DaysRemaining: probe.DaysRemaining(na, o.Now)}
 		return rep, nil
 	}
 	cfg := testConfig(dbPath(t), probeFn)

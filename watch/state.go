@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tlswatch/tlswatch/probe"
@@ -144,7 +145,7 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 				msg = fmt.Sprintf("%s: certificate expired at %s (sha256 %s)", name, rep.Leaf.NotAfter.UTC().Format(time.RFC3339), short(fp))
 			} else {
 				msg = fmt.Sprintf("%s: certificate expires in %d days (%s), stage %s (sha256 %s)",
-					name, wholeDays(rep.Leaf.NotAfter, at), rep.Leaf.NotAfter.UTC().Format(time.RFC3339), stage, short(fp))
+					name, probe.DaysRemaining(rep.Leaf.NotAfter, at), rep.Leaf.NotAfter.UTC().Format(time.RFC3339), stage, short(fp))
 			}
 			stageEv = &Event{Kind: EventStageCrossed, Level: lvl, Message: msg}
 			out.transition = true
@@ -160,34 +161,25 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 }
 
 // stageOf returns the expiry stage of a certificate at time at, by the
-// thresholds (sorted descending): the smallest threshold that the whole days
-// remaining are at or under, or "expired". days is the threshold (-1 for
-// expired); stage is "" when none applies.
+// thresholds, exactly as the Report's expiry_stage is computed (probe owns
+// the rule): days is the threshold (stageExpired once expired) and stage is
+// "" when none applies.
 func stageOf(notAfter, at time.Time, thresholds []int) (days int, stage string) {
-	if !at.Before(notAfter) {
-		return stageExpired, "expired"
-	}
 	if len(thresholds) == 0 {
 		thresholds = DefaultThresholds
 	}
-	rem := wholeDays(notAfter, at)
-	days, stage = 0, ""
-	for _, t := range thresholds {
-		if rem <= t && (stage == "" || t < days) {
-			days, stage = t, strconv.Itoa(t)+"d"
+	switch s := probe.ExpiryStage(notAfter, at, thresholds); s {
+	case probe.StageExpired:
+		return stageExpired, s
+	case probe.StageNone:
+		return 0, ""
+	default:
+		d, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil {
+			return 0, ""
 		}
+		return d, s
 	}
-	return days, stage
-}
-
-// wholeDays is days_remaining of DESIGN.md: whole days, rounded down.
-func wholeDays(notAfter, at time.Time) int {
-	d := notAfter.Sub(at)
-	n := int(d / (24 * time.Hour))
-	if d < 0 && d%(24*time.Hour) != 0 {
-		n--
-	}
-	return n
 }
 
 func levelOfStatus(s probe.Status) string {

@@ -14,7 +14,7 @@ var now0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 func leafRep(at time.Time, status probe.Status, fp string, notAfter time.Time) *probe.Report {
 	return &probe.Report{CheckedAt: at, Status: status, Reachable: true, Trusted: status != probe.StatusDown,
-		Findings: []probe.Finding{}, Leaf: &probe.CertInfo{SHA256: fp, NotAfter: notAfter, DaysRemaining: wholeDays(notAfter, at)}}
+		Findings: []probe.Finding{}, Leaf: &probe.CertInfo{SHA256: fp, NotAfter: notAfter, DaysRemaining: probe.DaysRemaining(notAfter, at)}}
 }
 
 func downRep(at time.Time) *probe.Report {
@@ -132,7 +132,10 @@ func TestStageOf(t *testing.T) {
 		{8 * 24 * time.Hour, DefaultThresholds, "14d"},
 		{7*24*time.Hour + time.Minute, DefaultThresholds, "7d"},
 		{time.Hour, DefaultThresholds, "1d"},
-		{0, DefaultThresholds, "expired"},
+		// not_after is inclusive (RFC 5280, crypto/x509): at that very
+		// instant the certificate is still valid, as the Report says.
+		{0, DefaultThresholds, "1d"},
+		{-time.Nanosecond, DefaultThresholds, "expired"},
 		{-time.Hour, DefaultThresholds, "expired"},
 		{50 * 24 * time.Hour, []int{60, 3}, "60d"},
 	} {
