@@ -204,20 +204,7 @@ func handshakeNoSNI(ctx context.Context, dial DialFunc, host string, clientCert 
 	}
 	defer conn.Close()
 	var captured *tls.ConnectionState
-	tc := tls.Client(conn, &tls.Config{
-		InsecureSkipVerify: true,
-		MinVersion:         tls.VersionTLS10,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			captured = &cs
-			return nil
-		},
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if clientCert != nil {
-				return clientCert, nil
-			}
-			return &tls.Certificate{}, nil
-		},
-	})
+	tc := tls.Client(conn, lenientConfig("", clientCert, &captured, nil))
 	if err := tc.HandshakeContext(ctx); err != nil && captured == nil {
 		return &NoSNIResult{Error: err.Error()}
 	}

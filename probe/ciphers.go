@@ -150,24 +150,9 @@ func deepHandshake(ctx context.Context, dial DialFunc, sni string, clientCert *t
 	}
 	defer conn.Close()
 	var captured *tls.ConnectionState
-	cfg := &tls.Config{
-		ServerName: sni,
-		// Verification is not the question here; the main probe verifies.
-		InsecureSkipVerify: true,
-		MinVersion:         v,
-		MaxVersion:         v,
-		CipherSuites:       suites,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			captured = &cs
-			return nil
-		},
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if clientCert != nil {
-				return clientCert, nil
-			}
-			return &tls.Certificate{}, nil
-		},
-	}
+	cfg := lenientConfig(sni, clientCert, &captured, nil)
+	cfg.MinVersion, cfg.MaxVersion = v, v
+	cfg.CipherSuites = suites
 	tc := tls.Client(conn, cfg)
 	err = tc.HandshakeContext(ctx)
 	st := captured

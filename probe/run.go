@@ -128,27 +128,10 @@ func (p *probeRun) handshake(ctx context.Context, addr string, min, max uint16, 
 		a.err = fmt.Errorf("starttls with %s: %w", addr, err)
 		return a
 	}
-	cfg := &tls.Config{
-		ServerName: p.target.SNI,
-		// Verification is off on purpose: a broken server must still yield
-		// its certificates. verifyChain does the real check afterwards.
-		InsecureSkipVerify: true,
-		MinVersion:         min,
-		MaxVersion:         max,
-		CipherSuites:       suites,
-		NextProtos:         alpnOffer,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			a.captured = &cs
-			return nil
-		},
-		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			a.certReq = cri
-			if p.opts.ClientCert != nil {
-				return p.opts.ClientCert, nil
-			}
-			return &tls.Certificate{}, nil
-		},
-	}
+	cfg := lenientConfig(p.target.SNI, p.opts.ClientCert, &a.captured, &a.certReq)
+	cfg.MinVersion, cfg.MaxVersion = min, max
+	cfg.CipherSuites = suites
+	cfg.NextProtos = alpnOffer
 	tc := tls.Client(conn, cfg)
 	t1 := time.Now()
 	err = tc.HandshakeContext(ctx)
@@ -160,6 +143,35 @@ func (p *probeRun) handshake(ctx context.Context, addr string, min, max uint16, 
 	cs := tc.ConnectionState()
 	a.state = &cs
 	return a
+}
+
+// lenientConfig is the client side of every probe handshake. Verification
+// is off on purpose: a broken server must still yield its certificates, and
+// verifyChain does the real check afterwards. The peer's state is captured
+// as soon as its certificates arrive, so a handshake that then fails (a
+// server that demands a client certificate) still describes the server; the
+// certificate request is recorded when certReq is not nil. clientCert is
+// presented when the server asks; otherwise an empty one, so the server
+// decides.
+func lenientConfig(sni string, clientCert *tls.Certificate, captured **tls.ConnectionState, certReq **tls.CertificateRequestInfo) *tls.Config {
+	return &tls.Config{
+		ServerName:         sni,
+		InsecureSkipVerify: true,
+		MinVersion:         tls.VersionTLS10,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			*captured = &cs
+			return nil
+		},
+		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if certReq != nil {
+				*certReq = cri
+			}
+			if clientCert != nil {
+				return clientCert, nil
+			}
+			return &tls.Certificate{}, nil
+		},
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
