@@ -127,15 +127,7 @@ func (p *PKI) NewRootWith(o CAOpts) *Authority {
 		o.NotAfter = p.Now.AddDate(10, 0, 0)
 	}
 	key := p.key(o.Key)
-	tmpl := &x509.Certificate{
-		SerialNumber:          p.nextSerial(),
-		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"tlswatch lab"}},
-		NotBefore:             o.NotBefore,
-		NotAfter:              o.NotAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl := p.caTemplate(o)
 	var der []byte
 	var err error
 	if isSHA1(o.SignatureAlgorithm) {
@@ -147,6 +139,19 @@ func (p *PKI) NewRootWith(o CAOpts) *Authority {
 		p.t.Fatalf("testlab: create root: %v", err)
 	}
 	return &Authority{Cert: mustParse(p.t, der), Key: key}
+}
+
+// caTemplate is the certificate of a lab CA shaped by o.
+func (p *PKI) caTemplate(o CAOpts) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          p.nextSerial(),
+		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"tlswatch lab"}},
+		NotBefore:             o.NotBefore,
+		NotAfter:              o.NotAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
 }
 
 // NewIntermediate makes a CA signed by parent (expired ones included, for the
@@ -164,15 +169,7 @@ func (p *PKI) NewIntermediate(parent *Authority, o CAOpts) *Authority {
 		o.NotAfter = p.Now.AddDate(5, 0, 0)
 	}
 	key := p.key(o.Key)
-	tmpl := &x509.Certificate{
-		SerialNumber:          p.nextSerial(),
-		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"tlswatch lab"}},
-		NotBefore:             o.NotBefore,
-		NotAfter:              o.NotAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
+	tmpl := p.caTemplate(o)
 	if o.AIAURL != "" {
 		tmpl.IssuingCertificateURL = []string{o.AIAURL}
 	}
