@@ -208,20 +208,7 @@ func (s *Subscriptions) ListChanged() {
 		return
 	}
 	method := string(mcp.MethodNotificationResourcesListChanged)
-	var legacy []string
-	var streams []*listenStream
-	s.mu.Lock()
-	for id, ss := range s.sessions {
-		if !ss.modern {
-			legacy = append(legacy, id)
-		}
-	}
-	for ls := range s.streams {
-		if ls.listChanged {
-			streams = append(streams, ls)
-		}
-	}
-	s.mu.Unlock()
+	legacy, streams := s.recipients(func(ls *listenStream) bool { return ls.listChanged })
 	for _, id := range legacy {
 		if err := s.srv.SendNotificationToSpecificClient(id, method, nil); err != nil {
 			s.logger.Debug("list_changed not delivered", "session", id, "err", err)
@@ -232,6 +219,24 @@ func (s *Subscriptions) ListChanged() {
 	}
 	// What the lists show changed too.
 	s.NotifyUpdated(URIWatches, URIExpiring)
+}
+
+// recipients snapshots, under the lock, the legacy (2025-11-25) sessions,
+// which take every broadcast, and the listen streams that want this one.
+func (s *Subscriptions) recipients(wants func(*listenStream) bool) (legacy []string, streams []*listenStream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, ss := range s.sessions {
+		if !ss.modern {
+			legacy = append(legacy, id)
+		}
+	}
+	for ls := range s.streams {
+		if wants(ls) {
+			streams = append(streams, ls)
+		}
+	}
+	return legacy, streams
 }
 
 // recoverNotify keeps a bug in notification delivery from taking down the
@@ -333,20 +338,9 @@ func (s *Subscriptions) alert(ev watch.Event) {
 	}
 	notif := mcp.NewLoggingMessageNotification(level, "tlswatch", data)
 
-	var legacy []string
-	var streams []*listenStream
-	s.mu.Lock()
-	for id, ss := range s.sessions {
-		if !ss.modern {
-			legacy = append(legacy, id)
-		}
-	}
-	for ls := range s.streams {
-		if ls.logLevel != "" && level.ShouldSendTo(ls.logLevel) {
-			streams = append(streams, ls)
-		}
-	}
-	s.mu.Unlock()
+	legacy, streams := s.recipients(func(ls *listenStream) bool {
+		return ls.logLevel != "" && level.ShouldSendTo(ls.logLevel)
+	})
 
 	for _, id := range legacy {
 		// SendLogMessageToSpecificClient applies the session's setLevel.
