@@ -206,6 +206,8 @@ func main() {
 	if err != nil {
 		t.Fatalf("marshal: %v", err)
 	}
+	// This test helper's stdout is its one-line contract with the e2e
+	// harness (e2e/test/helpers.mjs); it is not an MCP server.
 	fmt.Println(string(line))
 
 	done := make(chan struct{}, 2)
