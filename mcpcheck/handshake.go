@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/tlswatch/tlswatch/internal/redact"
 	"github.com/tlswatch/tlswatch/probe"
 )
 
@@ -131,8 +132,10 @@ func (c *checker) post(body any, method string, id int, extra http.Header) (*exc
 		ex.elapsed = time.Since(start)
 		return ex, nil
 	}
+	// Bodies are redacted as read, before anything is parsed or clipped
+	// from them.
 	if ex.contentType == "text/event-stream" {
-		ex.msg, ex.body, err = readSSE(resp.Body, id)
+		ex.msg, ex.body, err = readSSE(resp.Body, id, c.secrets)
 		switch {
 		case err != nil && errors.Is(c.ctx.Err(), context.DeadlineExceeded):
 			// A cancelled body can read as a plain EOF: say what happened.
@@ -148,6 +151,7 @@ func (c *checker) post(body any, method string, id int, extra http.Header) (*exc
 		case len(ex.body) > maxBodyBytes:
 			ex.notRPC = fmt.Sprintf("the body exceeds %d bytes", maxBodyBytes)
 		default:
+			ex.body = c.secrets.Bytes(ex.body)
 			ex.msg, ex.notRPC = parseJSONRPC(ex.body, id)
 		}
 	}
@@ -189,13 +193,14 @@ func parseJSONRPC(body []byte, id int) (*rpcMessage, string) {
 // readSSE reads server-sent events until the JSON-RPC response to id,
 // skipping the server's notifications and requests, within maxBodyBytes
 // and maxSSEEvents.
-func readSSE(r io.Reader, id int) (*rpcMessage, []byte, error) {
+func readSSE(r io.Reader, id int, secrets *redact.Set) (*rpcMessage, []byte, error) {
 	br := bufio.NewReaderSize(io.LimitReader(r, maxBodyBytes), 4096)
 	var data []string
 	var seen bytes.Buffer
 	events := 0
 	for {
 		line, err := br.ReadString('\n')
+		line = secrets.String(line)
 		if seen.Len() < 512 {
 			seen.WriteString(line)
 		}
@@ -272,6 +277,9 @@ func (c *checker) check(res *Result) {
 	case ex.status == http.StatusUnauthorized || ex.status == http.StatusForbidden:
 		if c.authChallenge(ex, res) {
 			c.discover(res, false)
+			if !c.opts.NoAuthChain {
+				c.authChain(res)
+			}
 			return
 		}
 	case ex.status >= 300 && ex.status < 400:
@@ -338,53 +346,118 @@ func (c *checker) afterInitialize(res *Result, ir initializeResult) {
 		// Not fatal: note it where tools would be reported.
 		res.ToolsError = fmt.Sprintf("notifications/initialized answered HTTP %d", ex.status)
 	}
-	if _, ok := ir.Capabilities["tools"]; !ok {
-		res.ToolsError = "the server declares no tools capability"
-		return
-	}
-	ex, err := c.post(map[string]any{"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": map[string]any{}}, "tools/list", 2, nil)
-	if err != nil {
-		res.ToolsError = "tools/list failed: " + c.scrub(transportError(err))
-		return
-	}
-	if ex.msg == nil {
-		res.ToolsError = fmt.Sprintf("tools/list: HTTP %d, %s", ex.status, ex.notRPC)
-		return
-	}
-	if ex.msg.Error != nil {
-		res.ToolsError = fmt.Sprintf("tools/list: JSON-RPC error %d: %s", ex.msg.Error.Code, c.scrub(clip(ex.msg.Error.Message, 200)))
-		return
-	}
-	var tl struct {
-		Tools []json.RawMessage `json:"tools"`
-	}
-	if err := json.Unmarshal(ex.msg.Result, &tl); err != nil || tl.Tools == nil {
-		res.ToolsError = "tools/list: the result has no tools array"
-		return
-	}
-	n := len(tl.Tools)
-	res.ToolsListed = &n
-	res.ToolsError = ""
+	c.listTools(res, ir.Capabilities, false)
 }
 
-// discover tries the 2026-07-28 server/discover request. It reports
-// whether the server answered it; when fill is false and it did, it also
-// fills identity and version from it.
-func (c *checker) discover(res *Result, haveInit bool) bool {
+// listTools reads every page of tools/list into res (count, digests,
+// hash). modern sends the requests the 2026-07-28 way (no session, the
+// version in headers and _meta). A server without the tools capability
+// has an empty list, which is a valid observation.
+func (c *checker) listTools(res *Result, caps map[string]json.RawMessage, modern bool) {
+	if _, ok := caps["tools"]; !ok {
+		res.ToolsError = "the server declares no tools capability"
+		res.Tools, res.ToolsHash, _ = digestTools(nil)
+		return
+	}
+	var all []json.RawMessage
+	cursor := ""
+	for page := 0; ; page++ {
+		if page == maxToolPages {
+			res.ToolsError = fmt.Sprintf("tools/list: more than %d pages", maxToolPages)
+			return
+		}
+		tools, next, msg := c.toolsPage(cursor, 10+page, modern)
+		if msg != "" {
+			res.ToolsError = "tools/list: " + msg
+			return
+		}
+		all = append(all, tools...)
+		if len(all) > maxTools {
+			res.ToolsError = fmt.Sprintf("tools/list: more than %d tools", maxTools)
+			return
+		}
+		if next == "" {
+			break
+		}
+		if next == cursor {
+			res.ToolsError = "tools/list: the server repeats its nextCursor"
+			return
+		}
+		cursor = next
+	}
+	digests, hash, err := digestTools(all)
+	if err != nil {
+		res.ToolsError = "tools/list: " + err.Error()
+		return
+	}
+	n := len(all)
+	res.ToolsListed, res.Tools, res.ToolsHash, res.ToolsError = &n, digests, hash, ""
+}
+
+// toolsPage fetches one page of tools/list; msg says why it failed.
+func (c *checker) toolsPage(cursor string, id int, modern bool) (tools []json.RawMessage, next, msg string) {
+	params := map[string]any{}
+	if cursor != "" {
+		params["cursor"] = cursor
+	}
+	body := map[string]any{"jsonrpc": "2.0", "id": id, "method": "tools/list", "params": params}
+	var ex *exchange
+	var err error
+	if modern {
+		params["_meta"] = c.modernMeta()
+		ex, err = c.postModern(body, "tools/list", id)
+	} else {
+		ex, err = c.post(body, "tools/list", id, nil)
+	}
+	switch {
+	case err != nil:
+		return nil, "", "failed: " + c.scrub(transportError(err))
+	case ex.msg == nil:
+		return nil, "", fmt.Sprintf("HTTP %d, %s", ex.status, ex.notRPC)
+	case ex.msg.Error != nil:
+		return nil, "", fmt.Sprintf("JSON-RPC error %d: %s", ex.msg.Error.Code, clip(c.scrub(ex.msg.Error.Message), 200))
+	}
+	var tl struct {
+		Tools      []json.RawMessage `json:"tools"`
+		NextCursor string            `json:"nextCursor"`
+	}
+	if err := json.Unmarshal(ex.msg.Result, &tl); err != nil || tl.Tools == nil {
+		return nil, "", "the result has no tools array"
+	}
+	return tl.Tools, tl.NextCursor, ""
+}
+
+// modernMeta is the per-request _meta that replaces initialize in
+// 2026-07-28.
+func (c *checker) modernMeta() map[string]any {
+	return map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    ModernProtocolVersion,
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": c.opts.ClientName, "version": c.opts.ClientVersion},
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{},
+	}
+}
+
+// postModern posts a 2026-07-28 request: no session, the version and the
+// method in headers.
+func (c *checker) postModern(body any, method string, id int) (*exchange, error) {
 	h := http.Header{}
 	h.Set("Mcp-Protocol-Version", ModernProtocolVersion)
-	h.Set("Mcp-Method", "server/discover")
+	h.Set("Mcp-Method", method)
 	saved, savedSession := c.version, c.session
 	c.version, c.session = "", "" // the modern era has no sessions; headers set above
 	defer func() { c.version, c.session = saved, savedSession }()
-	ex, err := c.post(map[string]any{
+	return c.post(body, method, id, h)
+}
+
+// discover tries the 2026-07-28 server/discover request. It reports
+// whether the server answered it; when haveInit is false and it did, it
+// also fills identity and version from it and lists the tools the modern
+// way.
+func (c *checker) discover(res *Result, haveInit bool) bool {
+	ex, err := c.postModern(map[string]any{
 		"jsonrpc": "2.0", "id": 3, "method": "server/discover",
-		"params": map[string]any{"_meta": map[string]any{
-			"io.modelcontextprotocol/protocolVersion":    ModernProtocolVersion,
-			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": c.opts.ClientName, "version": c.opts.ClientVersion},
-			"io.modelcontextprotocol/clientCapabilities": map[string]any{},
-		}},
-	}, "server/discover", 3, h)
+		"params": map[string]any{"_meta": c.modernMeta()},
+	}, "server/discover", 3)
 	d := &DiscoverInfo{}
 	res.Discover = d
 	switch {
@@ -395,7 +468,7 @@ func (c *checker) discover(res *Result, haveInit bool) bool {
 		d.Error = fmt.Sprintf("HTTP %d, %s", ex.status, ex.notRPC)
 		return false
 	case ex.msg.Error != nil:
-		d.Error = fmt.Sprintf("JSON-RPC error %d: %s", ex.msg.Error.Code, c.scrub(clip(ex.msg.Error.Message, 200)))
+		d.Error = fmt.Sprintf("JSON-RPC error %d: %s", ex.msg.Error.Code, clip(c.scrub(ex.msg.Error.Message), 200))
 		return false
 	}
 	var dr discoverResult
@@ -406,22 +479,31 @@ func (c *checker) discover(res *Result, haveInit bool) bool {
 	d.Offered = true
 	d.SupportedVersions = dr.SupportedVersions
 	if !haveInit && !res.IsMCP {
-		res.IsMCP = true
-		res.ProtocolVersion = dr.SupportedVersions[0]
-		if res.HTTPStatus == 0 || res.HTTPStatus >= 400 {
-			res.HTTPStatus = ex.status
-			res.ContentType = ex.contentType
-			res.LatencyMS = float64(ex.elapsed.Microseconds()) / 1000
-		}
-		var si struct {
-			Name    string `json:"name"`
-			Version string `json:"version"`
-		}
-		if raw, ok := dr.Meta["io.modelcontextprotocol/serverInfo"]; ok && json.Unmarshal(raw, &si) == nil {
-			res.ServerName, res.ServerVersion = si.Name, si.Version
-		}
+		c.fromDiscover(res, ex, dr)
 	}
 	return true
+}
+
+// fromDiscover fills a Result from server/discover alone (a server without
+// initialize) and lists its tools.
+func (c *checker) fromDiscover(res *Result, ex *exchange, dr discoverResult) {
+	res.IsMCP = true
+	res.ProtocolVersion = dr.SupportedVersions[0]
+	if res.HTTPStatus == 0 || res.HTTPStatus >= 400 {
+		res.HTTPStatus = ex.status
+		res.ContentType = ex.contentType
+		res.LatencyMS = float64(ex.elapsed.Microseconds()) / 1000
+	}
+	var si struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	}
+	if raw, ok := dr.Meta["io.modelcontextprotocol/serverInfo"]; ok && json.Unmarshal(raw, &si) == nil {
+		res.ServerName, res.ServerVersion = si.Name, si.Version
+	}
+	if res.Auth == nil {
+		c.listTools(res, dr.Capabilities, true)
+	}
 }
 
 // authChallenge handles 401/403. It reports whether this was an
@@ -452,7 +534,7 @@ func (c *checker) authChallenge(ex *exchange, res *Result) bool {
 		msg += "; the token was not sent because the certificate did not verify"
 	}
 	if ai.ResourceMetadata != "" {
-		msg += "; authorization server metadata: " + ai.ResourceMetadata
+		msg += "; protected-resource metadata: " + ai.ResourceMetadata
 	}
 	res.Findings = append(res.Findings, probe.NewFinding(probe.CodeMCPAuthRequired, c.scrub(msg)))
 	return true
@@ -609,13 +691,11 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// scrub removes the token from anything that goes into the Result: a server
-// may echo request headers in an error page.
+// scrub hides the secrets in a server-supplied string before it is clipped
+// (a token cut in half by clip would escape the final redaction of the
+// Result): a server may echo request headers in an error page.
 func (c *checker) scrub(s string) string {
-	if c.opts.Token == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, c.opts.Token, "[token]")
+	return c.secrets.String(s)
 }
 
 // transportError words a failed HTTP exchange.

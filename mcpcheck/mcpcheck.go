@@ -5,11 +5,17 @@
 // not JSON-RPC.
 //
 // The handshake is the 2025-11-25 one: POST initialize, POST
-// notifications/initialized, POST tools/list, then DELETE of the session. A
-// 2026-07-28 server/discover is tried as well, and answers for servers that
-// dropped initialize. Every body read is bounded, every step has the probe's
-// deadline, and the optional bearer token is never logged, echoed or sent to
-// a server whose certificate did not verify.
+// notifications/initialized, POST tools/list (every page), then DELETE of
+// the session. A 2026-07-28 server/discover is tried as well, and answers
+// for servers that dropped initialize. Every body read is bounded, every
+// step has the probe's deadline, and the optional bearer token is never
+// logged, echoed or sent to a server whose certificate did not verify.
+//
+// When the endpoint answers 401, the authorization chain is followed
+// (authchain.go): protected-resource metadata, authorization-server
+// metadata, and a TLS probe of every host in the chain, each broken link a
+// finding. The tool list is digested (tools.go) so that an MCP-level watch
+// can tell what was added, removed or changed between two probes.
 //
 // Typical use (the check_mcp_endpoint tool):
 //
@@ -32,6 +38,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlswatch/tlswatch/internal/redact"
 	"github.com/tlswatch/tlswatch/probe"
 )
 
@@ -62,6 +69,13 @@ type Options struct {
 	// Token is sent as "Authorization: Bearer <token>" — only when the
 	// certificate verified. It never appears in the Result or in errors.
 	Token string
+	// Redact holds the operator's secrets (every configured token, client
+	// key material); they are hidden in the Result, with Token, whatever
+	// the server echoes. Nil hides Token alone.
+	Redact *redact.Set
+	// NoAuthChain skips following the authorization chain after a 401
+	// (a caller that only wants to know whether the endpoint answers).
+	NoAuthChain bool
 	// ClientName and ClientVersion are announced in clientInfo; default
 	// "tlswatch" and "dev".
 	ClientName    string
@@ -84,6 +98,10 @@ type Result struct {
 	// list could not be fetched (see ToolsError) or was not attempted.
 	ToolsListed *int   `json:"tools_listed,omitempty"`
 	ToolsError  string `json:"tools_error,omitempty"`
+	// Tools are the listed tools' names and digests, sorted by name, and
+	// ToolsHash the digest of them all (see Observation).
+	Tools     []ToolDigest `json:"tools,omitempty"`
+	ToolsHash string       `json:"tools_hash,omitempty"`
 	// LatencyMS is the initialize round trip (connect, TLS, request,
 	// complete response).
 	LatencyMS  float64 `json:"latency_ms"`
@@ -91,11 +109,14 @@ type Result struct {
 	// ContentType of the initialize response.
 	ContentType string `json:"content_type,omitempty"`
 	// Session: the server issued an Mcp-Session-Id (the value is not shown).
-	Session    bool          `json:"session"`
-	Discover   *DiscoverInfo `json:"discover,omitempty"`
-	Auth       *AuthInfo     `json:"auth,omitempty"`
-	TokenSent  bool          `json:"token_sent"`
-	RedirectTo string        `json:"redirect_to,omitempty"`
+	Session  bool          `json:"session"`
+	Discover *DiscoverInfo `json:"discover,omitempty"`
+	Auth     *AuthInfo     `json:"auth,omitempty"`
+	// AuthChain is the authorization chain followed after a 401: every
+	// document fetched, what it said, and the TLS verdict of every host.
+	AuthChain  *AuthChain `json:"auth_chain,omitempty"`
+	TokenSent  bool       `json:"token_sent"`
+	RedirectTo string     `json:"redirect_to,omitempty"`
 	// Error says why no MCP exchange took place (transport failure).
 	Error string `json:"error,omitempty"`
 	// TLS is the full probe Report of the endpoint.
@@ -140,12 +161,16 @@ func Run(ctx context.Context, rawURL string, opts Options) (Result, error) {
 		return Result{}, renameField(err)
 	}
 	res.TLS = rep
+	secrets := opts.Redact.With(opts.Token)
 	if rep.Reachable && rep.Target.IP != "" {
-		c := newChecker(ctx, t, rep, mcpURL, opts)
+		c := newChecker(ctx, t, rep, mcpURL, opts, secrets)
 		c.check(&res)
 		c.close()
 	}
 	finish(&res)
+	// Every string of the Result, the TLS Report's included, may carry what
+	// a hostile server chose to echo.
+	secrets.Walk(&res)
 	return res, nil
 }
 
@@ -217,11 +242,12 @@ type checker struct {
 	url     *url.URL
 	opts    Options
 	token   string // empty unless the certificate verified
+	secrets *redact.Set
 	session string
 	version string // negotiated protocol version, for later headers
 }
 
-func newChecker(ctx context.Context, t probe.Target, rep probe.Report, u *url.URL, opts Options) *checker {
+func newChecker(ctx context.Context, t probe.Target, rep probe.Report, u *url.URL, opts Options, secrets *redact.Set) *checker {
 	dialAddr := net.JoinHostPort(rep.Target.IP, strconv.Itoa(t.Port))
 	sni := rep.Target.SNI
 	tlsCfg := &tls.Config{
@@ -252,7 +278,7 @@ func newChecker(ctx context.Context, t probe.Target, rep probe.Report, u *url.UR
 		ResponseHeaderTimeout:  0, // the ctx deadline bounds it
 		Proxy:                  nil,
 	}
-	c := &checker{ctx: ctx, tr: tr, url: u, opts: opts}
+	c := &checker{ctx: ctx, tr: tr, url: u, opts: opts, secrets: secrets}
 	if rep.Trusted {
 		c.token = opts.Token
 	}

@@ -152,8 +152,12 @@ func TestMCPAuthRequired(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	var sawAuth atomic.Value
 	port := serveHTTPS(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sawAuth.Store(r.Header.Get("Authorization"))
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mcp", error="invalid_token", resource_metadata="https://auth.tlswatch.test/.well-known/oauth-protected-resource"`)
+		if r.Method == http.MethodPost {
+			sawAuth.Store(r.Header.Get("Authorization"))
+		} else if r.Header.Get("Authorization") != "" {
+			t.Errorf("the token went along to %s %s", r.Method, r.URL)
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mcp", error="invalid_token", resource_metadata="https://tlswatch.test/.well-known/oauth-protected-resource"`)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
 		io.WriteString(w, `{"error":"unauthorized, you sent `+r.Header.Get("Authorization")+`"}`)
@@ -168,11 +172,12 @@ func TestMCPAuthRequired(t *testing.T) {
 	if f == nil || f.Severity != probe.SeverityInfo || !strings.Contains(f.Message, "oauth-protected-resource") {
 		t.Fatalf("findings %v", r.Findings)
 	}
-	if finding(r, probe.CodeNotMCP) != nil || r.Status != probe.StatusOK {
+	// No metadata anywhere: a warning, since OAuth clients cannot sign in.
+	if finding(r, probe.CodeNotMCP) != nil || finding(r, probe.CodeAuthMetadataMissing) == nil || r.Status != probe.StatusWarning {
 		t.Errorf("status %s findings %v", r.Status, codes(r.Findings))
 	}
 	if r.Auth == nil || r.Auth.Scheme != "Bearer" || r.Auth.Realm != "mcp" || r.Auth.Error != "invalid_token" ||
-		r.Auth.ResourceMetadata != "https://auth.tlswatch.test/.well-known/oauth-protected-resource" {
+		r.Auth.ResourceMetadata != "https://tlswatch.test/.well-known/oauth-protected-resource" {
 		t.Errorf("auth %+v", r.Auth)
 	}
 	if sawAuth.Load() != "Bearer s3cret-token-value" || !r.TokenSent {

@@ -41,6 +41,21 @@ const (
 	CodeInvalidChain = "invalid_chain"
 )
 
+// The MCP authorization chain (check_mcp_endpoint after a 401) and
+// MCP-level watches.
+const (
+	CodeAuthMetadataMissing     = "auth_metadata_missing"
+	CodeAuthResourceMismatch    = "auth_resource_mismatch"
+	CodeAuthServersMissing      = "auth_servers_missing"
+	CodeAuthServerMetadata      = "auth_server_metadata"
+	CodeAuthIssuerMismatch      = "auth_issuer_mismatch"
+	CodeAuthPKCEMissing         = "auth_pkce_missing"
+	CodeAuthRegistrationMissing = "auth_registration_missing"
+	CodeAuthScopeUnknown        = "auth_scope_unknown"
+	CodeAuthServerTLS           = "auth_server_tls"
+	CodeMCPToolsChanged         = "mcp_tools_changed"
+)
+
 // CodeInfo pairs a code with its fixed severity, a short title and what to do
 // about it, so text and JSON output share one source. Severity is empty for
 // codes whose severity depends on the thresholds (expiring_soon,
@@ -87,6 +102,17 @@ var Codes = map[string]CodeInfo{
 	CodeMCPAuthRequired:      {CodeMCPAuthRequired, SeverityInfo, "MCP authorization required", "The server requires authorization: pass a token or complete the OAuth flow."},
 	CodeTargetBlocked:        {CodeTargetBlocked, SeverityCritical, "target blocked by policy", "The operator's outbound policy forbids this address."},
 	CodeInvalidChain:         {CodeInvalidChain, SeverityCritical, "chain rejected", "Reissue the certificate (or fix the CA chain) so that it is valid for TLS server authentication under the CA's constraints."},
+
+	CodeAuthMetadataMissing:     {CodeAuthMetadataMissing, SeverityWarning, "no protected-resource metadata", "Serve RFC 9728 metadata at /.well-known/oauth-protected-resource/<path> and name it in the 401's WWW-Authenticate resource_metadata; without it OAuth clients cannot find the authorization server (fine only for pre-issued tokens)."},
+	CodeAuthResourceMismatch:    {CodeAuthResourceMismatch, SeverityCritical, "metadata for another resource", "Set the metadata's resource to the endpoint's canonical URL (scheme, host, port, path as agents use it); clients refuse metadata for another resource."},
+	CodeAuthServersMissing:      {CodeAuthServersMissing, SeverityCritical, "no authorization server named", "List the issuer URL of the authorization server in the metadata's authorization_servers."},
+	CodeAuthServerMetadata:      {CodeAuthServerMetadata, SeverityCritical, "authorization server metadata unavailable", "Serve RFC 8414 metadata at /.well-known/oauth-authorization-server (or OpenID discovery) for the issuer, as JSON, reachable from agents."},
+	CodeAuthIssuerMismatch:      {CodeAuthIssuerMismatch, SeverityCritical, "issuer mismatch", "Make the metadata's issuer exactly the issuer URL the resource lists (RFC 8414 section 3.3); clients refuse anything else."},
+	CodeAuthPKCEMissing:         {CodeAuthPKCEMissing, SeverityCritical, "PKCE S256 not offered", "Enable PKCE with S256 on the authorization server and list it in code_challenge_methods_supported; MCP clients refuse to proceed without it."},
+	CodeAuthRegistrationMissing: {CodeAuthRegistrationMissing, SeverityWarning, "no client registration path", "Offer client ID metadata documents (client_id_metadata_document_supported) or dynamic registration (registration_endpoint); otherwise every client must be registered by hand."},
+	CodeAuthScopeUnknown:        {CodeAuthScopeUnknown, SeverityWarning, "scope unknown to the authorization server", "List every scope the resource asks for in the authorization server's scopes_supported, or stop advertising it on the resource."},
+	CodeAuthServerTLS:           {CodeAuthServerTLS, SeverityCritical, "authorization chain TLS broken", "Fix the certificate of the authorization-chain host named (see its findings): agents fail at sign-in before they reach the MCP server."},
+	CodeMCPToolsChanged:         {CodeMCPToolsChanged, SeverityWarning, "MCP tools changed", "Review the tools added, removed or changed before agents rely on them; expected after a deploy of the server."},
 }
 
 // NewFinding builds a finding with the table's severity for code.
