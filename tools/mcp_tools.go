@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -16,11 +18,42 @@ import (
 type MCPCheckFunc func(ctx context.Context, rawURL string, opts mcpcheck.Options) (mcpcheck.Result, error)
 
 // MCPCheckArgs are check_mcp_endpoint's arguments: the target fields, the
-// target being the MCP URL, and an optional bearer token.
+// target being the MCP URL, and how to authenticate: the name of one of
+// the operator's tokens (token_name), or, kept for older callers, a raw
+// token.
 type MCPCheckArgs struct {
 	TargetArgs
-	URL   string `json:"url,omitempty" jsonschema:"Alias of target, for callers that think of the endpoint as a URL."`
-	Token string `json:"token,omitempty" jsonschema:"Bearer token for the MCP server, if it requires one. Sent only when the certificate verifies; never echoed back."`
+	URL        string `json:"url,omitempty" jsonschema:"Alias of target, for callers that think of the endpoint as a URL."`
+	TokenName  string `json:"token_name,omitempty" jsonschema:"Authenticate with this bearer token: the NAME of a token the operator loaded with serve --mcp-token NAME=ENV_VAR (or NAME=@FILE), so the token never passes through the model. Sent only when the endpoint's certificate verifies for its name; never logged or echoed."`
+	Token      string `json:"token,omitempty" jsonschema:"Deprecated: prefer token_name. A raw bearer token (it then passes through the model and its context). Sent only when the certificate verifies; never echoed back."`
+	ClientCert string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path)."`
+}
+
+// mcpToken resolves the token arguments; "" means none. An unknown name is
+// an error naming the field and listing the loaded names (never a value).
+func (d Deps) mcpToken(a MCPCheckArgs) (string, error) {
+	name := strings.TrimSpace(a.TokenName)
+	switch {
+	case name != "" && a.Token != "":
+		return "", fieldErr("token_name", "give token_name or token, not both")
+	case name == "":
+		return a.Token, nil
+	}
+	if tok, ok := d.MCPTokens[name]; ok {
+		return tok, nil
+	}
+	if len(d.MCPTokens) == 0 {
+		return "", fieldErr("token_name", "%q is not loaded: this server has no MCP tokens (the operator adds them with serve --mcp-token NAME=ENV_VAR or NAME=@FILE)", clipArg(name))
+	}
+	return "", fieldErr("token_name", "%q is not loaded (loaded: %s)", clipArg(name), strings.Join(slices.Sorted(maps.Keys(d.MCPTokens)), ", "))
+}
+
+// clipArg bounds an argument echoed in an error.
+func clipArg(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }
 
 func normalizeMCPResult(r *mcpcheck.Result) {
@@ -64,7 +97,9 @@ func mcpSummary(r mcpcheck.Result) string {
 func checkMCPEndpointTool(d Deps) Tool {
 	def := mcp.NewTool("check_mcp_endpoint",
 		mcp.WithDescription("Check that a URL is a live remote MCP server: the check_tls probe of its TLS endpoint, then an MCP initialize (and tools/list) over streamable HTTP. "+
-			"Reports whether it speaks MCP, the protocol version, server name and version, the number of tools, the latency, and findings such as not_mcp or mcp_auth_required."),
+			"Reports whether it speaks MCP, the protocol version, server name and version, the tools and their hash, the latency, and findings such as not_mcp or mcp_auth_required. "+
+			"When the endpoint answers 401 it follows the authorization chain (protected-resource metadata, authorization-server metadata, the TLS of every host in it) and reports each broken link (auth_* findings) with the chain as data in auth_chain. "+
+			"For a protected endpoint pass token_name, the name of a token the operator configured."),
 		mcp.WithInputSchema[MCPCheckArgs](),
 		withOutputSchema[mcpcheck.Result](),
 		annotate("Check MCP endpoint", true, false, true, true),
@@ -78,17 +113,26 @@ func checkMCPEndpointTool(d Deps) Tool {
 		case strings.TrimSpace(a.Target) == "":
 			return mcpcheck.Result{}, "", fieldErr("target", "required: the MCP URL, e.g. https://mcp.example.com/mcp")
 		}
+		token, err := d.mcpToken(a)
+		if err != nil {
+			return mcpcheck.Result{}, "", err
+		}
+		popts := d.ProbeOptions
+		if popts.ClientCert, err = d.clientCert(a.ClientCert); err != nil {
+			return mcpcheck.Result{}, "", err
+		}
 		release, err := d.acquire(ctx)
 		if err != nil {
 			return mcpcheck.Result{}, "", err
 		}
 		defer release()
 		res, err := d.MCPCheck(ctx, a.Target, mcpcheck.Options{
-			Probe:     d.ProbeOptions,
+			Probe:     popts,
 			IP:        a.IP,
 			SNI:       a.SNI,
 			TimeoutMS: a.TimeoutMS,
-			Token:     a.Token,
+			Token:     token,
+			Redact:    d.Redact,
 		})
 		if err != nil {
 			// mcpcheck names the URL "url"; this tool calls it target.

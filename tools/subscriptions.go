@@ -10,6 +10,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/tlswatch/tlswatch/internal/redact"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
@@ -37,8 +38,9 @@ import (
 // All methods are safe for concurrent use and never block on a client: a
 // full notification channel drops the message (mcp-go's own behaviour).
 type Subscriptions struct {
-	srv    *server.MCPServer
-	logger *slog.Logger
+	srv     *server.MCPServer
+	logger  *slog.Logger
+	secrets *redact.Set // hidden in alert messages
 
 	mu       sync.Mutex
 	sessions map[string]*sessionSubs // legacy sessions by ID, from registration
@@ -326,7 +328,7 @@ func (s *Subscriptions) alert(ev watch.Event) {
 	}
 	data := map[string]any{
 		"event":   ev.Kind,
-		"message": ev.Message,
+		"message": s.secrets.String(ev.Message),
 		"watch":   ev.Watch.ID,
 		"target":  targetLabel(ev.Watch.Target, ev.Watch.ID),
 		"state":   ev.Watch.State,

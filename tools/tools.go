@@ -12,6 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/tlswatch/tlswatch/internal/redact"
 	"github.com/tlswatch/tlswatch/mcpcheck"
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
@@ -38,6 +39,13 @@ type Deps struct {
 	// (--client-cert NAME=CERT,KEY). Tools take a name (client_cert), never
 	// a path.
 	ClientCerts map[string]tls.Certificate
+	// MCPTokens are the operator's bearer tokens for protected MCP
+	// endpoints by name (--mcp-token NAME=ENV_VAR or NAME=@FILE). Tools
+	// take a name (token_name), so a token never passes through the model.
+	MCPTokens map[string]string
+	// Redact holds every secret the operator configured; it is hidden in
+	// everything a tool or resource returns (redact.go).
+	Redact *redact.Set
 	// Watch is the watcher; nil when no database could be opened.
 	Watch watch.Service
 	// WatchError says why Watch is nil; the watch tools show it.
@@ -122,7 +130,7 @@ type ResourceTemplate struct {
 // the tests iterate (golden schemas, annotations).
 func AllTools(deps Deps) []Tool {
 	d := deps.withDefaults()
-	return []Tool{
+	tools := []Tool{
 		checkTLSTool(d),
 		inspectChainTool(d),
 		inspectCertificateTool(d),
@@ -134,18 +142,30 @@ func AllTools(deps Deps) []Tool {
 		listExpiringTool(d),
 		getHistoryTool(d),
 	}
+	for i := range tools {
+		tools[i].Handler = d.redactTool(tools[i].Handler)
+	}
+	return tools
 }
 
 // AllResources is the inventory of static resources.
 func AllResources(deps Deps) []Resource {
 	d := deps.withDefaults()
-	return []Resource{watchesResource(d), expiringResource(d)}
+	rs := []Resource{watchesResource(d), expiringResource(d)}
+	for i := range rs {
+		rs[i].Handler = d.redactResource(rs[i].Handler)
+	}
+	return rs
 }
 
 // AllResourceTemplates is the inventory of resource templates.
 func AllResourceTemplates(deps Deps) []ResourceTemplate {
 	d := deps.withDefaults()
-	return []ResourceTemplate{watchResourceTemplate(d)}
+	rs := []ResourceTemplate{watchResourceTemplate(d)}
+	for i := range rs {
+		rs[i].Handler = server.ResourceTemplateHandlerFunc(d.redactResource(server.ResourceHandlerFunc(rs[i].Handler)))
+	}
+	return rs
 }
 
 // ServerOptions tune NewServer.
@@ -180,6 +200,7 @@ func NewServer(deps Deps, opts ServerOptions) *Server {
 	}
 	hooks := &server.Hooks{}
 	subs := newSubscriptions(d.Logger)
+	subs.secrets = d.Redact
 	subs.install(hooks)
 
 	sopts := []server.ServerOption{

@@ -18,4 +18,5 @@ type Config struct {
 	AllowCIDRs  []string // serve --allow-cidr (repeatable): always allowed, wins over denies
 	DenyCIDRs   []string // serve --deny-cidr (repeatable): refused
 	ClientCerts []string // --client-cert NAME=CERT,KEY (repeatable): mTLS identities a check or watch may name
+	MCPTokens   []string // serve --mcp-token NAME=ENV_VAR or NAME=@FILE (repeatable): bearer tokens check_mcp_endpoint may name
 }

@@ -324,7 +324,9 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	fs.Var(&allowCIDRs, "allow-cidr", "always allow this `cidr` (repeatable; wins over every deny)")
 	fs.Var(&denyCIDRs, "deny-cidr", "refuse this `cidr` (repeatable)")
 	var clientCerts stringList
-	fs.Var(&clientCerts, "client-cert", "load an mTLS client certificate that check_tls, inspect_chain and watch_endpoint may present by name: `NAME=CERT,KEY` (PEM files; repeatable)")
+	fs.Var(&clientCerts, "client-cert", "load an mTLS client certificate that check_tls, inspect_chain, check_mcp_endpoint and watch_endpoint may present by name: `NAME=CERT,KEY` (PEM files; repeatable)")
+	var mcpTokens stringList
+	fs.Var(&mcpTokens, "mcp-token", "load a bearer token that check_mcp_endpoint may send by name (token_name), so it never passes through the model: `NAME=ENV_VAR` or NAME=@FILE (repeatable)")
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
@@ -339,6 +341,7 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	cfg.DenyPrivate = *denyPrivate
 	cfg.AllowCIDRs, cfg.DenyCIDRs = allowCIDRs, denyCIDRs
 	cfg.ClientCerts = clientCerts
+	cfg.MCPTokens = mcpTokens
 	if cfg.Token == "" {
 		cfg.Token = os.Getenv("TLSWATCH_TOKEN")
 	}

@@ -47,6 +47,18 @@ const (
 // stdio, until stdin closes. On stdio nothing but protocol reaches stdout;
 // every log line goes to stderr.
 func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.Writer) error {
+	clientCerts, err := loadClientCerts(cfg.ClientCerts)
+	if err != nil {
+		return err
+	}
+	mcpTokens, err := loadMCPTokens(cfg.MCPTokens)
+	if err != nil {
+		return err
+	}
+	// Whatever a probed server echoes, the operator's secrets never reach
+	// a log line or a tool result.
+	secrets := secretSet(cfg.Token, mcpTokens, clientCerts)
+	stderr = secrets.Writer(stderr)
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	// The --ca-file roots are not passed as probe.Options.CustomRoots: the
@@ -65,10 +77,6 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		return err
 	}
 	hooks, err := alertHooks(cfg, policy, roots, logger)
-	if err != nil {
-		return err
-	}
-	clientCerts, err := loadClientCerts(cfg.ClientCerts)
 	if err != nil {
 		return err
 	}
@@ -94,7 +102,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		return probe.Run(ctx, t, opts)
 	}
 
-	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, ClientCerts: clientCerts, Logger: logger}
+	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, ClientCerts: clientCerts, MCPTokens: mcpTokens, Redact: secrets, Logger: logger}
 	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, hooks, logger)
 	if err != nil {
 		// The probing tools still work; the watch tools say why they do not.

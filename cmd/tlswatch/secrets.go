@@ -1,0 +1,35 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+
+	"github.com/tlswatch/tlswatch/internal/redact"
+	"github.com/tlswatch/tlswatch/mcpcheck"
+	"github.com/tlswatch/tlswatch/probe"
+)
+
+// loadMCPTokens loads --mcp-token NAME=ENV_VAR|NAME=@FILE specs; errors
+// name the flag and never show a token.
+func loadMCPTokens(specs []string) (map[string]string, error) {
+	tokens, err := mcpcheck.LoadTokens(specs)
+	var fe *probe.FieldError
+	if errors.As(err, &fe) {
+		return nil, fmt.Errorf("--%s: %s", fe.Field, fe.Reason)
+	}
+	return tokens, err
+}
+
+// secretSet is every secret the operator configured: the server's own
+// --token, the MCP tokens, and the client certificates' private keys.
+func secretSet(token string, mcpTokens map[string]string, certs map[string]tls.Certificate) *redact.Set {
+	secrets := []string{token}
+	for _, tok := range mcpTokens {
+		secrets = append(secrets, tok)
+	}
+	for _, c := range certs {
+		secrets = append(secrets, redact.KeyMaterial(c.PrivateKey)...)
+	}
+	return redact.New(secrets...)
+}
