@@ -110,58 +110,75 @@ func (r *chainRun) add(code, format string, a ...any) {
 	r.findings = append(r.findings, probe.NewFinding(code, fmt.Sprintf(format, a...)))
 }
 
-// prmCandidate is a URL where protected-resource metadata may be.
-type prmCandidate struct {
+// candidate is a URL where a metadata document may be, and which
+// discovery rule gave it.
+type candidate struct {
 	url, source string
-	origin      bool // found at the root: the origin is an acceptable resource too
+	origin      bool // protected-resource metadata at the root: the origin is an acceptable resource too
 }
 
 // prmCandidates are, in the order MCP clients try them: the challenge's
 // resource_metadata, the path-inserted well-known URL, the root one.
-func prmCandidates(endpoint *url.URL, auth *AuthInfo) []prmCandidate {
-	var out []prmCandidate
+func prmCandidates(endpoint *url.URL, auth *AuthInfo) []candidate {
+	var out []candidate
 	if auth != nil && auth.ResourceMetadata != "" {
-		out = append(out, prmCandidate{url: auth.ResourceMetadata, source: "www_authenticate"})
+		out = append(out, candidate{url: auth.ResourceMetadata, source: "www_authenticate"})
 	}
 	base := url.URL{Scheme: "https", Host: endpoint.Host}
 	if p := endpoint.EscapedPath(); p != "" && p != "/" {
 		u := base
 		u.Path = "/.well-known/oauth-protected-resource/" + strings.TrimLeft(endpoint.Path, "/")
-		out = append(out, prmCandidate{url: u.String(), source: "path_inserted"})
+		out = append(out, candidate{url: u.String(), source: "path_inserted"})
 	}
 	root := base
 	root.Path = "/.well-known/oauth-protected-resource"
-	return append(out, prmCandidate{url: root.String(), source: "root", origin: true})
+	return append(out, candidate{url: root.String(), source: "root", origin: true})
 }
 
 // protectedResource finds and checks the protected-resource metadata.
 func (r *chainRun) protectedResource(auth *AuthInfo, resource string) *ResourceMetadata {
 	cands := prmCandidates(r.c.url, auth)
+	prm, f, i := firstDocument(r, PurposeResourceMetadata, RoleResourceMetadata, cands, parseResourceMetadata)
+	if prm == nil {
+		r.add(probe.CodeAuthMetadataMissing, "the server asks for authorization but publishes no usable protected-resource metadata, so agents cannot find where to sign in; tried %s",
+			tried(r.fetches))
+		return nil
+	}
+	prm.URL, prm.Source = f.URL, cands[i].source
+	r.checkResource(prm, resource, cands[i].origin)
+	if i > 0 && cands[0].source == "www_authenticate" {
+		r.add(probe.CodeAuthMetadataMissing, "the challenge's resource_metadata %s gives no metadata (%s); it was found at %s instead, which clients that follow the challenge never try",
+			cands[0].url, describeFetch(*r.fetches[0]), prm.URL)
+	}
+	return prm
+}
+
+// firstDocument fetches the candidates in order and returns the first
+// document that parses, its fetch and its index; nil when none does. A
+// document that does not parse is recorded as invalid, with why.
+func firstDocument[T any](r *chainRun, purpose, role string, cands []candidate, parse func([]byte) (*T, string)) (*T, *ChainFetch, int) {
 	for i, cand := range cands {
-		f, body := r.fetch(PurposeResourceMetadata, cand.source, cand.url, RoleResourceMetadata)
+		f, body := r.fetch(purpose, cand.source, cand.url, role)
 		if body == nil {
 			continue
 		}
-		prm, msg := parseResourceMetadata(body)
+		doc, msg := parse(body)
 		if msg != "" {
 			f.Outcome, f.Detail = OutcomeInvalid, msg
 			continue
 		}
-		prm.URL, prm.Source = f.URL, cand.source
-		r.checkResource(prm, resource, cand.origin)
-		if i > 0 && cands[0].source == "www_authenticate" {
-			r.add(probe.CodeAuthMetadataMissing, "the challenge's resource_metadata %s gives no metadata (%s); it was found at %s instead, which clients that follow the challenge never try",
-				cands[0].url, describeFetch(*r.fetches[0]), prm.URL)
-		}
-		return prm
+		return doc, f, i
 	}
-	var tried []string
-	for _, f := range r.fetches {
-		tried = append(tried, f.URL+" ("+describeFetch(*f)+")")
+	return nil, nil, -1
+}
+
+// tried lists fetches and their outcomes for a finding's message.
+func tried(fs []*ChainFetch) string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.URL+" ("+describeFetch(*f)+")")
 	}
-	r.add(probe.CodeAuthMetadataMissing, "the server asks for authorization but publishes no usable protected-resource metadata, so agents cannot find where to sign in; tried %s",
-		strings.Join(tried, ", "))
-	return nil
+	return strings.Join(out, ", ")
 }
 
 // describeFetch words the outcome of a failed fetch.

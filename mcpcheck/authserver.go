@@ -24,26 +24,23 @@ func (r *chainRun) authorizationServers(prm *ResourceMetadata, auth *AuthInfo) [
 	return out
 }
 
-// asCandidate is a URL where an issuer's metadata may be.
-type asCandidate struct{ url, source string }
-
 // asMetadataURLs are, in the order MCP clients try them, RFC 8414's
 // path-inserted URL, then OpenID discovery path-inserted and appended (for
 // an issuer without a path, the two well-known URLs at the root).
-func asMetadataURLs(issuer *url.URL) []asCandidate {
+func asMetadataURLs(issuer *url.URL) []candidate {
 	base := url.URL{Scheme: "https", Host: issuer.Host}
 	at := func(path string) string { u := base; u.Path = path; return u.String() }
 	p := strings.Trim(issuer.Path, "/")
 	if p == "" {
-		return []asCandidate{
-			{at("/.well-known/oauth-authorization-server"), "rfc8414"},
-			{at("/.well-known/openid-configuration"), "openid"},
+		return []candidate{
+			{url: at("/.well-known/oauth-authorization-server"), source: "rfc8414"},
+			{url: at("/.well-known/openid-configuration"), source: "openid"},
 		}
 	}
-	return []asCandidate{
-		{at("/.well-known/oauth-authorization-server/" + p), "rfc8414"},
-		{at("/.well-known/openid-configuration/" + p), "openid_path_inserted"},
-		{at("/" + p + "/.well-known/openid-configuration"), "openid"},
+	return []candidate{
+		{url: at("/.well-known/oauth-authorization-server/" + p), source: "rfc8414"},
+		{url: at("/.well-known/openid-configuration/" + p), source: "openid_path_inserted"},
+		{url: at("/" + p + "/.well-known/openid-configuration"), source: "openid"},
 	}
 }
 
@@ -67,28 +64,12 @@ func (r *chainRun) authorizationServer(issuer string, scopes []string) AuthServe
 		return as
 	}
 	first := len(r.fetches)
-	var doc *asDoc
-	for _, cand := range asMetadataURLs(u) {
-		f, body := r.fetch(PurposeServerMetadata, cand.source, cand.url, RoleAuthorizationServer)
-		if body == nil {
-			continue
-		}
-		d, msg := parseServerMetadata(body)
-		if msg != "" {
-			f.Outcome, f.Detail = OutcomeInvalid, msg
-			continue
-		}
-		as.MetadataURL, doc = f.URL, d
-		break
-	}
+	doc, f, _ := firstDocument(r, PurposeServerMetadata, RoleAuthorizationServer, asMetadataURLs(u), parseServerMetadata)
 	if doc == nil {
-		var tried []string
-		for _, f := range r.fetches[first:] {
-			tried = append(tried, f.URL+" ("+describeFetch(*f)+")")
-		}
-		r.add(probe.CodeAuthServerMetadata, "no metadata for the authorization server %s: tried %s", as.Issuer, strings.Join(tried, ", "))
+		r.add(probe.CodeAuthServerMetadata, "no metadata for the authorization server %s: tried %s", as.Issuer, tried(r.fetches[first:]))
 		return as
 	}
+	as.MetadataURL = f.URL
 	as.MetadataIssuer = clip(doc.Issuer, maxChainString)
 	as.AuthorizationEndpoint = clip(doc.AuthorizationEndpoint, maxChainString)
 	as.TokenEndpoint = clip(doc.TokenEndpoint, maxChainString)

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/idna"
+
 	"github.com/tlswatch/tlswatch/probe"
 )
 
@@ -88,14 +90,18 @@ func (h *chainHost) addRole(role string) {
 	h.Roles = append(h.Roles, role)
 }
 
-// hostKey is how the chain names a host: lower-case host and port, as
-// http.Transport passes it to the dialer.
+// hostKey is how the chain names a host: lower-case ASCII host and port,
+// as http.Transport passes it to the dialer (it converts an IDN).
 func hostKey(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
 		port = "443"
 	}
-	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	host := strings.ToLower(u.Hostname())
+	if a, err := idna.Lookup.ToASCII(host); err == nil {
+		host = a
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // remaining is the time a chain step may take: chainStepTimeout, less when
@@ -129,11 +135,11 @@ func (r *chainRun) probeHost(u *url.URL, role string) *chainHost {
 		h.addRole(role)
 		return h
 	}
-	port, _ := strconv.Atoi(u.Port())
-	h := &chainHost{HostTLS: HostTLS{Host: strings.ToLower(u.Hostname()), Port: max(port, 0), Roles: []string{role}, Status: probe.StatusDown, Findings: []probe.Finding{}}}
-	if h.Port == 0 {
-		h.Port = probe.DefaultPort
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		port = probe.DefaultPort
 	}
+	h := &chainHost{HostTLS: HostTLS{Host: strings.ToLower(u.Hostname()), Port: port, Roles: []string{role}, Status: probe.StatusDown, Findings: []probe.Finding{}}}
 	r.hosts[key] = h
 	r.order = append(r.order, h)
 	d := r.remaining()

@@ -231,13 +231,13 @@ func readSSE(r io.Reader, id int, secrets *redact.Set) (*rpcMessage, []byte, err
 }
 
 // check runs the handshake and fills res.
-func (c *checker) check(res *Result) {
-	res.TokenSent = c.token != ""
+// initialize posts initialize. A server that does not speak our version
+// may name the ones it does (error data "supported"): it is retried once
+// with its newest.
+func (c *checker) initialize() (*exchange, error) {
 	version := ProtocolVersion
-	var ex *exchange
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
-		ex, err = c.post(map[string]any{
+	for attempt := 0; ; attempt++ {
+		ex, err := c.post(map[string]any{
 			"jsonrpc": "2.0", "id": 1, "method": "initialize",
 			"params": map[string]any{
 				"protocolVersion": version,
@@ -245,17 +245,20 @@ func (c *checker) check(res *Result) {
 				"clientInfo":      map[string]any{"name": c.opts.ClientName, "version": c.opts.ClientVersion},
 			},
 		}, "initialize", 1, nil)
-		if err != nil {
-			break
+		if err != nil || attempt > 0 {
+			return ex, err
 		}
-		// A server that does not speak our version may name the ones it
-		// does (error data "supported"); retry once with its newest.
-		if alt := supportedFromError(ex.msg); alt != "" && alt != version && attempt == 0 {
-			version = alt
-			continue
+		alt := supportedFromError(ex.msg)
+		if alt == "" || alt == version {
+			return ex, nil
 		}
-		break
+		version = alt
 	}
+}
+
+func (c *checker) check(res *Result) {
+	res.TokenSent = c.token != ""
+	ex, err := c.initialize()
 	if err != nil {
 		res.Error = "the MCP request failed: " + c.scrub(transportError(err))
 		if c.opts.Probe.ClientCert == nil && hasCode(res.TLS.Findings, probe.CodeClientCertRequired) {

@@ -24,10 +24,6 @@ func TestHostileServerEchoesSecrets(t *testing.T) {
 	echo := func(r *http.Request) string {
 		return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") + " " + other
 	}
-	type rpc struct {
-		ID     int    `json:"id"`
-		Method string `json:"method"`
-	}
 	for _, tc := range []struct {
 		name string
 		h    func(base string) http.HandlerFunc
@@ -50,8 +46,7 @@ func TestHostileServerEchoesSecrets(t *testing.T) {
 		}},
 		{"200 with the token in serverInfo and tool names", func(base string) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
-				var req rpc
-				json.NewDecoder(r.Body).Decode(&req)
+				req := readRPC(r)
 				w.Header().Set("Content-Type", "application/json")
 				w.Header().Set("Mcp-Session-Id", token)
 				e := echo(r)
@@ -69,8 +64,7 @@ func TestHostileServerEchoesSecrets(t *testing.T) {
 		}},
 		{"error bodies, HTML titles and a clipped JSON-RPC error", func(base string) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
-				var req rpc
-				json.NewDecoder(r.Body).Decode(&req)
+				req := readRPC(r)
 				if req.Method == "initialize" {
 					w.Header().Set("Content-Type", "application/json")
 					fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":%q}}`, strings.Repeat("y", 100)+echo(r))

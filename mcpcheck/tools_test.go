@@ -131,14 +131,7 @@ func TestDigestTools(t *testing.T) {
 func TestObserveModernOnlyServer(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	port := serveHTTPS(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			ID     int    `json:"id"`
-			Method string `json:"method"`
-			Params struct {
-				Meta map[string]any `json:"_meta"`
-			} `json:"params"`
-		}
-		json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req)
+		req := readRPC(r)
 		w.Header().Set("Content-Type", "application/json")
 		modern := r.Header.Get("Mcp-Protocol-Version") == ModernProtocolVersion && r.Header.Get("Mcp-Method") == req.Method &&
 			req.Params.Meta["io.modelcontextprotocol/protocolVersion"] == ModernProtocolVersion && r.Header.Get("Mcp-Session-Id") == ""
@@ -185,11 +178,7 @@ func TestToolsPagingBounds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := 0
 			port := serveHTTPS(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var req struct {
-					ID     int    `json:"id"`
-					Method string `json:"method"`
-				}
-				json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req)
+				req := readRPC(r)
 				w.Header().Set("Content-Type", "application/json")
 				switch req.Method {
 				case "initialize":
@@ -211,4 +200,19 @@ func TestToolsPagingBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rpcRequest is what a lab handler needs of a JSON-RPC request.
+type rpcRequest struct {
+	ID     int    `json:"id"`
+	Method string `json:"method"`
+	Params struct {
+		Meta map[string]any `json:"_meta"`
+	} `json:"params"`
+}
+
+func readRPC(r *http.Request) rpcRequest {
+	var req rpcRequest
+	json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req)
+	return req
 }

@@ -88,6 +88,21 @@ func mcpSummary(r mcpcheck.Result) string {
 			fmt.Fprintf(&b, ", %d tool%s", *r.ToolsListed, plural(*r.ToolsListed))
 		}
 		fmt.Fprintf(&b, ", initialize in %.0f ms", r.LatencyMS)
+	} else if r.Auth != nil {
+		fmt.Fprintf(&b, "; requires authorization (HTTP %d)", r.HTTPStatus)
+		if r.AuthChain != nil {
+			broken := 0
+			for _, f := range r.Findings {
+				if strings.HasPrefix(f.Code, "auth_") {
+					broken++
+				}
+			}
+			if broken == 0 {
+				b.WriteString(", authorization chain consistent")
+			} else {
+				fmt.Fprintf(&b, ", %d problem%s in the authorization chain (see auth_chain)", broken, plural(broken))
+			}
+		}
 	} else {
 		b.WriteString("; not answering as an MCP server")
 	}

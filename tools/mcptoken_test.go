@@ -140,3 +140,28 @@ func TestRedactEveryTool(t *testing.T) {
 		}
 	}
 }
+
+// The summary of an endpoint that answers 401 says so, and whether its
+// authorization chain holds.
+func TestMCPSummaryAuth(t *testing.T) {
+	chain := &mcpcheck.AuthChain{}
+	auth := &mcpcheck.AuthInfo{Scheme: "Bearer"}
+	for _, tc := range []struct {
+		name string
+		r    mcpcheck.Result
+		want string
+	}{
+		{"consistent", mcpcheck.Result{Status: probe.StatusOK, Auth: auth, AuthChain: chain, HTTPStatus: 401,
+			Findings: []probe.Finding{probe.NewFinding(probe.CodeMCPAuthRequired, "401")}}, "requires authorization (HTTP 401), authorization chain consistent"},
+		{"broken", mcpcheck.Result{Status: probe.StatusCritical, Auth: auth, AuthChain: chain, HTTPStatus: 401,
+			Findings: []probe.Finding{probe.NewFinding(probe.CodeAuthPKCEMissing, "no S256"), probe.NewFinding(probe.CodeAuthServerTLS, "expired")}},
+			"auth_pkce_missing (no S256); 1 more finding; requires authorization (HTTP 401), 2 problems in the authorization chain (see auth_chain)"},
+		{"not MCP", mcpcheck.Result{Status: probe.StatusCritical, Findings: []probe.Finding{probe.NewFinding(probe.CodeNotMCP, "404")}}, "not answering as an MCP server"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := mcpSummary(tc.r); !strings.Contains(got, tc.want) {
+				t.Errorf("%q lacks %q", got, tc.want)
+			}
+		})
+	}
+}

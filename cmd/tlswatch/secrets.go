@@ -10,6 +10,27 @@ import (
 	"github.com/tlswatch/tlswatch/probe"
 )
 
+// credentials are what serve holds on the operator's behalf: the client
+// certificates and MCP tokens tools name, and every secret among them and
+// the --token, hidden in whatever leaves the process.
+type credentials struct {
+	clientCerts map[string]tls.Certificate
+	mcpTokens   map[string]string
+	secrets     *redact.Set
+}
+
+func loadCredentials(cfg Config) (credentials, error) {
+	certs, err := loadClientCerts(cfg.ClientCerts)
+	if err != nil {
+		return credentials{}, err
+	}
+	tokens, err := loadMCPTokens(cfg.MCPTokens)
+	if err != nil {
+		return credentials{}, err
+	}
+	return credentials{certs, tokens, secretSet(cfg.Token, tokens, certs)}, nil
+}
+
 // loadMCPTokens loads --mcp-token NAME=ENV_VAR|NAME=@FILE specs; errors
 // name the flag and never show a token.
 func loadMCPTokens(specs []string) (map[string]string, error) {

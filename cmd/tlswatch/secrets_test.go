@@ -168,4 +168,3 @@ func writeClientCert(t *testing.T, l *lab) (certFile, keyFile, keyB64 string) {
 	lines := strings.Split(string(keyPEM), "\n")
 	return certFile, keyFile, strings.Join(lines[1:len(lines)-2], "")
 }
-

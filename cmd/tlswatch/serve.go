@@ -47,18 +47,11 @@ const (
 // stdio, until stdin closes. On stdio nothing but protocol reaches stdout;
 // every log line goes to stderr.
 func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.Writer) error {
-	clientCerts, err := loadClientCerts(cfg.ClientCerts)
+	creds, err := loadCredentials(cfg)
 	if err != nil {
 		return err
 	}
-	mcpTokens, err := loadMCPTokens(cfg.MCPTokens)
-	if err != nil {
-		return err
-	}
-	// Whatever a probed server echoes, the operator's secrets never reach
-	// a log line or a tool result.
-	secrets := secretSet(cfg.Token, mcpTokens, clientCerts)
-	stderr = secrets.Writer(stderr)
+	stderr = creds.secrets.Writer(stderr) // no log line shows a secret, whatever a server echoes
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
 	// The --ca-file roots are not passed as probe.Options.CustomRoots: the
@@ -92,7 +85,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 			// a server that requires it then fails the probe visibly
 			// (client_cert_required, down) instead of the watch going
 			// silent.
-			if c, ok := clientCerts[opts.ClientCertName]; ok {
+			if c, ok := creds.clientCerts[opts.ClientCertName]; ok {
 				opts.ClientCert = &c
 			} else {
 				logger.Warn("watch names a client certificate this process did not load; probing without it",
@@ -102,7 +95,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		return probe.Run(ctx, t, opts)
 	}
 
-	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, ClientCerts: clientCerts, MCPTokens: mcpTokens, Redact: secrets, Logger: logger}
+	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, ClientCerts: creds.clientCerts, MCPTokens: creds.mcpTokens, Redact: creds.secrets, Logger: logger}
 	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, hooks, logger)
 	if err != nil {
 		// The probing tools still work; the watch tools say why they do not.
