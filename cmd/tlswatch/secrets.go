@@ -45,12 +45,13 @@ func loadMCPTokens(specs []string) (map[string]string, error) {
 // secretSet is every secret the operator configured: the server's own
 // --token, the MCP tokens, and the client certificates' private keys.
 func secretSet(token string, mcpTokens map[string]string, certs map[string]tls.Certificate) *redact.Set {
-	secrets := []string{token}
+	tokens := []string{token}
 	for _, tok := range mcpTokens {
-		secrets = append(secrets, tok)
+		tokens = append(tokens, tok)
 	}
+	var material []string
 	for _, c := range certs {
-		secrets = append(secrets, redact.KeyMaterial(c.PrivateKey)...)
+		material = append(material, redact.KeyMaterial(c.PrivateKey)...)
 	}
-	return redact.New(secrets...)
+	return redact.New(tokens...).WithMaterial(material...)
 }

@@ -28,37 +28,48 @@ const Mask = "[redacted]"
 // Set is a fixed set of secrets. It is immutable and safe for concurrent
 // use; the nil *Set hides nothing.
 type Set struct {
-	secrets []string // as given, for With
-	r       *strings.Replacer
+	tokens   []string // hidden in every encoding
+	material []string // hidden as is
+	m        *matcher
 }
 
-// New returns the set of the non-empty secrets, or nil when there is none.
-func New(secrets ...string) *Set {
-	var uniq []string
-	for _, s := range secrets {
-		if s != "" && !slices.Contains(uniq, s) {
-			uniq = append(uniq, s)
-		}
+// New returns the set hiding the non-empty tokens, in every form they take
+// once quoted (see encodings), or nil when there is none.
+func New(tokens ...string) *Set {
+	return build(tokens, nil)
+}
+
+// WithMaterial returns a set that also hides m as is: key material, which
+// no server is ever sent and which could only leave the process printed
+// verbatim.
+func (s *Set) WithMaterial(m ...string) *Set {
+	if s == nil {
+		return build(nil, m)
 	}
-	if len(uniq) == 0 {
+	return build(s.tokens, append(slices.Clone(s.material), m...))
+}
+
+func build(tokens, material []string) *Set {
+	s := &Set{tokens: uniq(tokens), material: uniq(material)}
+	var forms []string
+	for _, t := range s.tokens {
+		forms = append(forms, encodings(t)...)
+	}
+	forms = append(forms, s.material...)
+	if s.m = newMatcher(uniq(forms)); s.m == nil {
 		return nil
 	}
-	var forms []string
-	for _, s := range uniq {
-		for _, f := range encodings(s) {
-			if f != "" && !slices.Contains(forms, f) {
-				forms = append(forms, f)
-			}
+	return s
+}
+
+func uniq(l []string) []string {
+	var out []string
+	for _, x := range l {
+		if x != "" && !slices.Contains(out, x) {
+			out = append(out, x)
 		}
 	}
-	// strings.Replacer tries patterns in argument order at each position:
-	// longest first, so that a secret containing another is hidden whole.
-	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
-	pairs := make([]string, 0, 2*len(forms))
-	for _, f := range forms {
-		pairs = append(pairs, f, Mask)
-	}
-	return &Set{secrets: uniq, r: strings.NewReplacer(pairs...)}
+	return out
 }
 
 // encodings are the forms s takes in the text tlswatch emits: as is, inside
@@ -87,12 +98,12 @@ func encodings(s string) []string {
 	}
 }
 
-// With returns a set that also hides more (a token given for one call).
+// With returns a set that also hides more tokens (one given for a call).
 func (s *Set) With(more ...string) *Set {
 	if s == nil {
 		return New(more...)
 	}
-	return New(append(slices.Clone(s.secrets), more...)...)
+	return build(append(slices.Clone(s.tokens), more...), s.material)
 }
 
 // Empty reports whether the set hides nothing.
@@ -103,7 +114,7 @@ func (s *Set) String(x string) string {
 	if s == nil || x == "" {
 		return x
 	}
-	return s.r.Replace(x)
+	return s.m.replace(x)
 }
 
 // Bytes returns b with every secret replaced by Mask; b itself when there
@@ -112,7 +123,7 @@ func (s *Set) Bytes(b []byte) []byte {
 	if s == nil || len(b) == 0 {
 		return b
 	}
-	out := s.r.Replace(string(b))
+	out := s.m.replace(string(b))
 	if len(out) == len(b) && out == string(b) {
 		return b
 	}

@@ -132,7 +132,7 @@ func TestKeyMaterial(t *testing.T) {
 	}
 	sec1, _ := x509.MarshalECPrivateKey(key)
 	p8, _ := x509.MarshalPKCS8PrivateKey(key)
-	s := New(KeyMaterial(key)...)
+	s := New("some-token").WithMaterial(KeyMaterial(key)...)
 	for _, block := range []*pem.Block{{Type: "EC PRIVATE KEY", Bytes: sec1}, {Type: "PRIVATE KEY", Bytes: p8}} {
 		text := string(pem.EncodeToMemory(block))
 		out := s.String(text)
@@ -141,5 +141,28 @@ func TestKeyMaterial(t *testing.T) {
 				t.Errorf("%s: line %q survives:\n%s", block.Type, line, out)
 			}
 		}
+	}
+}
+
+func TestMatcher(t *testing.T) {
+	m := newMatcher([]string{"abc", "abcdef", "x", "cd", "zz"})
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"nothing here", "nothing here"},
+		{"abcdef", "M"},
+		{"abcde", "Mde"},
+		{"abcabc", "MM"},
+		{"-x-", "-M-"},
+		{"zzz", "Mz"},
+		{"ab", "ab"},
+		{"tail abc", "tail M"},
+		{"acd", "aM"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got := strings.ReplaceAll(m.replace(tc.in), Mask, "M")
+			if got != tc.want {
+				t.Errorf("%q: got %q, want %q", tc.in, got, tc.want)
+			}
+		})
 	}
 }
