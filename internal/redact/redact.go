@@ -1,9 +1,9 @@
 // Package redact hides secrets (bearer tokens, client-key material) in
 // text that leaves the process: tool results, resources, log lines. A
 // remote server can echo a token it was sent anywhere it likes (an error
-// page, a header, a server name, a URL), so the secrets are replaced in
-// every form they take once quoted by JSON, a URL or a Go log line, not
-// only as typed.
+// page, a header, a server name, a URL), so tokens are replaced in every
+// form they take once quoted by JSON, a URL or a Go log line, not only as
+// typed. Key material, which no server is sent, is replaced as is.
 package redact
 
 import (
