@@ -11,28 +11,35 @@ import (
 	"sync"
 )
 
-// Deep diagnostics (issue 4) plug into the core probe here, and only here:
+// Deep diagnostics plug into the core probe here, and only here:
 //
-//   - post-handshake analysers (registerAnalyser): revocation and SCTs,
-//     trust stores — they need the certificate;
+//   - the postHandshake analysers: revocation and SCTs, trust stores —
+//     they need the certificate;
 //   - startDeep, called by run() once the host is resolved: the work that
 //     needs no certificate and runs beside the main handshake (the other
 //     addresses, cipher enumeration, the handshake without SNI), plus what
 //     must be said even when no certificate came (the client certificate's
 //     expiry, the STARTTLS hint);
 //   - upgrade, called by handshake() after each TCP connect: STARTTLS;
-//   - a dial-error classifier for STARTTLS failures.
+//   - the dialClassifiers: the outbound policy's refusal and STARTTLS
+//     failures.
 //
 // Cost by default: revocation one OCSP request (or one CRL download) per
 // certificate that names a source, cached until nextUpdate; one extra
 // handshake per additional address of the host. Options.Deep adds one
 // handshake per accepted cipher suite plus five, and one without SNI.
 
-func init() {
-	registerAnalyser("revocation", analyseRevocation)
-	registerAnalyser("trust_stores", analyseTrustStores)
-	dialErrorClassifiers = append(dialErrorClassifiers, classifyStartTLS)
+// postHandshake are the checks that need the certificate, run concurrently
+// by runAnalysers in this order of findings.
+var postHandshake = []analyser{
+	{"revocation", analyseRevocation},
+	{"trust_stores", analyseTrustStores},
 }
+
+// dialClassifiers claim a dial or handshake error before the generic
+// classification: the outbound policy's refusal, then a failed STARTTLS
+// dialogue.
+var dialClassifiers = []func(err error) (Finding, bool){classifyBlocked, classifyStartTLS}
 
 // analyseRevocation checks the staple, OCSP and CRL, and counts SCTs (a
 // verified staple may carry some, so the two run together).

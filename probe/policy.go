@@ -21,10 +21,6 @@ import (
 // changes between an earlier check and the dial (rebinding) therefore
 // cannot slip through, and a refused address never sees a packet.
 
-func init() {
-	dialErrorClassifiers = append(dialErrorClassifiers, classifyBlocked)
-}
-
 // classifyBlocked turns a policy refusal into target_blocked.
 func classifyBlocked(err error) (Finding, bool) {
 	var be *netpolicy.BlockedError

@@ -19,8 +19,8 @@ import (
 	"time"
 )
 
-// probeRun is the state of one probe. Post-handshake analysers (see
-// registerAnalyser) read it and add to the Report.
+// probeRun is the state of one probe. The postHandshake analysers read it
+// and add to the Report.
 type probeRun struct {
 	target Target
 	opts   Options
@@ -450,14 +450,10 @@ func clientCertMessage(cri *tls.CertificateRequestInfo, main *attempt) string {
 	return msg
 }
 
-// dialErrorClassifiers let other parts of the package (the outbound policy)
-// claim a dial error before the generic classification.
-var dialErrorClassifiers []func(err error) (Finding, bool)
-
 // classifyNetError maps a failed dial or handshake to a finding, by error
 // type, never by message text.
 func classifyNetError(err error, stage string, deadline time.Duration) Finding {
-	for _, c := range dialErrorClassifiers {
+	for _, c := range dialClassifiers {
 		if f, ok := c(err); ok {
 			return f
 		}
@@ -545,31 +541,20 @@ func severityStatus(findings []Finding) Status {
 	return StatusOK
 }
 
-// analyser is a post-handshake check (revocation, SCTs, trust stores,
-// ciphers, other addresses...). Analysers run concurrently after the
-// certificate analysis, only when a certificate was received. Each MUST
-// honour ctx, MUST only write the Report fields it owns, and returns its
-// findings, which are appended in registration order.
+// analyser is a post-handshake check (revocation and SCTs, trust stores).
+// Analysers run concurrently after the certificate analysis, only when a
+// certificate was received. Each MUST honour ctx, MUST only write the
+// Report fields it owns, and returns its findings, which are appended in
+// the order of the postHandshake list.
 type analyser struct {
 	name string
 	run  func(ctx context.Context, p *probeRun) []Finding
 }
 
-var analysers []analyser
-
-// registerAnalyser adds a post-handshake check; call it from an init
-// function.
-func registerAnalyser(name string, run func(ctx context.Context, p *probeRun) []Finding) {
-	analysers = append(analysers, analyser{name, run})
-}
-
 func (p *probeRun) runAnalysers(ctx context.Context) {
-	if len(analysers) == 0 {
-		return
-	}
-	out := make([][]Finding, len(analysers))
+	out := make([][]Finding, len(postHandshake))
 	var wg sync.WaitGroup
-	for i, a := range analysers {
+	for i, a := range postHandshake {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

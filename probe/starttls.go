@@ -53,14 +53,19 @@ var startTLSPortHints = map[int]string{
 	5432: ProtoPostgres, 389: ProtoLDAP, 5222: ProtoXMPP,
 }
 
-func init() {
-	// ParseTarget accepts exactly the schemes registered here (target.go).
+// startTLSSchemes is every URL scheme that names a STARTTLS protocol (the
+// protocol names and their aliases) with its default port.
+func startTLSSchemes() map[string]int {
+	out := map[string]int{"submission": 587}
 	for p, port := range StartTLSProtocols {
-		TLSSchemes[p] = port
+		out[p] = port
 	}
-	TLSSchemes["submission"] = 587
-	TLSSchemes["postgresql"] = 5432
-	TLSSchemes["pop"] = 110
+	for alias, p := range startTLSAliases {
+		if _, ok := out[alias]; !ok {
+			out[alias] = StartTLSProtocols[p]
+		}
+	}
+	return out
 }
 
 // StartTLSProtocol maps a scheme (or alias) to its protocol name; "" when it

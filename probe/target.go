@@ -23,10 +23,10 @@ const (
 )
 
 // TLSSchemes maps a URL scheme whose port speaks TLS only after a protocol
-// upgrade (STARTTLS) to its default port. It is empty until STARTTLS
-// support registers its schemes (starttls.go, in an init function);
-// ParseTarget rejects any scheme not listed here other than https.
-var TLSSchemes = map[string]int{}
+// upgrade (STARTTLS) to its default port: the protocols of starttls.go and
+// their aliases. ParseTarget rejects any scheme not listed here other than
+// https.
+var TLSSchemes = startTLSSchemes()
 
 // ParseTarget validates the Target fields of DESIGN.md and returns a Target
 // ready for Run. Every rejection is a *FieldError naming the field:
