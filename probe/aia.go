@@ -21,7 +21,6 @@ const (
 	aiaTimeout  = 5 * time.Second
 	aiaMaxBytes = 1 << 20
 	aiaMaxHops  = 3
-	aiaCacheMax = 256
 	aiaCacheTTL = time.Hour
 )
 
@@ -53,7 +52,7 @@ func (a *chainAnalysis) completeViaAIA(ctx context.Context, opts Options, vo x50
 		var issuer *x509.Certificate
 		var lastErr error
 		for _, u := range cur.IssuingCertificateURL {
-			c, err := aiaShared.issuerFor(ctx, opts.HTTPClient, u, cur, opts.Now)
+			c, err := opts.Cache.aia.issuerFor(ctx, opts.HTTPClient, u, cur, opts.Now)
 			f := AIAFetch{URL: u, For: cur.Subject.String()}
 			if err != nil {
 				f.Error = err.Error()
@@ -97,7 +96,8 @@ func (a *chainAnalysis) completeViaAIA(ctx context.Context, opts Options, vo x50
 }
 
 // aiaCache shares downloads across probes (a fleet often misses the same
-// intermediate) and lets concurrent probes wait for one download.
+// intermediate) and lets concurrent probes wait for one download. A nil
+// *aiaCache fetches every time.
 type aiaCache struct {
 	mu sync.Mutex
 	m  map[string]*aiaEntry
@@ -109,8 +109,6 @@ type aiaEntry struct {
 	err     error
 	fetched time.Time
 }
-
-var aiaShared = &aiaCache{m: map[string]*aiaEntry{}}
 
 // issuerFor returns the certificate at rawURL that issued child. A cached
 // answer that does not match child is fetched again (the URL may now serve
@@ -131,6 +129,9 @@ func (c *aiaCache) issuerFor(ctx context.Context, client *http.Client, rawURL st
 }
 
 func (c *aiaCache) get(ctx context.Context, client *http.Client, rawURL string, now time.Time, refresh bool) ([]*x509.Certificate, error) {
+	if c == nil {
+		return fetchAIA(ctx, client, rawURL)
+	}
 	c.mu.Lock()
 	if e, ok := c.m[rawURL]; ok {
 		select {

@@ -293,7 +293,7 @@ func (a *chainAnalysis) walkServed() {
 func (a *chainAnalysis) verify(ctx context.Context, opts Options, anyUsage bool) {
 	leaf := a.leaf
 	vt := clampToValidity(a.now, leaf)
-	chains, err := verifyChains(leaf, a.served[1:], opts.Roots, vt, anyUsage)
+	chains, err := opts.Cache.verify.verifyChains(leaf, a.served[1:], opts.Roots, vt, anyUsage)
 	if err == nil {
 		a.chains, a.chainOK = chains, true
 		return

@@ -59,6 +59,7 @@ func analyseRevocation(ctx context.Context, p *probeRun) []Finding {
 		Offline: p.opts.NoRevocation,
 		Timeout: p.opts.RevocationTimeout,
 		Client:  p.opts.HTTPClient, // the operator's egress policy applies
+		cache:   p.opts.Cache.rev,
 	})
 	rev := res.Revocation
 	p.report.Revocation = &rev
@@ -77,7 +78,7 @@ func analyseTrustStores(ctx context.Context, p *probeRun) []Finding {
 	}
 	vs, fs := CheckTrustStores(TrustStoreInput{
 		Leaf: p.served[0], Intermediates: p.served[1:], Now: p.opts.Now,
-		Configured: p.opts.Roots, Custom: p.opts.CustomRoots,
+		Configured: p.opts.Roots, Custom: p.opts.CustomRoots, cache: p.opts.Cache.verify,
 	})
 	p.report.TrustStores = vs
 	return fs

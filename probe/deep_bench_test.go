@@ -16,7 +16,7 @@ import (
 //	go test -run '^$' -bench 'BenchmarkDeep' -benchtime 200x ./probe/
 //
 // Basic: the probe with NoRevocation (no OCSP request). OCSPUncached: a
-// fresh OCSP request every probe (the cache is emptied each time), the
+// fresh OCSP request every probe (a new Cache each time), the
 // worst case. OCSPCached: a watch's steady state, answered from the cache
 // until nextUpdate. SCT counting runs in all three (it is free).
 func benchDeep(b *testing.B, noRevocation, clearCache bool) {
@@ -25,7 +25,7 @@ func benchDeep(b *testing.B, noRevocation, clearCache bool) {
 	cert := pki.Leaf(testlab.LeafOpts{OCSPURL: url})
 	addr := testlab.ServeTLS(b, &tls.Config{Certificates: []tls.Certificate{cert}})
 	tgt := benchTarget(b, addr)
-	opts := Options{Now: pki.Now, Roots: pki.Roots(), NoRevocation: noRevocation}
+	opts := Options{Now: pki.Now, Roots: pki.Roots(), NoRevocation: noRevocation, Cache: NewCache()}
 	// Warm up: system and Mozilla pools, connection setup paths.
 	if r, err := Run(context.Background(), tgt, opts); err != nil || r.Status != StatusOK {
 		b.Fatalf("warm-up: %v %s %v", err, r.Status, findingCodes(r.Findings))
@@ -33,7 +33,7 @@ func benchDeep(b *testing.B, noRevocation, clearCache bool) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if clearCache {
-			revCache.clear()
+			opts.Cache = NewCache()
 		}
 		r, _ := Run(context.Background(), tgt, opts)
 		if !noRevocation && (r.Revocation == nil || r.Revocation.Status != RevStatusGood) {

@@ -113,6 +113,9 @@ type Options struct {
 	// CustomRoots are the --ca-file roots alone (Roots holds them too). When
 	// set, a chain trusted only thanks to them gets untrusted_elsewhere.
 	CustomRoots *x509.CertPool
+	// Cache is shared by the probes given the same one (see Cache); nil
+	// gives each Run a private Cache.
+	Cache *Cache
 
 	// guarded: Control already includes the policy (withDefaults ran).
 	guarded bool
@@ -159,6 +162,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = newFetchClient(o.Resolver, o.Control)
+	}
+	if o.Cache == nil {
+		o.Cache = NewCache()
 	}
 	return o
 }

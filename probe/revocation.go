@@ -49,7 +49,6 @@ const (
 	maxOCSPResponseBytes     = 64 << 10
 	maxCRLBytes              = 10 << 20
 	maxRevocationURLs        = 2 // per certificate and method: the rest are mirrors
-	revocationCacheMax       = 512
 	// ocspClockSkew tolerates responders whose clock runs a little ahead.
 	ocspClockSkew = 5 * time.Minute
 )
@@ -101,6 +100,8 @@ type RevocationOptions struct {
 	Timeout time.Duration
 	// Client overrides the HTTP client (tests; an operator's egress policy).
 	Client *http.Client
+	// cache keeps verified answers until nextUpdate; nil keeps nothing.
+	cache *expiringCache
 }
 
 // RevocationInput is what the handshake gave us.
@@ -376,7 +377,7 @@ func queryOCSP(ctx context.Context, rawURL string, cert, issuer *x509.Certificat
 		return nil, err
 	}
 	key := "ocsp|" + rawURL + "|" + certSHA256Hex(issuer) + "|" + cert.SerialNumber.String()
-	if v, ok := revCache.get(key, opts.Now); ok {
+	if v, ok := opts.cache.get(key, opts.Now); ok {
 		return v.(*ocsp.Response), nil
 	}
 	req, err := ocsp.CreateRequest(cert, issuer, nil)
@@ -398,7 +399,7 @@ func queryOCSP(ctx context.Context, rawURL string, cert, issuer *x509.Certificat
 	if err != nil {
 		return nil, err
 	}
-	revCache.put(key, r, cacheUntil(r.NextUpdate, opts.Now))
+	opts.cache.put(key, r, cacheUntil(r.NextUpdate, opts.Now))
 	return r, nil
 }
 
@@ -410,7 +411,7 @@ func checkCRL(ctx context.Context, rawURL string, cert, issuer *x509.Certificate
 	}
 	key := "crl|" + rawURL
 	var crl *x509.RevocationList
-	if v, ok := revCache.get(key, opts.Now); ok {
+	if v, ok := opts.cache.get(key, opts.Now); ok {
 		crl = v.(*x509.RevocationList)
 	} else {
 		body, status, err := revocationFetch(ctx, http.MethodGet, rawURL, nil, opts, maxCRLBytes)
@@ -437,7 +438,7 @@ func checkCRL(ctx context.Context, rawURL string, cert, issuer *x509.Certificate
 	if !crl.NextUpdate.IsZero() && opts.Now.After(crl.NextUpdate.Add(ocspClockSkew)) {
 		return Revocation{}, fmt.Errorf("stale: nextUpdate %s has passed", crl.NextUpdate.UTC().Format(time.RFC3339))
 	}
-	revCache.put(key, crl, cacheUntil(crl.NextUpdate, opts.Now))
+	opts.cache.put(key, crl, cacheUntil(crl.NextUpdate, opts.Now))
 	rev := Revocation{Method: RevMethodCRL, Source: rawURL, Status: RevStatusGood}
 	if !crl.NextUpdate.IsZero() {
 		t := crl.NextUpdate
@@ -491,7 +492,9 @@ func revocationFetch(ctx context.Context, method, rawURL string, body []byte, op
 	req.Header.Set("User-Agent", "tlswatch")
 	client := opts.Client
 	if client == nil {
-		client = defaultRevocationClient
+		// A caller that brings no client gets the default outbound policy,
+		// like every probe dial.
+		client = newFetchClient(net.DefaultResolver, guardControl(nil, nil))
 	}
 	start := time.Now()
 	resp, err := client.Do(req)
@@ -515,10 +518,6 @@ func revocationFetch(ctx context.Context, method, rawURL string, body []byte, op
 	}
 	return data, resp.StatusCode, nil
 }
-
-// defaultRevocationClient serves callers of CheckRevocation that bring no
-// client: it applies the default outbound policy like every probe dial.
-var defaultRevocationClient = newFetchClient(net.DefaultResolver, guardControl(nil, nil))
 
 // cacheUntil bounds a cache entry's life by the source's nextUpdate, and by
 // an hour so that a revocation published early is seen the same day.
@@ -552,30 +551,24 @@ func certSHA256Hex(c *x509.Certificate) string {
 	return fmt.Sprintf("%x", sum[:])
 }
 
-// deepCache is a small expiring map shared by the revocation and trust-store
-// code. It is safe for concurrent use; when full it drops expired entries,
-// then the one closest to expiry.
-type deepCache struct {
+// expiringCache is a small map of revocation answers, each kept until its
+// expiry. It is safe for concurrent use; when full it drops the entry
+// closest to expiry. A nil *expiringCache keeps nothing.
+type expiringCache struct {
 	mu  sync.Mutex
-	m   map[string]deepCacheEntry
+	m   map[string]expiringEntry
 	max int
 }
 
-type deepCacheEntry struct {
+type expiringEntry struct {
 	v       any
 	expires time.Time
 }
 
-var revCache = &deepCache{m: map[string]deepCacheEntry{}, max: revocationCacheMax}
-
-// clear empties the cache (benchmarks of the uncached path).
-func (c *deepCache) clear() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	clear(c.m)
-}
-
-func (c *deepCache) get(k string, now time.Time) (any, bool) {
+func (c *expiringCache) get(k string, now time.Time) (any, bool) {
+	if c == nil {
+		return nil, false
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[k]
@@ -585,7 +578,10 @@ func (c *deepCache) get(k string, now time.Time) (any, bool) {
 	return e.v, true
 }
 
-func (c *deepCache) put(k string, v any, expires time.Time) {
+func (c *expiringCache) put(k string, v any, expires time.Time) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
@@ -598,5 +594,5 @@ func (c *deepCache) put(k string, v any, expires time.Time) {
 		}
 		delete(c.m, victim)
 	}
-	c.m[k] = deepCacheEntry{v: v, expires: expires}
+	c.m[k] = expiringEntry{v: v, expires: expires}
 }

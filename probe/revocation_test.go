@@ -105,8 +105,9 @@ func TestRevocationOCSPCached(t *testing.T) {
 	url := pki.ServeOCSP(pki.Intermediate, testlab.OCSPGood, &hits)
 	leaf := pki.Leaf(testlab.LeafOpts{OCSPURL: url})
 	in := RevocationInput{Leaf: leaf.Leaf, Issuer: pki.Intermediate.Cert}
+	cache := NewCache()
 	for i := 0; i < 3; i++ {
-		res := CheckRevocation(context.Background(), in, RevocationOptions{Now: pki.Now})
+		res := CheckRevocation(context.Background(), in, RevocationOptions{Now: pki.Now, cache: cache.rev})
 		if res.Revocation.Status != RevStatusGood {
 			t.Fatalf("status %q", res.Revocation.Status)
 		}
@@ -138,9 +139,10 @@ func TestRevocationCRLFallback(t *testing.T) {
 	crlURL3 := pki.ServeCRL(pki.Intermediate, []*big.Int{listed.Leaf.SerialNumber}, &hits)
 	listed.Leaf.CRLDistributionPoints = []string{crlURL3} // what the CA would have written
 	before := hits.Load()
+	cache := NewCache()
 	for i := 0; i < 2; i++ {
 		res = CheckRevocation(context.Background(), RevocationInput{Leaf: listed.Leaf, Issuer: pki.Intermediate.Cert},
-			RevocationOptions{Now: pki.Now})
+			RevocationOptions{Now: pki.Now, cache: cache.rev})
 		if res.Revocation.Status != RevStatusRevoked || !hasCode(res.Findings, CodeRevoked) {
 			t.Fatalf("got %+v %v, want revoked by CRL", res.Revocation, findingCodes(res.Findings))
 		}

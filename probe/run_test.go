@@ -358,14 +358,25 @@ func TestRunRejectsUnprobeableTarget(t *testing.T) {
 func TestRunAIACached(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	sc := testlab.Start(t, pki, testlab.ScenarioMissingIntermediate)
+	opts := labOptions(sc)
+	opts.Cache = NewCache()
 	for i := 0; i < 3; i++ {
-		r := runLab(t, sc)
+		r, err := Run(context.Background(), labTarget(sc), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, ok := findingsOf(r)[CodeIncompleteChain]; !ok {
 			t.Fatalf("run %d: %v", i, codesOf(r))
 		}
 	}
 	if n := sc.AIAHits.Load(); n != 1 {
 		t.Errorf("AIA fetched %d times, want 1 (cached)", n)
+	}
+	// Without a shared Cache each probe fetches again.
+	before := sc.AIAHits.Load()
+	runLab(t, sc)
+	if n := sc.AIAHits.Load() - before; n != 1 {
+		t.Errorf("AIA fetched %d times by a probe without a Cache, want 1", n)
 	}
 }
 

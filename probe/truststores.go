@@ -66,6 +66,8 @@ type TrustStoreInput struct {
 	// System and Mozilla override the stores (tests); nil means the real ones.
 	System  *x509.CertPool
 	Mozilla *x509.CertPool
+	// cache keeps successful verifications (nil keeps nothing).
+	cache *verifyCache
 }
 
 // CheckTrustStores verifies the chain against each store and reports
@@ -94,7 +96,7 @@ func CheckTrustStores(in TrustStoreInput) ([]TrustVerdict, []Finding) {
 		if pool == nil {
 			return nil, errors.New("store not available")
 		}
-		return verifyChains(in.Leaf, in.Intermediates, pool, in.Now, false)
+		return in.cache.verifyChains(in.Leaf, in.Intermediates, pool, in.Now, false)
 	}
 	verdict := func(name string, chains [][]*x509.Certificate, err error) TrustVerdict {
 		v := TrustVerdict{Store: name, Trusted: err == nil}

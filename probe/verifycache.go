@@ -10,16 +10,15 @@ import (
 )
 
 // Signature checks dominate the probe's own CPU time, and a watcher or a
-// scan sees the same served chain again and again. verifyChains remembers
-// successful verifications of one exact served chain against one trust
-// store, for as long as every certificate on the verified paths is valid.
+// scan sees the same served chain again and again. A verifyCache (part of a
+// Cache) remembers successful verifications of one exact served chain
+// against one trust store, for as long as every certificate on the
+// verified paths is valid.
 // Failures are not cached: they must be rediscovered once the server is
 // fixed. The common failure is made cheap instead: a chain that no root of
 // the store can anchor (a private CA checked against the system store and
 // the Mozilla bundle on every probe, an incomplete chain) is refused
 // without a signature check; see unanchored.
-
-const verifyCacheMax = 4096
 
 type verifyKey struct {
 	roots    *x509.CertPool
@@ -33,28 +32,19 @@ type verifyEntry struct {
 	notAfter  time.Time
 }
 
-var verifyCache = struct {
-	sync.Mutex
-	m map[verifyKey]verifyEntry
-}{m: map[verifyKey]verifyEntry{}}
+// verifyCache is safe for concurrent use; a nil *verifyCache caches nothing.
+type verifyCache struct {
+	mu sync.Mutex
+	m  map[verifyKey]verifyEntry
+}
 
 // verifyChains is x509.Verify of leaf with intermediates against roots at
-// now (extended key usage server auth, or any when anyUsage), cached. roots
-// must not be nil. The returned chains use the caller's certificate values.
-func verifyChains(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, now time.Time, anyUsage bool) ([][]*x509.Certificate, error) {
-	h := sha256.New()
-	h.Write(leaf.Raw)
-	for _, c := range intermediates {
-		h.Write([]byte{0})
-		h.Write(c.Raw)
-	}
-	key := verifyKey{roots: roots, anyUsage: anyUsage}
-	h.Sum(key.sum[:0])
-
-	verifyCache.Lock()
-	e, ok := verifyCache.m[key]
-	verifyCache.Unlock()
-	if ok && !now.Before(e.notBefore) && !now.After(e.notAfter) {
+// now (extended key usage server auth, or any when anyUsage), cached in c.
+// roots must not be nil. The returned chains use the caller's certificate
+// values.
+func (c *verifyCache) verifyChains(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, now time.Time, anyUsage bool) ([][]*x509.Certificate, error) {
+	key := chainKey(leaf, intermediates, roots, anyUsage)
+	if e, ok := c.get(key); ok && !now.Before(e.notBefore) && !now.After(e.notAfter) {
 		return rebase(e.chains, leaf, intermediates), nil
 	}
 
@@ -63,8 +53,8 @@ func verifyChains(leaf *x509.Certificate, intermediates []*x509.Certificate, roo
 	}
 
 	inter := x509.NewCertPool()
-	for _, c := range intermediates {
-		inter.AddCert(c)
+	for _, ic := range intermediates {
+		inter.AddCert(ic)
 	}
 	vo := x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now}
 	if anyUsage {
@@ -74,27 +64,57 @@ func verifyChains(leaf *x509.Certificate, intermediates []*x509.Certificate, roo
 	if err != nil {
 		return nil, err
 	}
-	e = verifyEntry{chains: chains, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
+	e := verifyEntry{chains: chains, notBefore: leaf.NotBefore, notAfter: leaf.NotAfter}
 	for _, ch := range chains {
-		for _, c := range ch {
-			if c.NotBefore.After(e.notBefore) {
-				e.notBefore = c.NotBefore
+		for _, pc := range ch {
+			if pc.NotBefore.After(e.notBefore) {
+				e.notBefore = pc.NotBefore
 			}
-			if c.NotAfter.Before(e.notAfter) {
-				e.notAfter = c.NotAfter
+			if pc.NotAfter.Before(e.notAfter) {
+				e.notAfter = pc.NotAfter
 			}
 		}
 	}
-	verifyCache.Lock()
-	if len(verifyCache.m) >= verifyCacheMax {
-		for k := range verifyCache.m { // evict an arbitrary entry
-			delete(verifyCache.m, k)
+	c.put(key, e)
+	return chains, nil
+}
+
+// chainKey identifies one served chain verified against one store.
+func chainKey(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, anyUsage bool) verifyKey {
+	h := sha256.New()
+	h.Write(leaf.Raw)
+	for _, c := range intermediates {
+		h.Write([]byte{0})
+		h.Write(c.Raw)
+	}
+	key := verifyKey{roots: roots, anyUsage: anyUsage}
+	h.Sum(key.sum[:0])
+	return key
+}
+
+func (c *verifyCache) get(k verifyKey) (verifyEntry, bool) {
+	if c == nil {
+		return verifyEntry{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	return e, ok
+}
+
+func (c *verifyCache) put(k verifyKey, e verifyEntry) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= verifyCacheMax {
+		for old := range c.m { // evict an arbitrary entry
+			delete(c.m, old)
 			break
 		}
 	}
-	verifyCache.m[key] = e
-	verifyCache.Unlock()
-	return chains, nil
+	c.m[k] = e
 }
 
 // rebase copies cached chains, swapping in the caller's certificate values
@@ -129,9 +149,9 @@ func rebase(chains [][]*x509.Certificate, leaf *x509.Certificate, intermediates 
 // failure could take another type (unhandled critical extensions,
 // validity at now, CA flag and path length of the intermediates, the
 // signature-check budget). When any of that does not hold it returns
-// false and the caller runs the real Verify. Profile of BenchmarkScan2000
-// (issue 7): the system and Mozilla verifications of a private-CA chain
-// were half of the probe's signature checks.
+// false and the caller runs the real Verify. In the profile of
+// BenchmarkScan2000 the system and Mozilla verifications of a private-CA
+// chain were half of the probe's signature checks.
 //
 // On macOS, iOS and Windows a system pool is verified by the platform, so
 // it never answers there.

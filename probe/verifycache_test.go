@@ -62,7 +62,7 @@ func TestUnanchoredAgreesWithVerify(t *testing.T) {
 				t.Errorf("%s against %s: unanchored, but Verify says %v", cn, pn, err)
 			}
 			if short {
-				_, got := verifyChains(leaf, inter, pool, p.Now, false)
+				_, got := NewCache().verify.verifyChains(leaf, inter, pool, p.Now, false)
 				if !errors.As(got, &ua) {
 					t.Errorf("%s against %s: verifyChains = %v, want UnknownAuthorityError", cn, pn, got)
 				}

@@ -88,7 +88,7 @@ func loadClientCerts(specs []string) (map[string]tls.Certificate, error) {
 // probeOptions builds the probe options from the configured trust store.
 func probeOptions(cfg Config) (probe.Options, error) {
 	roots, err := loadRoots(cfg.CAFiles) // its errors name --ca-file and the file
-	return probe.Options{Roots: roots}, err
+	return probe.Options{Roots: roots, Cache: probe.NewCache()}, err
 }
 
 func runCheck(ctx context.Context, c *cli, args []string) (int, error) {

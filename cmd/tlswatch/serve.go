@@ -73,11 +73,12 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	probeOpts := probe.Options{Roots: roots, Policy: policy}
+	cache := probe.NewCache() // every probe of this process shares it
+	probeOpts := probe.Options{Roots: roots, Policy: policy, Cache: cache}
 	probeFn := func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
 		// The watcher passes its own Thresholds and Now; the trust store and
 		// the outbound policy are always the operator's.
-		opts.Roots, opts.Policy = roots, policy
+		opts.Roots, opts.Policy, opts.Cache = roots, policy, cache
 		if opts.ClientCert == nil && opts.ClientCertName != "" {
 			// A watch names its client certificate. One this process
 			// does not have (the operator dropped the flag, or another
