@@ -347,36 +347,15 @@ func (a *chainAnalysis) unknownAuthority(ctx context.Context, opts Options, vo x
 		a.add(CodeUntrustedRoot, "the served chain ends at the self-signed root %s, which is not in the trust store", top.Subject.String())
 		return
 	}
-
 	// The chain stops below a root we know. Ask AIA for the missing issuer,
 	// as a browser would (agents do not).
 	var aiaNote string
 	if !opts.NoAIA {
-		chains, fetched, note := a.completeViaAIA(ctx, opts, vo, top)
-		aiaNote = note
-		switch {
-		case chains != nil:
-			a.chains, a.viaAIA = chains, true
-			var urls, subjects []string
-			for _, f := range a.aia {
-				if f.Error == "" {
-					urls = append(urls, f.URL)
-				}
-			}
-			for _, c := range fetched {
-				subjects = append(subjects, c.Subject.String())
-			}
-			a.add(CodeIncompleteChain, "%s lacks the intermediate %s (issuer of %s); AIA can supply it from %s, but agents do not fetch AIA: serve the full chain",
-				a.chainName(), strings.Join(subjects, " and "), top.Subject.String(), strings.Join(urls, ", "))
-			a.problem(ProblemMissingIntermediate, -1, fetched[0], fmt.Sprintf("missing from the served chain; found via AIA at %s", strings.Join(urls, ", ")))
-			return
-		case len(fetched) > 0 && isSelfSigned(fetched[len(fetched)-1]):
-			root := fetched[len(fetched)-1]
-			a.add(CodeUntrustedRoot, "the chain, completed via AIA, ends at the root %s, which is not in the trust store", root.Subject.String())
+		var done bool
+		if done, aiaNote = a.diagnoseViaAIA(ctx, opts, vo, top); done {
 			return
 		}
 	}
-
 	if len(a.aiaCerts) > 0 {
 		// AIA found the omitted intermediate, but its issuer is unknown
 		// too: both defects are real.
@@ -388,25 +367,8 @@ func (a *chainAnalysis) unknownAuthority(ctx context.Context, opts Options, vo x
 			got.Subject.String(), issuerName(got), aiaNote)
 		return
 	}
-	issuer := issuerName(top)
 	if top == leaf {
-		// Public CAs put Authority Information Access (caIssuers, OCSP)
-		// in every leaf; private CAs (openssl, mkcert, internal PKIs)
-		// usually put none. So a lone leaf with AIA most likely lacks its
-		// intermediate, and one without AIA most likely comes from a
-		// private root.
-		if len(leaf.IssuingCertificateURL) == 0 && len(leaf.OCSPServer) == 0 {
-			a.add(CodeUntrustedRoot, "likely an untrusted root: the leaf's issuer %s is neither served nor in the trust store, and the leaf carries no AIA information, as certificates from private CAs usually do; add that CA's root with --ca-file (if %s is an intermediate of a public CA, the server omits it: serve the full chain)",
-				issuer, issuer)
-			return
-		}
-		reason := "the leaf names no caIssuers URL to fetch it from"
-		if aiaNote != "" {
-			reason = aiaNote
-		}
-		a.add(CodeIncompleteChain, "likely an incomplete chain: %s has no certificate for the leaf's issuer %s, and %s; serve the intermediate (if that issuer is a private root, this is an untrusted root instead: add it with --ca-file)",
-			a.chainName(), issuer, reason)
-		a.problem(ProblemMissingIntermediate, -1, nil, fmt.Sprintf("the issuer %s of the leaf is not served", issuer))
+		a.loneLeaf(aiaNote)
 		return
 	}
 	detail := ""
@@ -414,7 +376,58 @@ func (a *chainAnalysis) unknownAuthority(ctx context.Context, opts Options, vo x
 		detail = "; " + aiaNote
 	}
 	a.add(CodeUntrustedRoot, "likely an untrusted root: the served chain ends at %s, issued by %s, which is not in the trust store (a private or unknown CA; if it is a cross-signing CA, serve it too)%s",
-		top.Subject.String(), issuer, detail)
+		top.Subject.String(), issuerName(top), detail)
+}
+
+// diagnoseViaAIA completes the chain from top with AIA. done: the diagnosis
+// is made (the chain verifies with what AIA supplied, or AIA led to an
+// untrusted root); otherwise note says why AIA could not help.
+func (a *chainAnalysis) diagnoseViaAIA(ctx context.Context, opts Options, vo x509.VerifyOptions, top *x509.Certificate) (bool, string) {
+	chains, fetched, note := a.completeViaAIA(ctx, opts, vo, top)
+	switch {
+	case chains != nil:
+		a.chains, a.viaAIA = chains, true
+		var urls, subjects []string
+		for _, f := range a.aia {
+			if f.Error == "" {
+				urls = append(urls, f.URL)
+			}
+		}
+		for _, c := range fetched {
+			subjects = append(subjects, c.Subject.String())
+		}
+		a.add(CodeIncompleteChain, "%s lacks the intermediate %s (issuer of %s); AIA can supply it from %s, but agents do not fetch AIA: serve the full chain",
+			a.chainName(), strings.Join(subjects, " and "), top.Subject.String(), strings.Join(urls, ", "))
+		a.problem(ProblemMissingIntermediate, -1, fetched[0], fmt.Sprintf("missing from the served chain; found via AIA at %s", strings.Join(urls, ", ")))
+		return true, note
+	case len(fetched) > 0 && isSelfSigned(fetched[len(fetched)-1]):
+		root := fetched[len(fetched)-1]
+		a.add(CodeUntrustedRoot, "the chain, completed via AIA, ends at the root %s, which is not in the trust store", root.Subject.String())
+		return true, note
+	}
+	return false, note
+}
+
+// loneLeaf diagnoses a leaf served alone whose issuer is unknown.
+func (a *chainAnalysis) loneLeaf(aiaNote string) {
+	leaf := a.leaf
+	issuer := issuerName(leaf)
+	// Public CAs put Authority Information Access (caIssuers, OCSP) in
+	// every leaf; private CAs (openssl, mkcert, internal PKIs) usually put
+	// none. So a lone leaf with AIA most likely lacks its intermediate, and
+	// one without AIA most likely comes from a private root.
+	if len(leaf.IssuingCertificateURL) == 0 && len(leaf.OCSPServer) == 0 {
+		a.add(CodeUntrustedRoot, "likely an untrusted root: the leaf's issuer %s is neither served nor in the trust store, and the leaf carries no AIA information, as certificates from private CAs usually do; add that CA's root with --ca-file (if %s is an intermediate of a public CA, the server omits it: serve the full chain)",
+			issuer, issuer)
+		return
+	}
+	reason := "the leaf names no caIssuers URL to fetch it from"
+	if aiaNote != "" {
+		reason = aiaNote
+	}
+	a.add(CodeIncompleteChain, "likely an incomplete chain: %s has no certificate for the leaf's issuer %s, and %s; serve the intermediate (if that issuer is a private root, this is an untrusted root instead: add it with --ca-file)",
+		a.chainName(), issuer, reason)
+	a.problem(ProblemMissingIntermediate, -1, nil, fmt.Sprintf("the issuer %s of the leaf is not served", issuer))
 }
 
 // brokenByWeakSignature reports whether the served path contains a

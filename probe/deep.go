@@ -15,11 +15,11 @@ import (
 //
 //   - the postHandshake analysers: revocation and SCTs, trust stores —
 //     they need the certificate;
-//   - startDeep, called by run() once the host is resolved: the work that
-//     needs no certificate and runs beside the main handshake (the other
-//     addresses, cipher enumeration, the handshake without SNI), plus what
-//     must be said even when no certificate came (the client certificate's
-//     expiry, the STARTTLS hint);
+//   - startDeep and mergeDeep, called by run() around the handshakes: the
+//     work that needs no certificate and runs beside the main handshake
+//     (the other addresses, cipher enumeration, the handshake without
+//     SNI), plus what must be said even when no certificate came (the
+//     client certificate's expiry, the STARTTLS hint);
 //   - upgrade, called by handshake() after each TCP connect: STARTTLS;
 //   - the dialClassifiers: the outbound policy's refusal and STARTTLS
 //     failures.
@@ -68,7 +68,7 @@ func analyseRevocation(ctx context.Context, p *probeRun) []Finding {
 	n := len(scts)
 	p.report.SCTCount = &n
 	p.report.SCTs = scts
-	// no_sct is decided in startDeep's merge, once the trust stores are known.
+	// no_sct is decided in mergeDeep, once the trust stores are known.
 	return res.Findings
 }
 
@@ -84,79 +84,72 @@ func analyseTrustStores(ctx context.Context, p *probeRun) []Finding {
 	return fs
 }
 
-// startDeep launches the certificate-independent deep work and returns the
-// function that waits for it and merges it into the Report; run() defers
-// that function so that it runs after evaluate and before finalize.
-func (p *probeRun) startDeep(ctx context.Context) func() {
-	var wg sync.WaitGroup
+// deepWork is the certificate-independent deep work of one probe, started
+// by startDeep beside the handshakes and merged by mergeDeep.
+type deepWork struct {
+	wg       sync.WaitGroup
+	fanout   bool
+	others   []AddressResult
+	protos   []ProtocolInfo
+	ciphers  []CipherInfo
+	cipherFs []Finding
+	noSNI    *NoSNIResult
+}
+
+// startDeep launches the work that needs no certificate: the other
+// addresses of the host, and with Options.Deep the cipher enumeration and
+// the handshake without SNI.
+func (p *probeRun) startDeep(ctx context.Context) *deepWork {
+	d := &deepWork{}
 	addr := p.addr.String()
-
-	var others []AddressResult
-	fanout := !p.opts.SingleAddress && p.target.IP == "" && len(p.addrs) > 1
-	if fanout {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			others = probeAddresses(ctx, p.target, p.opts, p.addrs, p.addr.Addr())
-		}()
+	d.fanout = !p.opts.SingleAddress && p.target.IP == "" && len(p.addrs) > 1
+	if d.fanout {
+		d.wg.Go(func() { d.others = probeAddresses(ctx, p.target, p.opts, p.addrs, p.addr.Addr()) })
 	}
-
-	var protos []ProtocolInfo
-	var ciphers []CipherInfo
-	var cipherFs []Finding
-	var noSNI *NoSNIResult
 	if p.opts.Deep {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			protos, ciphers, cipherFs = EnumerateCiphers(ctx, p.dialReady(addr), p.target.SNI, p.opts.ClientCert)
-		}()
-		go func() {
-			defer wg.Done()
-			noSNI = handshakeNoSNI(ctx, p.dialReady(addr), p.target.Host, p.opts.ClientCert)
-		}()
+		d.wg.Go(func() {
+			d.protos, d.ciphers, d.cipherFs = EnumerateCiphers(ctx, p.dialReady(addr), p.target.SNI, p.opts.ClientCert)
+		})
+		d.wg.Go(func() { d.noSNI = handshakeNoSNI(ctx, p.dialReady(addr), p.target.Host, p.opts.ClientCert) })
 	}
+	return d
+}
 
-	return func() {
-		wg.Wait()
-		r := p.report
-		if fanout && len(others) > 0 {
-			self := addressResult(*r)
-			self.IP = p.addr.Addr().String()
-			r.Addresses = append([]AddressResult{self}, others...)
-			for _, f := range append(blockedAddressFindings(others), backendFindings(r.Addresses)...) {
-				p.addFinding(f)
-			}
-		}
-		if p.opts.Deep {
-			r.Protocols = protos
-			r.CipherSuites = ciphers
-			r.NotTested = NotTestedByGo
-			for _, f := range cipherFs {
-				p.addFinding(f)
-			}
-			if noSNI != nil && r.Leaf != nil && noSNI.SHA256 != "" {
-				noSNI.SameAsSNI = noSNI.SHA256 == r.Leaf.SHA256
-			}
-			r.NoSNI = noSNI
-		}
-		if p.opts.ClientCert != nil {
-			info, fs := ClientCertExpiry(p.opts.ClientCert, p.opts.Now, p.opts.Thresholds)
-			r.ClientCert = info
-			for _, f := range fs {
-				p.addFinding(f)
-			}
-		}
-		// no_sct is reported for every certificate without SCTs (the
-		// contract's literal rule; it is info and never moves the status);
-		// the message says whether CT-enforcing clients care.
-		if r.SCTCount != nil {
-			for _, f := range sctFindings(r.SCTs, publiclyTrusted(r.TrustStores)) {
-				p.addFinding(f)
-			}
-		}
-		p.addStartTLSHint()
+// mergeDeep waits for the deep work and adds it to the Report, with what
+// must be said even when no certificate came (the client certificate's
+// expiry, the STARTTLS hint) and what needs every analysis done (no_sct).
+func (p *probeRun) mergeDeep(d *deepWork) {
+	d.wg.Wait()
+	r := p.report
+	if d.fanout && len(d.others) > 0 {
+		self := addressResult(*r)
+		self.IP = p.addr.Addr().String()
+		r.Addresses = append([]AddressResult{self}, d.others...)
+		p.addFindings(blockedAddressFindings(d.others))
+		p.addFindings(backendFindings(r.Addresses))
 	}
+	if p.opts.Deep {
+		r.Protocols = d.protos
+		r.CipherSuites = d.ciphers
+		r.NotTested = NotTestedByGo
+		p.addFindings(d.cipherFs)
+		if d.noSNI != nil && r.Leaf != nil && d.noSNI.SHA256 != "" {
+			d.noSNI.SameAsSNI = d.noSNI.SHA256 == r.Leaf.SHA256
+		}
+		r.NoSNI = d.noSNI
+	}
+	if p.opts.ClientCert != nil {
+		info, fs := ClientCertExpiry(p.opts.ClientCert, p.opts.Now, p.opts.Thresholds)
+		r.ClientCert = info
+		p.addFindings(fs)
+	}
+	// no_sct is reported for every certificate without SCTs (the
+	// contract's literal rule; it is info and never moves the status);
+	// the message says whether CT-enforcing clients care.
+	if r.SCTCount != nil {
+		p.addFindings(sctFindings(r.SCTs, publiclyTrusted(r.TrustStores)))
+	}
+	p.addStartTLSHint()
 }
 
 // publiclyTrusted: the chain verifies against the system store or the

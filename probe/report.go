@@ -1,6 +1,9 @@
 package probe
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // Status is the one-word verdict of a Report. The rule (DESIGN.md): down when
 // the endpoint is not reachable or not trusted, otherwise the highest finding
@@ -178,4 +181,42 @@ type CipherInfo struct {
 	Name    string `json:"name"`
 	Weak    bool   `json:"weak"`
 	Reason  string `json:"reason,omitempty"`
+}
+
+// finalize sorts findings (most severe first, stable) and derives the status.
+func finalize(r *Report) {
+	if r.Findings == nil {
+		r.Findings = []Finding{}
+	}
+	sort.SliceStable(r.Findings, func(i, j int) bool {
+		return r.Findings[i].Severity.Rank() > r.Findings[j].Severity.Rank()
+	})
+	r.Status = StatusOf(*r)
+}
+
+// StatusOf applies the DESIGN.md rule: down when not reachable or not
+// trusted, otherwise the highest finding severity (critical, warning), else ok.
+// Callers that add findings to a Report recompute Status with it.
+func StatusOf(r Report) Status {
+	if !r.Reachable || !r.Trusted {
+		return StatusDown
+	}
+	return severityStatus(r.Findings)
+}
+
+// severityStatus is the highest finding severity as a Status, ok when none.
+func severityStatus(findings []Finding) Status {
+	top := 0
+	for _, f := range findings {
+		if f.Severity.Rank() > top {
+			top = f.Severity.Rank()
+		}
+	}
+	switch {
+	case top >= SeverityCritical.Rank():
+		return StatusCritical
+	case top >= SeverityWarning.Rank():
+		return StatusWarning
+	}
+	return StatusOK
 }

@@ -132,8 +132,7 @@ type RevocationResult struct {
 // never returns an error: every failure is a finding or a field.
 func CheckRevocation(ctx context.Context, in RevocationInput, opts RevocationOptions) RevocationResult {
 	var res RevocationResult
-	leaf := in.Leaf
-	if leaf == nil {
+	if in.Leaf == nil {
 		res.Revocation = Revocation{Method: RevMethodNone, Status: RevStatusUnchecked, Error: "no certificate"}
 		return res
 	}
@@ -143,12 +142,26 @@ func CheckRevocation(ctx context.Context, in RevocationInput, opts RevocationOpt
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultRevocationTimeout
 	}
+	res.checkStaple(in, opts.Now)
+	if opts.Offline {
+		if !res.StapleVerified {
+			res.Revocation = Revocation{Method: RevMethodNone, Status: RevStatusUnchecked, Error: "online revocation checking is off"}
+		}
+		res.Findings = append(res.Findings, revokedFindings(res.Revocation, "the certificate")...)
+		return res
+	}
+	res.checkOnline(ctx, in, opts)
+	return res
+}
 
-	// 1. The staple.
+// checkStaple verifies the stapled response, if any, and says what is
+// missing or wrong about stapling.
+func (res *RevocationResult) checkStaple(in RevocationInput, now time.Time) {
+	leaf := in.Leaf
 	res.Stapled = len(in.Staple) > 0
 	var stapleProblem string
 	if res.Stapled {
-		r, err := acceptOCSP(verifyOCSP(in.Staple, leaf, in.Issuer, opts.Now))
+		r, err := acceptOCSP(verifyOCSP(in.Staple, leaf, in.Issuer, now))
 		switch {
 		case err != nil:
 			stapleProblem = err.Error()
@@ -175,40 +188,35 @@ func CheckRevocation(ctx context.Context, in RevocationInput, opts RevocationOpt
 		res.Findings = append(res.Findings, NewFinding(CodeOCSPUnavailable,
 			"the stapled OCSP response is not usable: "+stapleProblem))
 	}
+}
 
-	// 2. Online checks, leaf and intermediates concurrently.
-	if opts.Offline {
-		if !res.StapleVerified {
-			res.Revocation = Revocation{Method: RevMethodNone, Status: RevStatusUnchecked, Error: "online revocation checking is off"}
-		}
-		res.Findings = append(res.Findings, revokedFindings(res.Revocation, "the certificate")...)
-		return res
-	}
-	type job struct {
-		cert, issuer *x509.Certificate
-		out          Revocation
-		failures     []string
-	}
-	jobs := []*job{{cert: leaf, issuer: in.Issuer}}
+// revocationJob is the online check of one certificate.
+type revocationJob struct {
+	cert, issuer *x509.Certificate
+	out          Revocation
+	failures     []string
+}
+
+// checkOnline asks the sources named by the leaf and the intermediates,
+// concurrently; a verified staple answers for the leaf.
+func (res *RevocationResult) checkOnline(ctx context.Context, in RevocationInput, opts RevocationOptions) {
+	stapleAnswers := res.StapleVerified && res.Revocation.Status != RevStatusUnknown
+	jobs := []*revocationJob{{cert: in.Leaf, issuer: in.Issuer}}
 	for _, p := range in.Intermediates {
 		if p[0] != nil && p[1] != nil && (len(p[0].OCSPServer) > 0 || len(p[0].CRLDistributionPoints) > 0) {
-			jobs = append(jobs, &job{cert: p[0], issuer: p[1]})
+			jobs = append(jobs, &revocationJob{cert: p[0], issuer: p[1]})
 		}
 	}
 	var wg sync.WaitGroup
 	for i, j := range jobs {
-		if i == 0 && res.StapleVerified && res.Revocation.Status != RevStatusUnknown {
-			continue // a verified staple answers for the leaf; no need to ask again
+		if i == 0 && stapleAnswers {
+			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			j.out, j.failures = checkOnline(ctx, j.cert, j.issuer, opts)
-		}()
+		wg.Go(func() { j.out, j.failures = checkOnline(ctx, j.cert, j.issuer, opts) })
 	}
 	wg.Wait()
 
-	if !(res.StapleVerified && res.Revocation.Status != RevStatusUnknown) {
+	if !stapleAnswers {
 		res.Revocation = jobs[0].out
 	}
 	for i, j := range jobs {
@@ -230,7 +238,6 @@ func CheckRevocation(ctx context.Context, in RevocationInput, opts RevocationOpt
 		}
 	}
 	res.Findings = append(res.Findings, revokedFindings(res.Revocation, "the certificate")...)
-	return res
 }
 
 func revokedFindings(r Revocation, what string) []Finding {

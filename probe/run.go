@@ -8,14 +8,10 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os"
-	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -67,197 +63,39 @@ func (p *probeRun) add(code, format string, args ...any) {
 }
 
 func (p *probeRun) addFinding(f Finding) {
+	p.addFindings([]Finding{f})
+}
+
+func (p *probeRun) addFindings(fs []Finding) {
 	p.mu.Lock()
-	p.report.Findings = append(p.report.Findings, f)
+	p.report.Findings = append(p.report.Findings, fs...)
 	p.mu.Unlock()
-}
-
-// attempt is one TCP connection plus TLS handshake.
-type attempt struct {
-	min, max  uint16 // versions offered
-	stage     string // where it failed: "connect" or "handshake"
-	err       error
-	connect   time.Duration
-	handshake time.Duration
-	state     *tls.ConnectionState // after a completed handshake
-	captured  *tls.ConnectionState // from VerifyConnection, even if the handshake then failed
-	certReq   *tls.CertificateRequestInfo
-}
-
-// version is the protocol version the server chose, 0 when it chose none.
-func (a *attempt) version() uint16 {
-	switch {
-	case a == nil:
-		return 0
-	case a.state != nil:
-		return a.state.Version
-	case a.captured != nil:
-		return a.captured.Version
-	}
-	return 0
-}
-
-// every suite Go implements, so that a legacy server is found accepting
-// TLS 1.0/1.1 whatever its (old) cipher configuration.
-var legacySuites = func() []uint16 {
-	var ids []uint16
-	for _, s := range tls.CipherSuites() {
-		ids = append(ids, s.ID)
-	}
-	for _, s := range tls.InsecureCipherSuites() {
-		ids = append(ids, s.ID)
-	}
-	return ids
-}()
-
-var alpnOffer = []string{"h2", "http/1.1"}
-
-func (p *probeRun) handshake(ctx context.Context, addr string, min, max uint16, suites []uint16) *attempt {
-	a := &attempt{min: min, max: max, stage: "connect"}
-	d := net.Dialer{Control: p.opts.Control}
-	t0 := time.Now()
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	a.connect = time.Since(t0)
-	if err != nil {
-		a.err = fmt.Errorf("dial %s: %w", addr, err)
-		return a
-	}
-	defer conn.Close()
-	a.stage = "handshake"
-	if err := p.upgrade(ctx, conn); err != nil { // STARTTLS (deep.go); no-op for direct TLS
-		a.err = fmt.Errorf("starttls with %s: %w", addr, err)
-		return a
-	}
-	cfg := lenientConfig(p.target.SNI, p.opts.ClientCert, &a.captured, &a.certReq)
-	cfg.MinVersion, cfg.MaxVersion = min, max
-	cfg.CipherSuites = suites
-	cfg.NextProtos = alpnOffer
-	tc := tls.Client(conn, cfg)
-	t1 := time.Now()
-	err = tc.HandshakeContext(ctx)
-	a.handshake = time.Since(t1)
-	if err != nil {
-		a.err = fmt.Errorf("tls handshake with %s: %w", addr, err)
-		return a
-	}
-	cs := tc.ConnectionState()
-	a.state = &cs
-	return a
-}
-
-// lenientConfig is the client side of every probe handshake. Verification
-// is off on purpose: a broken server must still yield its certificates, and
-// verifyChain does the real check afterwards. The peer's state is captured
-// as soon as its certificates arrive, so a handshake that then fails (a
-// server that demands a client certificate) still describes the server; the
-// certificate request is recorded when certReq is not nil. clientCert is
-// presented when the server asks; otherwise an empty one, so the server
-// decides.
-func lenientConfig(sni string, clientCert *tls.Certificate, captured **tls.ConnectionState, certReq **tls.CertificateRequestInfo) *tls.Config {
-	return &tls.Config{
-		ServerName:         sni,
-		InsecureSkipVerify: true,
-		MinVersion:         tls.VersionTLS10,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			*captured = &cs
-			return nil
-		},
-		GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if certReq != nil {
-				*certReq = cri
-			}
-			if clientCert != nil {
-				return clientCert, nil
-			}
-			return &tls.Certificate{}, nil
-		},
-	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// run is the whole probe, in order: resolve, handshake (the deep work that
+// needs no certificate runs beside), evaluate, merge the deep results,
+// finalize.
 func (p *probeRun) run(ctx context.Context) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, p.target.Timeout)
 	defer cancel()
-	defer func() {
-		p.report.Timing.Total = ms(time.Since(start))
-		finalize(p.report)
-	}()
-
-	ip, ok := p.resolve(ctx)
-	if !ok {
-		return
+	if ip, ok := p.resolve(ctx); ok {
+		p.probeAddress(ctx, ip)
 	}
-	p.addr = netip.AddrPortFrom(ip, uint16(p.target.Port))
-	p.report.Target.IP = ip.String()
-	addr := p.addr.String()
-	// Deep diagnostics (deep.go) start beside the main handshake; the
-	// returned func merges them after evaluate, before finalize.
-	defer p.startDeep(ctx)()
-
-	// The legacy handshake runs beside the main one so that it costs no
-	// latency: a modern server rejects its ClientHello at once. It offers
-	// TLS 1.0 and 1.1 together; only a server that picks 1.1 earns a
-	// second, TLS 1.0-only handshake.
-	var legacyCh chan *attempt
-	legacyCtx, legacyCancel := context.WithCancel(ctx)
-	defer legacyCancel()
-	if !p.opts.NoLegacyProtocols {
-		legacyCh = make(chan *attempt, 1)
-		go func() {
-			legacyCh <- p.handshake(legacyCtx, addr, tls.VersionTLS10, tls.VersionTLS11, legacySuites)
-		}()
-	}
-
-	main := p.handshake(ctx, addr, tls.VersionTLS10, tls.VersionTLS13, nil)
-	p.report.Timing.Connect = ms(main.connect)
-	p.report.Timing.Handshake = ms(main.handshake)
-
-	var legacy []*attempt
-	if legacyCh != nil {
-		// A middlebox that drops old ClientHellos must not stretch every
-		// probe to the deadline: the legacy handshake gets a bounded grace
-		// after the main one.
-		grace := 3 * (main.connect + main.handshake)
-		if grace < time.Second {
-			grace = time.Second
-		}
-		timer := time.NewTimer(grace)
-		defer timer.Stop()
-		select {
-		case a := <-legacyCh:
-			legacy = append(legacy, a)
-		case <-timer.C:
-			legacyCancel()
-		}
-		if len(legacy) == 1 && legacy[0].version() == tls.VersionTLS11 {
-			tctx, tcancel := context.WithTimeout(legacyCtx, grace)
-			legacy = append(legacy, p.handshake(tctx, addr, tls.VersionTLS10, tls.VersionTLS10, legacySuites))
-			tcancel()
-		}
-	}
-	// A TLS 1.2 server that offers only suites Go refuses by default (RSA
-	// key exchange, 3DES) fails the main handshake with an alert; one more
-	// handshake offering every suite still gets its certificate. Only
-	// failing servers pay for it.
-	var rh tls.RecordHeaderError
-	if main.err != nil && main.stage == "handshake" && main.captured == nil && !anyCompleted(legacy) &&
-		!isTimeout(main.err) && !errors.As(main.err, &rh) && ctx.Err() == nil {
-		if fb := p.handshake(ctx, addr, tls.VersionTLS12, tls.VersionTLS12, legacySuites); fb.err == nil {
-			p.suiteFallback = fb
-		}
-	}
-	p.evaluate(ctx, main, legacy)
+	p.report.Timing.Total = ms(time.Since(start))
+	finalize(p.report)
 }
 
-func anyCompleted(as []*attempt) bool {
-	for _, a := range as {
-		if a != nil && a.err == nil {
-			return true
-		}
-	}
-	return false
+// probeAddress probes the resolved address ip.
+func (p *probeRun) probeAddress(ctx context.Context, ip netip.Addr) {
+	p.addr = netip.AddrPortFrom(ip, uint16(p.target.Port))
+	p.report.Target.IP = ip.String()
+	deep := p.startDeep(ctx)
+	main, legacy := p.handshakes(ctx)
+	p.evaluate(ctx, main, legacy)
+	p.mergeDeep(deep)
 }
 
 // resolve returns the address to dial, adding a finding when there is none.
@@ -296,42 +134,71 @@ func (p *probeRun) resolve(ctx context.Context) (netip.Addr, bool) {
 // evaluate turns the handshake attempts into findings and analyses the
 // certificates received.
 func (p *probeRun) evaluate(ctx context.Context, main *attempt, legacy []*attempt) {
-	chosen := main
+	chosen := p.connectionVerdict(main, legacy)
+	p.report.Reachable = p.handshakeOK
+	p.describeConnection(chosen, main, legacy)
+	if p.certRequest != nil {
+		p.add(CodeClientCertRequired, "%s", clientCertMessage(p.certRequest, main))
+	}
+	if len(p.served) == 0 {
+		return
+	}
+	p.analysis = analyzeChain(ctx, p.served, p.target.Host, p.opts, false)
+	p.report.Leaf = p.analysis.leafInfo
+	p.report.Chain = p.analysis.chainInfo()
+	p.report.ExpiryStage = p.analysis.stage
+	p.addFindings(p.analysis.findings)
+	p.report.Trusted = p.handshakeOK && p.suiteFallback == nil && p.state.Version >= tls.VersionTLS12 &&
+		p.analysis.chainOK && p.analysis.hostOK && p.analysis.timeOK
+	p.runAnalysers(ctx)
+}
+
+// connectionVerdict decides whether TLS works at the protocol level
+// (handshakeOK), reports why not, and returns the attempt that describes
+// the server best.
+func (p *probeRun) connectionVerdict(main *attempt, legacy []*attempt) *attempt {
 	switch {
 	case main.err == nil:
 		p.handshakeOK = true
+		return main
 	case main.stage == "connect":
 		p.addFinding(classifyNetError(main.err, "connect", p.target.Timeout))
-	default:
-		// Prefer a legacy handshake that completed: the server speaks TLS,
-		// just not a version agents accept.
-		for _, a := range legacy {
-			if a != nil && a.err == nil {
-				chosen = a
-				p.handshakeOK = true
-				break
-			}
-		}
-		if !p.handshakeOK && p.suiteFallback != nil {
-			chosen = p.suiteFallback
+		return main
+	}
+	chosen := main
+	// Prefer a legacy handshake that completed: the server speaks TLS,
+	// just not a version agents accept.
+	for _, a := range legacy {
+		if a != nil && a.err == nil {
+			chosen = a
 			p.handshakeOK = true
-			p.add(CodeHandshakeFailed, "the server only accepts cipher suites that agent runtimes refuse by default (it chose %s): enable ECDHE suites with AES-GCM or ChaCha20",
-				tls.CipherSuiteName(chosen.state.CipherSuite))
-		}
-		if main.certReq != nil && main.captured != nil {
-			// The server sent its certificate and a CertificateRequest,
-			// then aborted because we had no client certificate (TLS 1.2
-			// aborts inside the handshake; TLS 1.3 after our Finished).
-			// Its TLS works: this is mTLS policy, reported as
-			// client_cert_required, not as an outage of the handshake.
-			chosen = main
-			p.handshakeOK = true
-		} else if !p.handshakeOK {
-			p.addFinding(classifyNetError(main.err, "handshake", p.target.Timeout))
+			break
 		}
 	}
-	p.report.Reachable = p.handshakeOK
+	if !p.handshakeOK && p.suiteFallback != nil {
+		chosen = p.suiteFallback
+		p.handshakeOK = true
+		p.add(CodeHandshakeFailed, "the server only accepts cipher suites that agent runtimes refuse by default (it chose %s): enable ECDHE suites with AES-GCM or ChaCha20",
+			tls.CipherSuiteName(chosen.state.CipherSuite))
+	}
+	if main.certReq != nil && main.captured != nil {
+		// The server sent its certificate and a CertificateRequest, then
+		// aborted because we had no client certificate (TLS 1.2 aborts
+		// inside the handshake; TLS 1.3 after our Finished). Its TLS works:
+		// this is mTLS policy, reported as client_cert_required, not as an
+		// outage of the handshake.
+		p.handshakeOK = true
+		return main
+	}
+	if !p.handshakeOK {
+		p.addFinding(classifyNetError(main.err, "handshake", p.target.Timeout))
+	}
+	return chosen
+}
 
+// describeConnection fills the Report's tls and protocols from the
+// attempts and keeps the served certificates.
+func (p *probeRun) describeConnection(chosen, main *attempt, legacy []*attempt) {
 	switch {
 	case chosen.state != nil:
 		p.state = chosen.state
@@ -343,41 +210,21 @@ func (p *probeRun) evaluate(ctx context.Context, main *attempt, legacy []*attemp
 			p.certRequest = a.certReq
 		}
 	}
-
 	p.fillProtocols(main, legacy)
-
-	if p.state != nil {
-		cs := p.state
-		p.report.TLS = &TLSInfo{
-			Version:     tls.VersionName(cs.Version),
-			CipherSuite: tls.CipherSuiteName(cs.CipherSuite),
-			ALPN:        cs.NegotiatedProtocol,
-			OCSPStapled: len(cs.OCSPResponse) > 0,
-		}
-		p.served = cs.PeerCertificates
-		if p.handshakeOK && cs.Version < tls.VersionTLS12 {
-			p.add(CodeHandshakeFailed, "the server only speaks %s: agent runtimes (Go, Python, Node.js, the MCP SDKs) require TLS 1.2 or newer, so every agent fails the handshake", tls.VersionName(cs.Version))
-		}
-	}
-
-	if p.certRequest != nil {
-		p.add(CodeClientCertRequired, "%s", clientCertMessage(p.certRequest, main))
-	}
-
-	if len(p.served) == 0 {
+	if p.state == nil {
 		return
 	}
-	p.analysis = analyzeChain(ctx, p.served, p.target.Host, p.opts, false)
-	p.report.Leaf = p.analysis.leafInfo
-	p.report.Chain = p.analysis.chainInfo()
-	p.report.ExpiryStage = p.analysis.stage
-	for _, f := range p.analysis.findings {
-		p.addFinding(f)
+	cs := p.state
+	p.report.TLS = &TLSInfo{
+		Version:     tls.VersionName(cs.Version),
+		CipherSuite: tls.CipherSuiteName(cs.CipherSuite),
+		ALPN:        cs.NegotiatedProtocol,
+		OCSPStapled: len(cs.OCSPResponse) > 0,
 	}
-	p.report.Trusted = p.handshakeOK && p.suiteFallback == nil && p.state.Version >= tls.VersionTLS12 &&
-		p.analysis.chainOK && p.analysis.hostOK && p.analysis.timeOK
-
-	p.runAnalysers(ctx)
+	p.served = cs.PeerCertificates
+	if p.handshakeOK && cs.Version < tls.VersionTLS12 {
+		p.add(CodeHandshakeFailed, "the server only speaks %s: agent runtimes (Go, Python, Node.js, the MCP SDKs) require TLS 1.2 or newer, so every agent fails the handshake", tls.VersionName(cs.Version))
+	}
 }
 
 func (p *probeRun) fillProtocols(main *attempt, legacy []*attempt) {
@@ -448,97 +295,6 @@ func clientCertMessage(cri *tls.CertificateRequestInfo, main *attempt) string {
 		msg += "; agents without an accepted client certificate are refused"
 	}
 	return msg
-}
-
-// classifyNetError maps a failed dial or handshake to a finding, by error
-// type, never by message text.
-func classifyNetError(err error, stage string, deadline time.Duration) Finding {
-	for _, c := range dialClassifiers {
-		if f, ok := c(err); ok {
-			return f
-		}
-	}
-	var (
-		rh    tls.RecordHeaderError
-		opErr *net.OpError
-		alert tls.AlertError
-	)
-	while := "while connecting"
-	if stage == "handshake" {
-		while = "during the TLS handshake"
-	}
-	switch {
-	case isTimeout(err):
-		return NewFinding(CodeTimeout, fmt.Sprintf("no answer %s within the %s deadline", while, deadline))
-	case errors.Is(err, context.Canceled):
-		return NewFinding(CodeTimeout, fmt.Sprintf("probe cancelled %s", while))
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return NewFinding(CodeConnectionRefused, "TCP connection refused: nothing listens on that port, or a firewall rejects it")
-	case errors.Is(err, syscall.ECONNRESET):
-		return NewFinding(CodeConnectionRefused, fmt.Sprintf("connection reset by the peer %s", while))
-	case errors.As(err, &rh):
-		hint := ""
-		if strings.HasPrefix(string(rh.RecordHeader[:]), "HTTP/") {
-			hint = " (it answered in plain HTTP)"
-		}
-		return NewFinding(CodeNotTLS, "the peer answered, but not with TLS"+hint+": this port does not speak TLS")
-	case errors.As(err, &opErr) && opErr.Op == "remote error":
-		return NewFinding(CodeHandshakeFailed, fmt.Sprintf("the server aborted the handshake with the alert %q: no common protocol version or cipher suite, or it rejects the SNI", opErr.Err.Error()))
-	case errors.As(err, &alert):
-		return NewFinding(CodeHandshakeFailed, fmt.Sprintf("handshake failed with alert %q", alert.Error()))
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return NewFinding(CodeHandshakeFailed, "the server closed the connection during the TLS handshake without an alert (often: no TLS on this port for this SNI, or no common version)")
-	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
-		return NewFinding(CodeConnectionRefused, fmt.Sprintf("the address is unreachable: %v", errors.Unwrap(err)))
-	case stage == "connect":
-		return NewFinding(CodeConnectionRefused, fmt.Sprintf("could not connect: %v", err))
-	default:
-		return NewFinding(CodeHandshakeFailed, fmt.Sprintf("TLS handshake failed: %v", err))
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
-		(errors.As(err, &ne) && ne.Timeout())
-}
-
-// finalize sorts findings (most severe first, stable) and derives the status.
-func finalize(r *Report) {
-	if r.Findings == nil {
-		r.Findings = []Finding{}
-	}
-	sort.SliceStable(r.Findings, func(i, j int) bool {
-		return r.Findings[i].Severity.Rank() > r.Findings[j].Severity.Rank()
-	})
-	r.Status = StatusOf(*r)
-}
-
-// StatusOf applies the DESIGN.md rule: down when not reachable or not
-// trusted, otherwise the highest finding severity (critical, warning), else ok.
-// Callers that add findings to a Report recompute Status with it.
-func StatusOf(r Report) Status {
-	if !r.Reachable || !r.Trusted {
-		return StatusDown
-	}
-	return severityStatus(r.Findings)
-}
-
-// severityStatus is the highest finding severity as a Status, ok when none.
-func severityStatus(findings []Finding) Status {
-	top := 0
-	for _, f := range findings {
-		if f.Severity.Rank() > top {
-			top = f.Severity.Rank()
-		}
-	}
-	switch {
-	case top >= SeverityCritical.Rank():
-		return StatusCritical
-	case top >= SeverityWarning.Rank():
-		return StatusWarning
-	}
-	return StatusOK
 }
 
 // analyser is a post-handshake check (revocation and SCTs, trust stores).

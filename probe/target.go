@@ -41,29 +41,12 @@ func ParseTarget(target, ip, sni string, timeoutMS int) (Target, error) {
 		return Target{}, &FieldError{"target", fmt.Sprintf("too long (%d characters, at most %d)", len(raw), maxTargetLen)}
 	}
 	hostport := raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		u, err := url.Parse(raw)
-		if err != nil {
-			return Target{}, &FieldError{"target", fmt.Sprintf("not a valid URL: %v", unwrapURLError(err))}
+	if strings.Contains(raw, "://") {
+		var err error
+		if hostport, err = t.parseURL(raw); err != nil {
+			return Target{}, err
 		}
-		scheme := strings.ToLower(u.Scheme)
-		switch {
-		case scheme == "https":
-		case TLSSchemes[scheme] > 0:
-			t.Scheme, t.Port = scheme, TLSSchemes[scheme]
-		case scheme == "http":
-			return Target{}, &FieldError{"target", "scheme http is not TLS: use https://"}
-		default:
-			return Target{}, &FieldError{"target", fmt.Sprintf("scheme %q not supported: use https://host[:port] or host[:port]", u.Scheme)}
-		}
-		if u.User != nil {
-			return Target{}, &FieldError{"target", "credentials (user@) are not allowed in the target"}
-		}
-		if u.Opaque != "" || u.Host == "" {
-			return Target{}, &FieldError{"target", "URL has no host"}
-		}
-		hostport, t.Path = u.Host, u.EscapedPath()
-	} else if i := strings.IndexByte(raw, '/'); i >= 0 {
+	} else if strings.IndexByte(raw, '/') >= 0 {
 		// "host:port/path" without a scheme: read it as the https URL an
 		// agent most likely meant.
 		return ParseTarget("https://"+raw, ip, sni, timeoutMS)
@@ -71,7 +54,6 @@ func ParseTarget(target, ip, sni string, timeoutMS int) (Target, error) {
 	if strings.ContainsRune(hostport, '@') {
 		return Target{}, &FieldError{"target", "credentials (user@) are not allowed in the target"}
 	}
-
 	host, port, err := splitHostPort(hostport)
 	if err != nil {
 		return Target{}, &FieldError{"target", err.Error()}
@@ -82,28 +64,12 @@ func ParseTarget(target, ip, sni string, timeoutMS int) (Target, error) {
 	if t.Host, err = normalizeHost(host); err != nil {
 		return Target{}, &FieldError{"target", err.Error()}
 	}
-
-	if ip = strings.TrimSpace(ip); ip != "" {
-		a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]"))
-		if err != nil || a.Zone() != "" {
-			return Target{}, &FieldError{"ip", fmt.Sprintf("%q is not an IP address", ip)}
-		}
-		t.IP = a.Unmap().String()
+	if err := t.setIP(ip); err != nil {
+		return Target{}, err
 	}
-
-	if sni = strings.TrimSpace(sni); sni != "" {
-		if _, err := netip.ParseAddr(strings.Trim(sni, "[]")); err == nil {
-			return Target{}, &FieldError{"sni", "must be a DNS name, not an IP address (TLS sends no SNI for IPs)"}
-		}
-		s, err := normalizeHost(sni)
-		if err != nil {
-			return Target{}, &FieldError{"sni", err.Error()}
-		}
-		t.SNI = s
-	} else if !isIPLiteral(t.Host) {
-		t.SNI = t.Host
+	if err := t.setSNI(sni); err != nil {
+		return Target{}, err
 	}
-
 	switch {
 	case timeoutMS < 0 || time.Duration(timeoutMS)*time.Millisecond > MaxTimeout:
 		return Target{}, &FieldError{"timeout_ms", fmt.Sprintf("%d out of range 0-%d", timeoutMS, MaxTimeout.Milliseconds())}
@@ -111,6 +77,66 @@ func ParseTarget(target, ip, sni string, timeoutMS int) (Target, error) {
 		t.Timeout = time.Duration(timeoutMS) * time.Millisecond
 	}
 	return t, nil
+}
+
+// parseURL takes the scheme (and its default port) and the path of a
+// target URL and returns its host[:port].
+func (t *Target) parseURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", &FieldError{"target", fmt.Sprintf("not a valid URL: %v", unwrapURLError(err))}
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch {
+	case scheme == "https":
+	case TLSSchemes[scheme] > 0:
+		t.Scheme, t.Port = scheme, TLSSchemes[scheme]
+	case scheme == "http":
+		return "", &FieldError{"target", "scheme http is not TLS: use https://"}
+	default:
+		return "", &FieldError{"target", fmt.Sprintf("scheme %q not supported: use https://host[:port] or host[:port]", u.Scheme)}
+	}
+	if u.User != nil {
+		return "", &FieldError{"target", "credentials (user@) are not allowed in the target"}
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return "", &FieldError{"target", "URL has no host"}
+	}
+	t.Path = u.EscapedPath()
+	return u.Host, nil
+}
+
+// setIP validates the ip field (dial this address instead of resolving).
+func (t *Target) setIP(ip string) error {
+	if ip = strings.TrimSpace(ip); ip == "" {
+		return nil
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]"))
+	if err != nil || a.Zone() != "" {
+		return &FieldError{"ip", fmt.Sprintf("%q is not an IP address", ip)}
+	}
+	t.IP = a.Unmap().String()
+	return nil
+}
+
+// setSNI validates the sni field; without one, a host name is its own SNI
+// (an IP literal sends none).
+func (t *Target) setSNI(sni string) error {
+	if sni = strings.TrimSpace(sni); sni == "" {
+		if !isIPLiteral(t.Host) {
+			t.SNI = t.Host
+		}
+		return nil
+	}
+	if _, err := netip.ParseAddr(strings.Trim(sni, "[]")); err == nil {
+		return &FieldError{"sni", "must be a DNS name, not an IP address (TLS sends no SNI for IPs)"}
+	}
+	s, err := normalizeHost(sni)
+	if err != nil {
+		return &FieldError{"sni", err.Error()}
+	}
+	t.SNI = s
+	return nil
 }
 
 // splitHostPort accepts host, host:port, [v6], [v6]:port and a bare IPv6
