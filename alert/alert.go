@@ -90,7 +90,7 @@ func newAlert(ev watch.Event, now time.Time) Alert {
 	}
 	if r := w.LastReport; r != nil {
 		a.Status = string(r.Status)
-		a.ExpiryStage = r.ExpiryStage
+		a.ExpiryStage = string(r.ExpiryStage)
 		if l := r.Leaf; l != nil {
 			days := l.DaysRemaining
 			na := l.NotAfter.UTC()

@@ -115,7 +115,7 @@ func testWatch(id, state string, status probe.Status, stage string, days int) wa
 		Target: probe.TargetInfo{Host: "mcp.example.com", Port: 443, SNI: "mcp.example.com"},
 		State:  state,
 		LastReport: &probe.Report{
-			CheckedAt: checked, Status: status, ExpiryStage: stage,
+			CheckedAt: checked, Status: status, ExpiryStage: probe.Stage(stage),
 			Findings: []probe.Finding{{Code: "expiring_soon", Severity: probe.SeverityCritical, Message: "expires soon"}},
 			Leaf: &probe.CertInfo{
 				Subject: "CN=mcp.example.com", DaysRemaining: days,

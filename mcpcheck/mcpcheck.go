@@ -219,12 +219,7 @@ func renameField(err error) error {
 func finish(res *Result) {
 	all := append([]probe.Finding{}, res.TLS.Findings...)
 	all = append(all, res.Findings...)
-	// Most severe first, stable.
-	for i := 1; i < len(all); i++ {
-		for j := i; j > 0 && all[j].Severity.Rank() > all[j-1].Severity.Rank(); j-- {
-			all[j], all[j-1] = all[j-1], all[j]
-		}
-	}
+	probe.SortFindings(all)
 	if all == nil {
 		all = []probe.Finding{}
 	}

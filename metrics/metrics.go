@@ -10,9 +10,7 @@ package metrics
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,24 +117,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func stageDays(stage string) (int, bool) {
-	switch stage {
-	case "", "none":
-		return 0, false
-	case "expired":
+// stageDays is the gauge value of a stage: its threshold, 0 once expired.
+func stageDays(stage probe.Stage) (int, bool) {
+	if stage == probe.StageExpired {
 		return 0, true
 	}
-	if n := len(stage); n > 1 && stage[n-1] == 'd' {
-		if d, err := strconv.Atoi(stage[:n-1]); err == nil {
-			return d, true
-		}
-	}
-	return 0, false
+	return stage.Days()
 }
 
-func targetLabel(t probe.TargetInfo) string {
-	return net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
-}
+func targetLabel(t probe.TargetInfo) string { return t.String() }
 
 func b2f(b bool) float64 {
 	if b {

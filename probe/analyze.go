@@ -10,12 +10,6 @@ import (
 	"time"
 )
 
-// Expiry stages of a Report.
-const (
-	StageNone    = "none"
-	StageExpired = "expired"
-)
-
 // DaysRemaining is the whole days from now until notAfter, rounded down:
 // negative once expired (an hour past expiry is -1).
 func DaysRemaining(notAfter, now time.Time) int {
@@ -30,7 +24,7 @@ func DaysRemaining(notAfter, now time.Time) int {
 // ExpiryStage is the smallest threshold (in days) that the certificate's
 // days_remaining is at or under, as "30d"; "expired" once notAfter is past;
 // "none" when no threshold is reached.
-func ExpiryStage(notAfter, now time.Time, thresholds []int) string {
+func ExpiryStage(notAfter, now time.Time, thresholds []int) Stage {
 	if now.After(notAfter) {
 		return StageExpired
 	}
@@ -44,7 +38,7 @@ func ExpiryStage(notAfter, now time.Time, thresholds []int) string {
 	if best < 0 {
 		return StageNone
 	}
-	return fmt.Sprintf("%dd", best)
+	return StageDays(best)
 }
 
 // ExpirySeverity grades an approaching expiry by day count: critical at 7
@@ -68,7 +62,7 @@ type chainAnalysis struct {
 	now    time.Time
 
 	leafInfo *CertInfo
-	stage    string
+	stage    Stage
 	findings []Finding
 
 	// chains are the verified chains; with AIA they were completed by

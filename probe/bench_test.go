@@ -11,9 +11,9 @@ import (
 	"github.com/tlswatch/tlswatch/internal/testlab"
 )
 
-// The pair below measures the issue 7 goal: one full probe (default
-// options) against a bare tls.Dial plus x509 Verify, on the same loopback
-// server. Compare with:
+// The pair below measures what the probe costs over the bare minimum: one
+// full probe (default options) against a bare tls.Dial plus x509 Verify, on
+// the same loopback server. Compare with:
 //
 //	go test -run '^$' -bench 'CheckTLS|BareHandshake' -count 10 ./probe | tee bench.txt
 //	go run golang.org/x/perf/cmd/benchstat@latest bench.txt

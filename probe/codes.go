@@ -35,7 +35,7 @@ const (
 	CodeMCPAuthRequired      = "mcp_auth_required"
 	CodeTargetBlocked        = "target_blocked"
 
-	// Added with issue 2 (additive): a chain crypto/x509 rejects for a
+	// Additive: a chain crypto/x509 rejects for a
 	// reason none of the codes above names (key usage, name constraints,
 	// path length, a non-CA issuer).
 	CodeInvalidChain = "invalid_chain"

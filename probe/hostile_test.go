@@ -15,7 +15,7 @@ import (
 	"github.com/tlswatch/tlswatch/internal/testlab"
 )
 
-// The hostile lab (issue 6): every probe of a misbehaving server ends within
+// The hostile lab: every probe of a misbehaving server ends within
 // its deadline with a classified finding, reads are capped, and healthy
 // probes keep completing meanwhile.
 

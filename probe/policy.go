@@ -13,7 +13,7 @@ import (
 	"github.com/tlswatch/tlswatch/netpolicy"
 )
 
-// Outbound policy (issue 6). Every connection the probe opens — the target,
+// Outbound policy. Every connection the probe opens — the target,
 // its other addresses, cipher scans, the handshake without SNI, AIA, OCSP
 // and CRL fetches and every redirect they follow — goes through a
 // net.Dialer whose Control runs the policy on the exact address about to be

@@ -19,7 +19,7 @@ import (
 	"github.com/tlswatch/tlswatch/netpolicy"
 )
 
-// The outbound policy (issue 6). No test here ever sends a packet to
+// The outbound policy. No test here ever sends a packet to
 // 169.254.169.254: the policy refuses it in net.Dialer.Control, before
 // connect(2), and countingControl (which runs after the policy) proves the
 // dial got no further.

@@ -95,7 +95,7 @@ type Options struct {
 	// IncludePEM adds PEM text to every certificate of a ChainReport.
 	IncludePEM bool
 
-	// Deep diagnostics (issue 4, deep.go). Zero values: revocation checked
+	// Deep diagnostics (deep.go). Zero values: revocation checked
 	// online, every address of the host probed, no cipher enumeration.
 	//
 	// Deep enables the costly checks: cipher suites per protocol version

@@ -1,7 +1,10 @@
 package probe
 
 import (
-	"sort"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -17,7 +20,9 @@ const (
 	StatusDown     Status = "down"
 )
 
-// Severity ranks a Finding.
+// Severity ranks a Finding. It is also the level of whatever is said about
+// a Report elsewhere (a watch event, an alert, an MCP log message): the
+// three values and their order are the same.
 type Severity string
 
 const (
@@ -39,6 +44,41 @@ func (s Severity) Rank() int {
 	return 0
 }
 
+// Severity is the level of a status: info for ok, warning for warning,
+// critical for critical and down.
+func (s Status) Severity() Severity {
+	switch s {
+	case StatusOK:
+		return SeverityInfo
+	case StatusWarning:
+		return SeverityWarning
+	}
+	return SeverityCritical
+}
+
+// Stage is the expiry stage of a Report: "none", the smallest threshold the
+// leaf's days_remaining is at or under ("30d"), or "expired".
+type Stage string
+
+const (
+	StageNone    Stage = "none"
+	StageExpired Stage = "expired"
+)
+
+// StageDays is the stage of a threshold of days ("30d").
+func StageDays(days int) Stage { return Stage(strconv.Itoa(days) + "d") }
+
+// Days returns the threshold of a stage such as "30d"; ok is false for none,
+// expired and anything that is not a threshold stage.
+func (s Stage) Days() (days int, ok bool) {
+	n, found := strings.CutSuffix(string(s), "d")
+	if !found || n == "" || strings.TrimLeft(n, "0123456789") != "" {
+		return 0, false
+	}
+	d, err := strconv.Atoi(n)
+	return d, err == nil
+}
+
 // Report is the outcome of one probe. Its JSON is the contract of DESIGN.md
 // (structuredContent of check_tls, and what a watch stores): field names are
 // exact. Fields beyond the contract are additive and omitted when empty.
@@ -48,14 +88,14 @@ type Report struct {
 	Status      Status     `json:"status"`
 	Reachable   bool       `json:"reachable"`
 	Trusted     bool       `json:"trusted"`
-	ExpiryStage string     `json:"expiry_stage"`
+	ExpiryStage Stage      `json:"expiry_stage"`
 	Findings    []Finding  `json:"findings"`
 	TLS         *TLSInfo   `json:"tls,omitempty"`
 	Leaf        *CertInfo  `json:"leaf,omitempty"`
 	Chain       *ChainInfo `json:"chain,omitempty"`
 	Timing      Timing     `json:"timing_ms"`
 
-	// Deeper diagnostics (issue 4); absent when not run.
+	// Deeper diagnostics; absent when not run.
 	Addresses    []AddressResult `json:"addresses,omitempty"`
 	Protocols    []ProtocolInfo  `json:"protocols,omitempty"`
 	TrustStores  []TrustVerdict  `json:"trust_stores,omitempty"`
@@ -65,7 +105,7 @@ type Report struct {
 	ClientCert   *CertInfo       `json:"client_cert,omitempty"`
 	NotTested    []string        `json:"not_tested,omitempty"`
 
-	// Added with issue 4 (additive).
+	// Additive fields.
 	SCTs  []SCTInfo    `json:"scts,omitempty"`   // each SCT counted in SCTCount, with its source
 	NoSNI *NoSNIResult `json:"no_sni,omitempty"` // the certificate served without SNI (deep)
 }
@@ -77,6 +117,12 @@ type TargetInfo struct {
 	Port int    `json:"port"`
 	SNI  string `json:"sni"`
 	IP   string `json:"ip"`
+}
+
+// String is the one way a target is written: host:port, with brackets
+// around an IPv6 address.
+func (t TargetInfo) String() string {
+	return net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 }
 
 // Finding is one diagnosed fact. Code is stable (clients switch on it);
@@ -168,7 +214,7 @@ type Revocation struct {
 	Source    string     `json:"source,omitempty"`
 	Error     string     `json:"error,omitempty"`
 
-	// Added with issue 4 (additive).
+	// Additive fields.
 	Reason        string       `json:"reason,omitempty"`      // CRL reason of a revocation
 	NextUpdate    *time.Time   `json:"next_update,omitempty"` // when the answer goes stale
 	Subject       string       `json:"subject,omitempty"`     // set on Intermediates entries
@@ -183,15 +229,19 @@ type CipherInfo struct {
 	Reason  string `json:"reason,omitempty"`
 }
 
-// finalize sorts findings (most severe first, stable) and derives the status.
+// finalize sorts findings and derives the status.
 func finalize(r *Report) {
 	if r.Findings == nil {
 		r.Findings = []Finding{}
 	}
-	sort.SliceStable(r.Findings, func(i, j int) bool {
-		return r.Findings[i].Severity.Rank() > r.Findings[j].Severity.Rank()
-	})
+	SortFindings(r.Findings)
 	r.Status = StatusOf(*r)
+}
+
+// SortFindings is the one order of findings: most severe first, otherwise
+// as found.
+func SortFindings(fs []Finding) {
+	slices.SortStableFunc(fs, func(a, b Finding) int { return b.Severity.Rank() - a.Severity.Rank() })
 }
 
 // StatusOf applies the DESIGN.md rule: down when not reachable or not

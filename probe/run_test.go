@@ -58,7 +58,7 @@ func TestRunScenarios(t *testing.T) {
 		status    Status
 		reachable bool
 		trusted   bool
-		stage     string
+		stage     Stage
 		codes     map[string]Severity // must be present with this severity
 		absent    []string            // must not be present
 		msg       map[string]string   // code -> substring of its message
@@ -237,7 +237,7 @@ func TestRunClockIsAnInput(t *testing.T) {
 	opts := labOptions(sc)
 	for _, tc := range []struct {
 		at    time.Duration
-		stage string
+		stage Stage
 		code  string
 		sev   Severity
 	}{

@@ -8,7 +8,7 @@ import (
 )
 
 // Bulk scans: the bounded fan-out that `tlswatch scan` and the
-// scan_endpoints tool share (issue 7), so that BenchmarkScan measures what
+// scan_endpoints tool share, so that BenchmarkScan measures what
 // ships.
 
 // ScanFunc probes the i-th target of a scan. Run is the usual body; callers

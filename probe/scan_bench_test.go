@@ -15,7 +15,7 @@ import (
 	"github.com/tlswatch/tlswatch/internal/testlab"
 )
 
-// Scan throughput (issue 7): 2,000 loopback endpoints, each with its own
+// Scan throughput: 2,000 loopback endpoints, each with its own
 // leaf certificate (one shared intermediate, as in a real fleet), scanned at
 // concurrency 64 through Scan + Run with default options (what `tlswatch
 // scan` and scan_endpoints run) versus bare handshakes (tls.Dial plus

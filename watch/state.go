@@ -2,9 +2,6 @@ package watch
 
 import (
 	"fmt"
-	"net"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/tlswatch/tlswatch/probe"
@@ -168,18 +165,14 @@ func stageOf(notAfter, at time.Time, thresholds []int) (days int, stage string) 
 	if len(thresholds) == 0 {
 		thresholds = DefaultThresholds
 	}
-	switch s := probe.ExpiryStage(notAfter, at, thresholds); s {
-	case probe.StageExpired:
-		return stageExpired, s
-	case probe.StageNone:
-		return 0, ""
-	default:
-		d, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
-		if err != nil {
-			return 0, ""
-		}
-		return d, s
+	s := probe.ExpiryStage(notAfter, at, thresholds)
+	if s == probe.StageExpired {
+		return stageExpired, string(s)
 	}
+	if d, ok := s.Days(); ok {
+		return d, string(s)
+	}
+	return 0, ""
 }
 
 func levelOfStatus(s probe.Status) string {
@@ -208,7 +201,7 @@ func reason(rep *probe.Report) string {
 }
 
 func targetName(t probe.TargetInfo) string {
-	n := net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+	n := t.String()
 	if t.IP != "" {
 		n += " (via " + t.IP + ")"
 	}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -171,7 +170,7 @@ func writeJSON(w io.Writer, v any) error {
 // sortedFindings returns the findings, most severe first, stable otherwise.
 func sortedFindings(fs []probe.Finding) []probe.Finding {
 	out := append([]probe.Finding(nil), fs...)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Severity.Rank() > out[j].Severity.Rank() })
+	probe.SortFindings(out)
 	return out
 }
 
@@ -309,7 +308,7 @@ func verdict(r probe.Report) string {
 }
 
 func targetLabel(t probe.TargetInfo) string {
-	s := hostPort(t.Host, t.Port)
+	s := t.String()
 	var extra []string
 	if t.IP != "" && t.IP != t.Host {
 		extra = append(extra, "ip "+t.IP)
