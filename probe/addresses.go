@@ -195,7 +195,7 @@ type NoSNIResult struct {
 // handshakeNoSNI completes one handshake without server_name. Like the
 // cipher scan, it takes the certificate as soon as it arrives, so a server
 // that then wants a client certificate is still described.
-func handshakeNoSNI(ctx context.Context, dial DialFunc, host string, clientCert *tls.Certificate) *NoSNIResult {
+func handshakeNoSNI(ctx context.Context, dial dialFunc, host string, clientCert *tls.Certificate) *NoSNIResult {
 	ctx, cancel := context.WithTimeout(ctx, deepHandshakeTimeout)
 	defer cancel()
 	conn, err := dial(ctx)
@@ -221,7 +221,7 @@ func handshakeNoSNI(ctx context.Context, dial DialFunc, host string, clientCert 
 
 // dialReady opens a TCP connection to addr through the probe's Control hook
 // and performs the STARTTLS dialogue when the target needs it.
-func (p *probeRun) dialReady(addr string) DialFunc {
+func (p *probeRun) dialReady(addr string) dialFunc {
 	return func(ctx context.Context) (net.Conn, error) {
 		d := net.Dialer{Control: p.opts.Control}
 		c, err := d.DialContext(ctx, "tcp", addr)

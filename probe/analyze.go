@@ -38,12 +38,12 @@ func ExpiryStage(notAfter, now time.Time, thresholds []int) Stage {
 	if best < 0 {
 		return StageNone
 	}
-	return StageDays(best)
+	return stageDays(best)
 }
 
-// ExpirySeverity grades an approaching expiry by day count: critical at 7
+// expirySeverity grades an approaching expiry by day count: critical at 7
 // days or less, warning at 14 or less, info otherwise.
-func ExpirySeverity(days int) Severity {
+func expirySeverity(days int) Severity {
 	switch {
 	case days <= 7:
 		return SeverityCritical
@@ -149,7 +149,7 @@ func analyzeChain(ctx context.Context, served []*x509.Certificate, host string, 
 		a.add(CodeExpired, "the certificate expired on %s (%d days ago): every agent fails with a certificate error",
 			leaf.NotAfter.UTC().Format(time.RFC3339), -days)
 	case a.stage != StageNone:
-		a.findings = append(a.findings, Finding{Code: CodeExpiringSoon, Severity: ExpirySeverity(days),
+		a.findings = append(a.findings, Finding{Code: CodeExpiringSoon, Severity: expirySeverity(days),
 			Message: fmt.Sprintf("the certificate expires on %s, in %d days (stage %s)", leaf.NotAfter.UTC().Format(time.RFC3339), days, a.stage)})
 	}
 

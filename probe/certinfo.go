@@ -17,11 +17,7 @@ import (
 
 var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 
-// CertDetails analyses one certificate at now. includePEM adds its PEM text.
-func CertDetails(c *x509.Certificate, now time.Time, includePEM bool) CertInfo {
-	return *certInfo(c, now, includePEM)
-}
-
+// certInfo analyses one certificate at now. includePEM adds its PEM text.
 func certInfo(c *x509.Certificate, now time.Time, includePEM bool) *CertInfo {
 	sum := sha256.Sum256(c.Raw)
 	key, _ := keyDescription(c.PublicKey)
@@ -41,8 +37,8 @@ func certInfo(c *x509.Certificate, now time.Time, includePEM bool) *CertInfo {
 		IssuingURLs:        c.IssuingCertificateURL,
 		OCSPServers:        c.OCSPServer,
 		CRLURLs:            c.CRLDistributionPoints,
-		SCTCount:           len(CertificateSCTs(c)),
-		MustStaple:         MustStaple(c),
+		SCTCount:           len(certificateSCTs(c)),
+		MustStaple:         hasMustStaple(c),
 	}
 	if includePEM {
 		ci.PEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}))

@@ -73,7 +73,7 @@ const (
 // field "pem". No handshake happens: Reachable is false and Status is the
 // highest finding severity (ok when none), not "down".
 func AnalyzePEM(ctx context.Context, pemText, host string, opts Options) (ChainReport, error) {
-	certs, err := ParsePEMChain(pemText)
+	certs, err := parsePEMChain(pemText)
 	if err != nil {
 		return ChainReport{}, err
 	}
@@ -100,9 +100,9 @@ func AnalyzePEM(ctx context.Context, pemText, host string, opts Options) (ChainR
 	return buildChainReport(r, a, opts), nil
 }
 
-// ParsePEMChain decodes PEM certificates, rejecting anything else with a
+// parsePEMChain decodes PEM certificates, rejecting anything else with a
 // *FieldError on field "pem".
-func ParsePEMChain(pemText string) ([]*x509.Certificate, error) {
+func parsePEMChain(pemText string) ([]*x509.Certificate, error) {
 	if strings.TrimSpace(pemText) == "" {
 		return nil, &FieldError{"pem", "is required"}
 	}

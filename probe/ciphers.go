@@ -19,13 +19,13 @@ import (
 // instead of one per candidate suite. TLS 1.3 suites are not configurable in
 // Go and all three are AEAD, so 1.3 is tested for acceptance only.
 
-// DialFunc opens a connection ready for a TLS ClientHello (TCP, plus the
+// dialFunc opens a connection ready for a TLS ClientHello (TCP, plus the
 // STARTTLS dialogue where the target needs it).
-type DialFunc func(ctx context.Context) (net.Conn, error)
+type dialFunc func(ctx context.Context) (net.Conn, error)
 
-// NotTestedByGo lists what Go's TLS client cannot offer, so a deep scan
+// notTestedByGo lists what Go's TLS client cannot offer, so a deep scan
 // cannot tell whether the server accepts it. It goes into Report.NotTested.
-var NotTestedByGo = []string{
+var notTestedByGo = []string{
 	"SSLv2",
 	"SSLv3",
 	"export-grade cipher suites",
@@ -69,13 +69,13 @@ func isAEAD(name string) bool {
 	return strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20")
 }
 
-// EnumerateCiphers finds which protocol versions and which TLS 1.0–1.2
+// enumerateCiphers finds which protocol versions and which TLS 1.0–1.2
 // suites (of those Go implements) the server accepts. sni may be empty;
 // clientCert (may be nil) is presented when the server asks for one — a
 // server that asks and gets none still counts as accepting the suite it
 // chose. Versions are probed concurrently; suites within a version in
 // sequence.
-func EnumerateCiphers(ctx context.Context, dial DialFunc, sni string, clientCert *tls.Certificate) ([]ProtocolInfo, []CipherInfo, []Finding) {
+func enumerateCiphers(ctx context.Context, dial dialFunc, sni string, clientCert *tls.Certificate) ([]ProtocolInfo, []CipherInfo, []Finding) {
 	all := append(tls.CipherSuites(), tls.InsecureCipherSuites()...)
 	versions := []uint16{tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13}
 	accepted := make([][]CipherInfo, len(versions))
@@ -136,7 +136,7 @@ var errBudget = errors.New("handshake budget exhausted")
 // suite the server chose. The choice is taken from VerifyConnection, which
 // runs once the server's certificate arrived: a server that then aborts for
 // want of a client certificate has still accepted the suite.
-func deepHandshake(ctx context.Context, dial DialFunc, sni string, clientCert *tls.Certificate, v uint16, suites []uint16, budget chan struct{}) (uint16, error) {
+func deepHandshake(ctx context.Context, dial dialFunc, sni string, clientCert *tls.Certificate, v uint16, suites []uint16, budget chan struct{}) (uint16, error) {
 	select {
 	case <-budget:
 	default:

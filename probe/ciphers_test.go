@@ -10,7 +10,7 @@ import (
 	"github.com/tlswatch/tlswatch/internal/testlab"
 )
 
-func tcpDialer(addr string) DialFunc {
+func tcpDialer(addr string) dialFunc {
 	return func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
@@ -40,7 +40,7 @@ func TestCiphersWeak(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	proto, ciphers, fs := EnumerateCiphers(ctx, tcpDialer(addr), testlab.DefaultHost, nil)
+	proto, ciphers, fs := enumerateCiphers(ctx, tcpDialer(addr), testlab.DefaultHost, nil)
 	for _, v := range []string{"TLS 1.0", "TLS 1.1", "TLS 1.2", "TLS 1.3"} {
 		found := false
 		for _, p := range proto {
@@ -70,7 +70,7 @@ func TestCiphersModernServer(t *testing.T) {
 	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{pki.Leaf(testlab.LeafOpts{})}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	proto, ciphers, fs := EnumerateCiphers(ctx, tcpDialer(addr), testlab.DefaultHost, nil)
+	proto, ciphers, fs := enumerateCiphers(ctx, tcpDialer(addr), testlab.DefaultHost, nil)
 	if len(fs) != 0 {
 		t.Errorf("findings %v on Go's defaults: %+v", findingCodes(fs), ciphers)
 	}
@@ -92,7 +92,7 @@ func TestCiphersCBCOnly(t *testing.T) {
 		MaxVersion:   tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA},
 	})
-	_, _, fs := EnumerateCiphers(context.Background(), tcpDialer(addr), testlab.DefaultHost, nil)
+	_, _, fs := enumerateCiphers(context.Background(), tcpDialer(addr), testlab.DefaultHost, nil)
 	if !hasCode(fs, CodeWeakCipher) {
 		t.Fatalf("findings %v, want weak_cipher for CBC only", findingCodes(fs))
 	}
@@ -106,7 +106,7 @@ func TestCiphersMTLSServer(t *testing.T) {
 		ClientAuth:   tls.RequireAnyClientCert,
 		MaxVersion:   tls.VersionTLS12,
 	})
-	proto, ciphers, _ := EnumerateCiphers(context.Background(), tcpDialer(addr), testlab.DefaultHost, nil)
+	proto, ciphers, _ := enumerateCiphers(context.Background(), tcpDialer(addr), testlab.DefaultHost, nil)
 	if len(ciphers) == 0 {
 		t.Fatalf("no suites found behind mTLS: %+v", proto)
 	}

@@ -52,11 +52,11 @@ func LoadClientCerts(specs []string) (map[string]tls.Certificate, error) {
 	return out, nil
 }
 
-// ClientCertExpiry describes the client certificate we would present and
+// clientCertExpiry describes the client certificate we would present and
 // grades its own expiry like expiring_soon: info within 30 days, warning
 // within 14, critical within 7 and once expired. thresholds (days, default
 // [30 14 7 1]) decide when a finding starts: at the largest one.
-func ClientCertExpiry(cert *tls.Certificate, now time.Time, thresholds []int) (*CertInfo, []Finding) {
+func clientCertExpiry(cert *tls.Certificate, now time.Time, thresholds []int) (*CertInfo, []Finding) {
 	if cert == nil || len(cert.Certificate) == 0 {
 		return nil, nil
 	}
@@ -87,7 +87,7 @@ func ClientCertExpiry(cert *tls.Certificate, now time.Time, thresholds []int) (*
 		sev = SeverityCritical
 		msg = fmt.Sprintf("the client certificate %q is not valid before %s", leaf.Subject.CommonName, leaf.NotBefore.UTC().Format(time.RFC3339))
 	case days <= start:
-		sev = ExpirySeverity(days) // the expiring_soon grading
+		sev = expirySeverity(days) // the expiring_soon grading
 		msg = fmt.Sprintf("the client certificate %q expires in %d days (%s): renew it before mTLS connections fail",
 			leaf.Subject.CommonName, days, leaf.NotAfter.UTC().Format("2006-01-02"))
 	default:

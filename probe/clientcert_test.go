@@ -24,7 +24,7 @@ func TestClientCertExpiring(t *testing.T) {
 	for _, tc := range cases {
 		c := pki.Leaf(testlab.LeafOpts{ClientAuth: true, CommonName: "agent-1",
 			NotAfter: pki.Now.Add(time.Duration(tc.days)*24*time.Hour + time.Hour)})
-		info, fs := ClientCertExpiry(&c, pki.Now, nil)
+		info, fs := clientCertExpiry(&c, pki.Now, nil)
 		if info == nil || info.DaysRemaining != tc.days {
 			t.Errorf("%dd: info %+v", tc.days, info)
 		}
@@ -92,7 +92,7 @@ func TestClientCertPresented(t *testing.T) {
 		t.Fatalf("server refused the client certificate: %v", err)
 	}
 	conn.Close()
-	_, fs := ClientCertExpiry(&client, pki.Now, nil)
+	_, fs := clientCertExpiry(&client, pki.Now, nil)
 	if !hasCode(fs, CodeClientCertExpiring) || fs[0].Severity != SeverityCritical {
 		t.Errorf("findings %v", findingCodes(fs))
 	}

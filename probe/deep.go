@@ -47,14 +47,14 @@ func analyseRevocation(ctx context.Context, p *probeRun) []Finding {
 	if p.state == nil || len(p.served) == 0 {
 		return nil
 	}
-	in := RevocationInput{Leaf: p.served[0], Issuer: p.Issuer(), Staple: p.state.OCSPResponse}
+	in := revocationInput{Leaf: p.served[0], Issuer: p.Issuer(), Staple: p.state.OCSPResponse}
 	if chains := p.VerifiedChains(); len(chains) > 0 {
 		ch := chains[0]
 		for i := 1; i+1 < len(ch); i++ {
 			in.Intermediates = append(in.Intermediates, [2]*x509.Certificate{ch[i], ch[i+1]})
 		}
 	}
-	res := CheckRevocation(ctx, in, RevocationOptions{
+	res := checkRevocation(ctx, in, revocationOptions{
 		Now:     p.opts.Now,
 		Offline: p.opts.NoRevocation,
 		Timeout: p.opts.RevocationTimeout,
@@ -64,7 +64,7 @@ func analyseRevocation(ctx context.Context, p *probeRun) []Finding {
 	rev := res.Revocation
 	p.report.Revocation = &rev
 
-	scts := CollectSCTs(p.state, p.served[0], res.StapleResponse)
+	scts := collectSCTs(p.state, p.served[0], res.StapleResponse)
 	n := len(scts)
 	p.report.SCTCount = &n
 	p.report.SCTs = scts
@@ -76,7 +76,7 @@ func analyseTrustStores(ctx context.Context, p *probeRun) []Finding {
 	if len(p.served) == 0 {
 		return nil
 	}
-	vs, fs := CheckTrustStores(TrustStoreInput{
+	vs, fs := checkTrustStores(trustStoreInput{
 		Leaf: p.served[0], Intermediates: p.served[1:], Now: p.opts.Now,
 		Configured: p.opts.Roots, Custom: p.opts.CustomRoots, cache: p.opts.Cache.verify,
 	})
@@ -108,7 +108,7 @@ func (p *probeRun) startDeep(ctx context.Context) *deepWork {
 	}
 	if p.opts.Deep {
 		d.wg.Go(func() {
-			d.protos, d.ciphers, d.cipherFs = EnumerateCiphers(ctx, p.dialReady(addr), p.target.SNI, p.opts.ClientCert)
+			d.protos, d.ciphers, d.cipherFs = enumerateCiphers(ctx, p.dialReady(addr), p.target.SNI, p.opts.ClientCert)
 		})
 		d.wg.Go(func() { d.noSNI = handshakeNoSNI(ctx, p.dialReady(addr), p.target.Host, p.opts.ClientCert) })
 	}
@@ -131,7 +131,7 @@ func (p *probeRun) mergeDeep(d *deepWork) {
 	if p.opts.Deep {
 		r.Protocols = d.protos
 		r.CipherSuites = d.ciphers
-		r.NotTested = NotTestedByGo
+		r.NotTested = notTestedByGo
 		p.addFindings(d.cipherFs)
 		if d.noSNI != nil && r.Leaf != nil && d.noSNI.SHA256 != "" {
 			d.noSNI.SameAsSNI = d.noSNI.SHA256 == r.Leaf.SHA256
@@ -139,7 +139,7 @@ func (p *probeRun) mergeDeep(d *deepWork) {
 		r.NoSNI = d.noSNI
 	}
 	if p.opts.ClientCert != nil {
-		info, fs := ClientCertExpiry(p.opts.ClientCert, p.opts.Now, p.opts.Thresholds)
+		info, fs := clientCertExpiry(p.opts.ClientCert, p.opts.Now, p.opts.Thresholds)
 		r.ClientCert = info
 		p.addFindings(fs)
 	}
@@ -170,7 +170,7 @@ func (p *probeRun) addStartTLSHint() {
 	if p.target.Scheme != "" || p.report.Reachable {
 		return
 	}
-	hint := StartTLSHint(p.target.Host, p.target.Port)
+	hint := startTLSHint(p.target.Host, p.target.Port)
 	if hint == "" {
 		return
 	}
@@ -194,13 +194,13 @@ func (p *probeRun) upgrade(ctx context.Context, conn net.Conn) error {
 	if name == "" {
 		name = p.target.Host
 	}
-	return StartTLS(ctx, conn, p.target.Scheme, name)
+	return startTLS(ctx, conn, p.target.Scheme, name)
 }
 
 // classifyStartTLS turns a failed STARTTLS dialogue into a finding.
 // Timeouts are left to the generic classification.
 func classifyStartTLS(err error) (Finding, bool) {
-	var se *StartTLSError
+	var se *startTLSError
 	if !errors.As(err, &se) || isTimeout(err) {
 		return Finding{}, false
 	}

@@ -131,9 +131,9 @@ func FuzzAnalyzeDER(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, host string) {
 		if certs, err := x509.ParseCertificates(data); err == nil && len(certs) > 0 {
 			for _, c := range certs {
-				ci := CertDetails(c, pki.Now, true)
+				ci := *certInfo(c, pki.Now, true)
 				if _, err := json.Marshal(ci); err != nil {
-					t.Fatalf("CertDetails does not marshal: %v", err)
+					t.Fatalf("certInfo does not marshal: %v", err)
 				}
 			}
 			if len(certs) > maxPEMCerts {
@@ -201,16 +201,16 @@ func FuzzParseSCTList(f *testing.F) {
 	f.Add([]byte{0, 0})
 	f.Add([]byte{0, 2, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		raws, err := ParseSCTList(b)
+		raws, err := parseSCTList(b)
 		if len(raws) > maxSCTs {
-			t.Fatalf("ParseSCTList returned %d entries, cap %d", len(raws), maxSCTs)
+			t.Fatalf("parseSCTList returned %d entries, cap %d", len(raws), maxSCTs)
 		}
 		for _, r := range raws {
 			if len(r) == 0 {
-				t.Fatalf("ParseSCTList returned an empty entry")
+				t.Fatalf("parseSCTList returned an empty entry")
 			}
-			if s, perr := ParseSCT(r, SCTSourceTLS); perr == nil && (s.Version != 1 || len(s.LogID) != 64) {
-				t.Fatalf("ParseSCT: %+v", s)
+			if s, perr := parseSCT(r, SCTSourceTLS); perr == nil && (s.Version != 1 || len(s.LogID) != 64) {
+				t.Fatalf("parseSCT: %+v", s)
 			}
 		}
 		_ = err

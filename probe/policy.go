@@ -31,11 +31,11 @@ func classifyBlocked(err error) (Finding, bool) {
 		"the target resolves to %s, which the outbound policy refuses (%s): tlswatch did not connect", be.Addr, be.Reason)), true
 }
 
-// ControlFunc is the type of net.Dialer.Control.
-type ControlFunc = func(network, address string, c syscall.RawConn) error
+// controlFunc is the type of net.Dialer.Control.
+type controlFunc = func(network, address string, c syscall.RawConn) error
 
 // guardControl runs policy first, then the caller's own hook.
-func guardControl(policy *netpolicy.Policy, next ControlFunc) ControlFunc {
+func guardControl(policy *netpolicy.Policy, next controlFunc) controlFunc {
 	return func(network, address string, c syscall.RawConn) error {
 		if err := policy.Control(network, address, c); err != nil {
 			return err
@@ -51,7 +51,7 @@ func guardControl(policy *netpolicy.Policy, next ControlFunc) ControlFunc {
 // behalf of these options must use: the outbound policy (Options.Policy; nil
 // means the default ranges only) followed by Options.Control. Packages that
 // open their own connections for a probe (mcpcheck) use it.
-func (o Options) DialControl() ControlFunc {
+func (o Options) DialControl() controlFunc {
 	if o.guarded {
 		return o.Control
 	}
@@ -64,7 +64,7 @@ func (o Options) DialControl() ControlFunc {
 // is, so that callers can tell it apart with netpolicy.IsBlocked.
 type policyDialer struct {
 	resolver Resolver
-	control  ControlFunc
+	control  controlFunc
 	timeout  time.Duration
 }
 
@@ -113,7 +113,7 @@ func (d policyDialer) DialContext(ctx context.Context, network, address string) 
 // escape the policy) and keeps no idle connections: fetches are cached by
 // URL, and an idle pool would keep goroutines and sockets alive after the
 // probe.
-func newFetchClient(resolver Resolver, control ControlFunc) *http.Client {
+func newFetchClient(resolver Resolver, control controlFunc) *http.Client {
 	d := policyDialer{resolver: resolver, control: control, timeout: aiaTimeout}
 	tr := &http.Transport{
 		Proxy:                  nil,

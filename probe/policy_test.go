@@ -292,15 +292,15 @@ func TestPolicyFetches(t *testing.T) {
 		}
 	}
 
-	// CheckRevocation without a client (a caller outside Run) obeys the
+	// checkRevocation without a client (a caller outside Run) obeys the
 	// default policy too. The URL is an IPv6 link-local address without a
 	// zone, refused by the default policy and undeliverable anyway (connect
 	// fails with EINVAL): even a broken policy could not make this test
 	// send a packet anywhere.
 	direct := pki.Leaf(testlab.LeafOpts{OCSPURL: "http://[fe80::1]/ocsp"})
-	res := CheckRevocation(ctx, RevocationInput{Leaf: direct.Leaf, Issuer: pki.Intermediate.Cert}, RevocationOptions{Now: pki.Now, Timeout: time.Second})
+	res := checkRevocation(ctx, revocationInput{Leaf: direct.Leaf, Issuer: pki.Intermediate.Cert}, revocationOptions{Now: pki.Now, Timeout: time.Second})
 	if !strings.Contains(res.Revocation.Error+fmt.Sprint(res.Findings), "blocked by policy") {
-		t.Errorf("CheckRevocation without client: %+v %v", res.Revocation, res.Findings)
+		t.Errorf("checkRevocation without client: %+v %v", res.Revocation, res.Findings)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -168,10 +167,6 @@ func (o Options) withDefaults() Options {
 	}
 	return o
 }
-
-// ErrNotImplemented marks features not built yet (kept for callers that
-// referenced the stub).
-var ErrNotImplemented = errors.New("not implemented")
 
 // Run probes one target. It returns an error only when nothing could be
 // attempted (an invalid Target); every server-side failure is a Finding

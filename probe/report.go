@@ -65,8 +65,8 @@ const (
 	StageExpired Stage = "expired"
 )
 
-// StageDays is the stage of a threshold of days ("30d").
-func StageDays(days int) Stage { return Stage(strconv.Itoa(days) + "d") }
+// stageDays is the stage of a threshold of days ("30d").
+func stageDays(days int) Stage { return Stage(strconv.Itoa(days) + "d") }
 
 // Days returns the threshold of a stage such as "30d"; ok is false for none,
 // expired and anything that is not a threshold stage.

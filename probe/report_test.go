@@ -8,7 +8,7 @@ func TestStageDays(t *testing.T) {
 		days  int
 		ok    bool
 	}{
-		{StageDays(30), 30, true},
+		{stageDays(30), 30, true},
 		{"7d", 7, true},
 		{StageNone, 0, false},
 		{StageExpired, 0, false},

@@ -45,7 +45,7 @@ const (
 
 // Limits for revocation fetching.
 const (
-	DefaultRevocationTimeout = 5 * time.Second
+	defaultRevocationTimeout = 5 * time.Second
 	maxOCSPResponseBytes     = 64 << 10
 	maxCRLBytes              = 10 << 20
 	maxRevocationURLs        = 2 // per certificate and method: the rest are mirrors
@@ -62,7 +62,7 @@ const tlsFeatureStatusRequest = 5
 
 // MustStaple reports whether c carries the TLS feature extension with
 // status_request: clients that honour it (Firefox) hard-fail without a staple.
-func MustStaple(c *x509.Certificate) bool {
+func hasMustStaple(c *x509.Certificate) bool {
 	if c == nil {
 		return false
 	}
@@ -89,9 +89,9 @@ func MustStaple(c *x509.Certificate) bool {
 	return false
 }
 
-// RevocationOptions tune CheckRevocation. The zero value checks online with
-// DefaultRevocationTimeout per request.
-type RevocationOptions struct {
+// revocationOptions tune checkRevocation. The zero value checks online with
+// defaultRevocationTimeout per request.
+type revocationOptions struct {
 	// Now is the clock for freshness checks (Options.Now).
 	Now time.Time
 	// Offline skips OCSP and CRL fetching; the staple is still checked.
@@ -104,8 +104,8 @@ type RevocationOptions struct {
 	cache *expiringCache
 }
 
-// RevocationInput is what the handshake gave us.
-type RevocationInput struct {
+// revocationInput is what the handshake gave us.
+type revocationInput struct {
 	Leaf   *x509.Certificate
 	Issuer *x509.Certificate // nil when unknown: no OCSP request can be built
 	// Staple is tls.ConnectionState.OCSPResponse (nil when none was stapled).
@@ -115,8 +115,8 @@ type RevocationInput struct {
 	Intermediates [][2]*x509.Certificate
 }
 
-// RevocationResult is what CheckRevocation found.
-type RevocationResult struct {
+// revocationResult is what checkRevocation found.
+type revocationResult struct {
 	Revocation Revocation
 	// Stapled is true when the server stapled any OCSP response at all
 	// (tls.ocsp_stapled); StapleVerified when it verified against the issuer.
@@ -127,11 +127,11 @@ type RevocationResult struct {
 	Findings       []Finding
 }
 
-// CheckRevocation evaluates the staple and, unless opts.Offline, asks the
+// checkRevocation evaluates the staple and, unless opts.Offline, asks the
 // OCSP responder and CRL named by the leaf (and by the intermediates). It
 // never returns an error: every failure is a finding or a field.
-func CheckRevocation(ctx context.Context, in RevocationInput, opts RevocationOptions) RevocationResult {
-	var res RevocationResult
+func checkRevocation(ctx context.Context, in revocationInput, opts revocationOptions) revocationResult {
+	var res revocationResult
 	if in.Leaf == nil {
 		res.Revocation = Revocation{Method: RevMethodNone, Status: RevStatusUnchecked, Error: "no certificate"}
 		return res
@@ -140,7 +140,7 @@ func CheckRevocation(ctx context.Context, in RevocationInput, opts RevocationOpt
 		opts.Now = time.Now()
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultRevocationTimeout
+		opts.Timeout = defaultRevocationTimeout
 	}
 	res.checkStaple(in, opts.Now)
 	if opts.Offline {
@@ -156,7 +156,7 @@ func CheckRevocation(ctx context.Context, in RevocationInput, opts RevocationOpt
 
 // checkStaple verifies the stapled response, if any, and says what is
 // missing or wrong about stapling.
-func (res *RevocationResult) checkStaple(in RevocationInput, now time.Time) {
+func (res *revocationResult) checkStaple(in revocationInput, now time.Time) {
 	leaf := in.Leaf
 	res.Stapled = len(in.Staple) > 0
 	var stapleProblem string
@@ -172,7 +172,7 @@ func (res *RevocationResult) checkStaple(in RevocationInput, now time.Time) {
 		}
 	}
 	switch {
-	case !res.Stapled && MustStaple(leaf):
+	case !res.Stapled && hasMustStaple(leaf):
 		res.Findings = append(res.Findings, NewFinding(CodeMustStapleMissing,
 			"the certificate carries the TLS feature extension (OCSP must-staple) but the server stapled no OCSP response; Firefox and other must-staple clients refuse the connection"))
 	case !res.Stapled && len(leaf.OCSPServer) > 0:
@@ -180,7 +180,7 @@ func (res *RevocationResult) checkStaple(in RevocationInput, now time.Time) {
 		// OCSP URL (Let's Encrypt since 2025) cannot be stapled.
 		res.Findings = append(res.Findings, NewFinding(CodeNoOCSPStaple,
 			"the server does not staple an OCSP response, so clients that check revocation must ask "+leaf.OCSPServer[0]+" themselves"))
-	case res.Stapled && !res.StapleVerified && MustStaple(leaf):
+	case res.Stapled && !res.StapleVerified && hasMustStaple(leaf):
 		res.Findings = append(res.Findings, NewFinding(CodeMustStapleMissing,
 			"the certificate demands an OCSP staple and the stapled response is not valid: "+stapleProblem))
 	}
@@ -199,7 +199,7 @@ type revocationJob struct {
 
 // checkOnline asks the sources named by the leaf and the intermediates,
 // concurrently; a verified staple answers for the leaf.
-func (res *RevocationResult) checkOnline(ctx context.Context, in RevocationInput, opts RevocationOptions) {
+func (res *revocationResult) checkOnline(ctx context.Context, in revocationInput, opts revocationOptions) {
 	stapleAnswers := res.StapleVerified && res.Revocation.Status != RevStatusUnknown
 	jobs := []*revocationJob{{cert: in.Leaf, issuer: in.Issuer}}
 	for _, p := range in.Intermediates {
@@ -256,7 +256,7 @@ func revokedFindings(r Revocation, what string) []Finding {
 
 // checkOnline asks OCSP, then CRL when OCSP gave no verified answer. It
 // returns the best verified answer and the failures met on the way.
-func checkOnline(ctx context.Context, cert, issuer *x509.Certificate, opts RevocationOptions) (Revocation, []string) {
+func checkOnline(ctx context.Context, cert, issuer *x509.Certificate, opts revocationOptions) (Revocation, []string) {
 	var failures []string
 	if len(cert.OCSPServer) > 0 {
 		if issuer == nil {
@@ -379,7 +379,7 @@ func acceptOCSP(r *ocsp.Response, err error) (*ocsp.Response, error) {
 
 // queryOCSP asks one responder, POST first (universally supported), GET when
 // the responder rejects POST. Verified answers are cached until nextUpdate.
-func queryOCSP(ctx context.Context, rawURL string, cert, issuer *x509.Certificate, opts RevocationOptions) (*ocsp.Response, error) {
+func queryOCSP(ctx context.Context, rawURL string, cert, issuer *x509.Certificate, opts revocationOptions) (*ocsp.Response, error) {
 	if err := checkFetchURL(rawURL); err != nil {
 		return nil, err
 	}
@@ -412,7 +412,7 @@ func queryOCSP(ctx context.Context, rawURL string, cert, issuer *x509.Certificat
 
 // checkCRL fetches (or takes from cache) the CRL at rawURL, verifies it
 // against issuer and looks cert up in it.
-func checkCRL(ctx context.Context, rawURL string, cert, issuer *x509.Certificate, opts RevocationOptions) (Revocation, error) {
+func checkCRL(ctx context.Context, rawURL string, cert, issuer *x509.Certificate, opts revocationOptions) (Revocation, error) {
 	if err := checkFetchURL(rawURL); err != nil {
 		return Revocation{}, err
 	}
@@ -482,7 +482,7 @@ func checkFetchURL(raw string) error {
 // revocationFetch performs one bounded HTTP request. A body larger than max
 // is an error, not a truncation: a truncated CRL would parse as garbage
 // anyway, and the message should say why.
-func revocationFetch(ctx context.Context, method, rawURL string, body []byte, opts RevocationOptions, max int64) ([]byte, int, error) {
+func revocationFetch(ctx context.Context, method, rawURL string, body []byte, opts revocationOptions, max int64) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	var rd io.Reader

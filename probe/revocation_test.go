@@ -71,8 +71,8 @@ func TestRevocationOCSPModes(t *testing.T) {
 			url := pki.ServeOCSP(pki.Intermediate, tc.mode, &hits)
 			leaf := pki.Leaf(testlab.LeafOpts{OCSPURL: url})
 			start := time.Now()
-			res := CheckRevocation(context.Background(), RevocationInput{Leaf: leaf.Leaf, Issuer: pki.Intermediate.Cert},
-				RevocationOptions{Now: pki.Now, Timeout: 300 * time.Millisecond})
+			res := checkRevocation(context.Background(), revocationInput{Leaf: leaf.Leaf, Issuer: pki.Intermediate.Cert},
+				revocationOptions{Now: pki.Now, Timeout: 300 * time.Millisecond})
 			if el := time.Since(start); el > 3*time.Second {
 				t.Errorf("took %v: the timeout did not bound it", el)
 			}
@@ -104,10 +104,10 @@ func TestRevocationOCSPCached(t *testing.T) {
 	var hits atomic.Int64
 	url := pki.ServeOCSP(pki.Intermediate, testlab.OCSPGood, &hits)
 	leaf := pki.Leaf(testlab.LeafOpts{OCSPURL: url})
-	in := RevocationInput{Leaf: leaf.Leaf, Issuer: pki.Intermediate.Cert}
+	in := revocationInput{Leaf: leaf.Leaf, Issuer: pki.Intermediate.Cert}
 	cache := NewCache()
 	for i := 0; i < 3; i++ {
-		res := CheckRevocation(context.Background(), in, RevocationOptions{Now: pki.Now, cache: cache.rev})
+		res := checkRevocation(context.Background(), in, revocationOptions{Now: pki.Now, cache: cache.rev})
 		if res.Revocation.Status != RevStatusGood {
 			t.Fatalf("status %q", res.Revocation.Status)
 		}
@@ -125,8 +125,8 @@ func TestRevocationCRLFallback(t *testing.T) {
 	crlURL := pki.ServeCRL(pki.Intermediate, nil, &hits)
 	leaf2 := pki.Leaf(testlab.LeafOpts{CRLURL: crlURL, OCSPURL: ocspURL})
 	// leaf2 is not listed: good by CRL, with ocsp_unavailable for the hang.
-	res := CheckRevocation(context.Background(), RevocationInput{Leaf: leaf2.Leaf, Issuer: pki.Intermediate.Cert},
-		RevocationOptions{Now: pki.Now, Timeout: 300 * time.Millisecond})
+	res := checkRevocation(context.Background(), revocationInput{Leaf: leaf2.Leaf, Issuer: pki.Intermediate.Cert},
+		revocationOptions{Now: pki.Now, Timeout: 300 * time.Millisecond})
 	if res.Revocation.Method != RevMethodCRL || res.Revocation.Status != RevStatusGood {
 		t.Errorf("got %+v, want good by crl", res.Revocation)
 	}
@@ -141,8 +141,8 @@ func TestRevocationCRLFallback(t *testing.T) {
 	before := hits.Load()
 	cache := NewCache()
 	for i := 0; i < 2; i++ {
-		res = CheckRevocation(context.Background(), RevocationInput{Leaf: listed.Leaf, Issuer: pki.Intermediate.Cert},
-			RevocationOptions{Now: pki.Now, cache: cache.rev})
+		res = checkRevocation(context.Background(), revocationInput{Leaf: listed.Leaf, Issuer: pki.Intermediate.Cert},
+			revocationOptions{Now: pki.Now, cache: cache.rev})
 		if res.Revocation.Status != RevStatusRevoked || !hasCode(res.Findings, CodeRevoked) {
 			t.Fatalf("got %+v %v, want revoked by CRL", res.Revocation, findingCodes(res.Findings))
 		}
@@ -154,7 +154,7 @@ func TestRevocationCRLFallback(t *testing.T) {
 	// A CRL signed by someone else is not believed.
 	other := pki.Leaf(testlab.LeafOpts{})
 	other.Leaf.CRLDistributionPoints = []string{pki.ServeCRL(pki.UntrustedIntermediate, nil, nil)}
-	res = CheckRevocation(context.Background(), RevocationInput{Leaf: other.Leaf, Issuer: pki.Intermediate.Cert}, RevocationOptions{Now: pki.Now})
+	res = checkRevocation(context.Background(), revocationInput{Leaf: other.Leaf, Issuer: pki.Intermediate.Cert}, revocationOptions{Now: pki.Now})
 	if res.Revocation.Status == RevStatusGood || !hasCode(res.Findings, CodeOCSPUnavailable) {
 		t.Errorf("CRL from the wrong issuer taken: %+v %v", res.Revocation, findingCodes(res.Findings))
 	}
@@ -172,8 +172,8 @@ func TestRevocationStapleGood(t *testing.T) {
 	if len(cs.OCSPResponse) == 0 {
 		t.Fatal("no staple received")
 	}
-	res := CheckRevocation(context.Background(), RevocationInput{Leaf: cs.PeerCertificates[0], Issuer: pki.Intermediate.Cert, Staple: cs.OCSPResponse},
-		RevocationOptions{Now: pki.Now})
+	res := checkRevocation(context.Background(), revocationInput{Leaf: cs.PeerCertificates[0], Issuer: pki.Intermediate.Cert, Staple: cs.OCSPResponse},
+		revocationOptions{Now: pki.Now})
 	if !res.Stapled || !res.StapleVerified || res.Revocation.Method != RevMethodStaple || res.Revocation.Status != RevStatusGood {
 		t.Errorf("got %+v", res)
 	}
@@ -183,7 +183,7 @@ func TestRevocationStapleGood(t *testing.T) {
 	if hits.Load() != 0 {
 		t.Error("responder asked although a verified staple answered")
 	}
-	scts := CollectSCTs(&cs, cs.PeerCertificates[0], res.StapleResponse)
+	scts := collectSCTs(&cs, cs.PeerCertificates[0], res.StapleResponse)
 	if len(scts) != 2 || scts[0].Source != SCTSourceOCSP {
 		t.Errorf("SCTs from staple = %+v, want 2", scts)
 	}
@@ -194,8 +194,8 @@ func TestRevocationStapleForgedNotGood(t *testing.T) {
 	cert := pki.Leaf(testlab.LeafOpts{MustStaple: true})
 	// Signed by the untrusted intermediate: must not count as good.
 	cert.OCSPStaple = pki.OCSPResponse(cert.Leaf, pki.UntrustedIntermediate, ocsp.Good)
-	res := CheckRevocation(context.Background(), RevocationInput{Leaf: cert.Leaf, Issuer: pki.Intermediate.Cert, Staple: cert.OCSPStaple},
-		RevocationOptions{Now: pki.Now, Offline: true})
+	res := checkRevocation(context.Background(), revocationInput{Leaf: cert.Leaf, Issuer: pki.Intermediate.Cert, Staple: cert.OCSPStaple},
+		revocationOptions{Now: pki.Now, Offline: true})
 	if res.StapleVerified || res.Revocation.Status == RevStatusGood {
 		t.Errorf("forged staple accepted: %+v", res.Revocation)
 	}
@@ -208,8 +208,8 @@ func TestRevocationStapleRevoked(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	cert := pki.Leaf(testlab.LeafOpts{})
 	staple := pki.OCSPResponse(cert.Leaf, pki.Intermediate, ocsp.Revoked)
-	res := CheckRevocation(context.Background(), RevocationInput{Leaf: cert.Leaf, Issuer: pki.Intermediate.Cert, Staple: staple},
-		RevocationOptions{Now: pki.Now})
+	res := checkRevocation(context.Background(), revocationInput{Leaf: cert.Leaf, Issuer: pki.Intermediate.Cert, Staple: staple},
+		revocationOptions{Now: pki.Now})
 	if res.Revocation.Status != RevStatusRevoked || !hasCode(res.Findings, CodeRevoked) {
 		t.Errorf("got %+v %v", res.Revocation, findingCodes(res.Findings))
 	}
@@ -218,16 +218,16 @@ func TestRevocationStapleRevoked(t *testing.T) {
 func TestMustStapleMissing(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	cert := pki.Leaf(testlab.LeafOpts{MustStaple: true})
-	if !MustStaple(cert.Leaf) {
+	if !hasMustStaple(cert.Leaf) {
 		t.Fatal("MustStaple did not see the TLS feature extension")
 	}
-	if MustStaple(pki.Leaf(testlab.LeafOpts{}).Leaf) {
+	if hasMustStaple(pki.Leaf(testlab.LeafOpts{}).Leaf) {
 		t.Fatal("MustStaple on a plain leaf")
 	}
 	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	cs := handshakeState(t, addr, testlab.DefaultHost)
-	res := CheckRevocation(context.Background(), RevocationInput{Leaf: cs.PeerCertificates[0], Issuer: pki.Intermediate.Cert, Staple: cs.OCSPResponse},
-		RevocationOptions{Now: pki.Now})
+	res := checkRevocation(context.Background(), revocationInput{Leaf: cs.PeerCertificates[0], Issuer: pki.Intermediate.Cert, Staple: cs.OCSPResponse},
+		revocationOptions{Now: pki.Now})
 	var got *Finding
 	for i, f := range res.Findings {
 		if f.Code == CodeMustStapleMissing {
@@ -245,10 +245,10 @@ func TestRevocationIntermediate(t *testing.T) {
 	inter := *pki.Intermediate.Cert
 	inter.CRLDistributionPoints = []string{pki.ServeCRL(pki.Root, []*big.Int{inter.SerialNumber}, nil)}
 	leaf := pki.Leaf(testlab.LeafOpts{})
-	res := CheckRevocation(context.Background(), RevocationInput{
+	res := checkRevocation(context.Background(), revocationInput{
 		Leaf: leaf.Leaf, Issuer: pki.Intermediate.Cert,
 		Intermediates: [][2]*x509.Certificate{{&inter, pki.Root.Cert}},
-	}, RevocationOptions{Now: pki.Now})
+	}, revocationOptions{Now: pki.Now})
 	if !hasCode(res.Findings, CodeRevoked) || len(res.Revocation.Intermediates) != 1 {
 		t.Errorf("revoked intermediate not reported: %+v %v", res.Revocation, findingCodes(res.Findings))
 	}

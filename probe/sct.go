@@ -44,9 +44,9 @@ type SCTInfo struct {
 	Timestamp time.Time `json:"timestamp"`
 }
 
-// ParseSCTList decodes a TLS-encoded SignedCertificateTimestampList (RFC 6962
+// parseSCTList decodes a TLS-encoded SignedCertificateTimestampList (RFC 6962
 // §3.3): a uint16-length-prefixed list of uint16-length-prefixed SCTs.
-func ParseSCTList(b []byte) ([][]byte, error) {
+func parseSCTList(b []byte) ([][]byte, error) {
 	s := cryptobyte.String(b)
 	var list cryptobyte.String
 	if !s.ReadUint16LengthPrefixed(&list) || !s.Empty() {
@@ -66,9 +66,9 @@ func ParseSCTList(b []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// ParseSCT decodes one serialized SCT (RFC 6962 §3.2): version, log id,
+// parseSCT decodes one serialized SCT (RFC 6962 §3.2): version, log id,
 // timestamp, extensions, digitally-signed signature. Only v1 is defined.
-func ParseSCT(b []byte, source string) (SCTInfo, error) {
+func parseSCT(b []byte, source string) (SCTInfo, error) {
 	s := cryptobyte.String(b)
 	var version uint8
 	var logID []byte
@@ -102,7 +102,7 @@ func sctsFromExtensionValue(v []byte, source string) ([]SCTInfo, error) {
 	if err != nil || len(rest) != 0 {
 		return nil, errors.New("sct extension: not an OCTET STRING")
 	}
-	raws, err := ParseSCTList(inner)
+	raws, err := parseSCTList(inner)
 	out := parseSCTs(raws, source)
 	return out, err
 }
@@ -113,15 +113,15 @@ func parseSCTs(raws [][]byte, source string) []SCTInfo {
 		if i >= maxSCTs {
 			break
 		}
-		if s, err := ParseSCT(r, source); err == nil {
+		if s, err := parseSCT(r, source); err == nil {
 			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// CertificateSCTs returns the SCTs embedded in a certificate.
-func CertificateSCTs(c *x509.Certificate) []SCTInfo {
+// certificateSCTs returns the SCTs embedded in a certificate.
+func certificateSCTs(c *x509.Certificate) []SCTInfo {
 	if c == nil {
 		return nil
 	}
@@ -134,10 +134,10 @@ func CertificateSCTs(c *x509.Certificate) []SCTInfo {
 	return nil
 }
 
-// OCSPResponseSCTs returns the SCTs in an OCSP response's singleExtensions.
+// ocspResponseSCTs returns the SCTs in an OCSP response's singleExtensions.
 // The response must already be verified by the caller; SCTs from an
 // unverified response would be counted on a forger's word.
-func OCSPResponseSCTs(r *ocsp.Response) []SCTInfo {
+func ocspResponseSCTs(r *ocsp.Response) []SCTInfo {
 	if r == nil {
 		return nil
 	}
@@ -150,10 +150,10 @@ func OCSPResponseSCTs(r *ocsp.Response) []SCTInfo {
 	return nil
 }
 
-// CollectSCTs gathers the SCTs from all three sources. staple is the verified
+// collectSCTs gathers the SCTs from all three sources. staple is the verified
 // stapled OCSP response, or nil.
-func CollectSCTs(cs *tls.ConnectionState, leaf *x509.Certificate, staple *ocsp.Response) []SCTInfo {
-	out := CertificateSCTs(leaf)
+func collectSCTs(cs *tls.ConnectionState, leaf *x509.Certificate, staple *ocsp.Response) []SCTInfo {
+	out := certificateSCTs(leaf)
 	if cs != nil {
 		n := cs.SignedCertificateTimestamps
 		if len(n) > maxSCTs {
@@ -161,7 +161,7 @@ func CollectSCTs(cs *tls.ConnectionState, leaf *x509.Certificate, staple *ocsp.R
 		}
 		out = append(out, parseSCTs(n, SCTSourceTLS)...)
 	}
-	return append(out, OCSPResponseSCTs(staple)...)
+	return append(out, ocspResponseSCTs(staple)...)
 }
 
 // sctFindings says no_sct when no source carried a single SCT. public tells

@@ -37,7 +37,7 @@ func TestSCTFromCertificateAndTLS(t *testing.T) {
 		t.Fatalf("fixture: %v %v", raws, err)
 	}
 	inner := tlsExt.Value[2:] // OCTET STRING header (short form) stripped
-	list, err := ParseSCTList(inner)
+	list, err := parseSCTList(inner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestSCTFromCertificateAndTLS(t *testing.T) {
 		SignedCertificateTimestamps: list}
 	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	cs := handshakeState(t, addr, testlab.DefaultHost)
-	scts := CollectSCTs(&cs, cs.PeerCertificates[0], nil)
+	scts := collectSCTs(&cs, cs.PeerCertificates[0], nil)
 	var fromCert, fromTLS int
 	for _, s := range scts {
 		switch s.Source {
@@ -68,7 +68,7 @@ func TestNoSCT(t *testing.T) {
 	cert := pki.Leaf(testlab.LeafOpts{})
 	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	cs := handshakeState(t, addr, testlab.DefaultHost)
-	fs := sctFindings(CollectSCTs(&cs, cs.PeerCertificates[0], nil), false)
+	fs := sctFindings(collectSCTs(&cs, cs.PeerCertificates[0], nil), false)
 	if len(fs) != 1 || fs[0].Code != CodeNoSCT || fs[0].Severity != SeverityInfo {
 		t.Errorf("got %v, want no_sct info", findingCodes(fs))
 	}
@@ -82,11 +82,11 @@ func TestParseSCTListMalformed(t *testing.T) {
 		"zero-length":    {0, 2, 0, 0},
 		"entry too long": {0, 4, 0, 9, 1, 2},
 	} {
-		if _, err := ParseSCTList(b); err == nil {
+		if _, err := parseSCTList(b); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if _, err := ParseSCT([]byte{1, 2, 3}, SCTSourceTLS); err == nil {
+	if _, err := parseSCT([]byte{1, 2, 3}, SCTSourceTLS); err == nil {
 		t.Error("truncated SCT accepted")
 	}
 	// A list claiming thousands of entries is cut at maxSCTs.
@@ -95,7 +95,7 @@ func TestParseSCTListMalformed(t *testing.T) {
 		list = append(list, 0, 1, 0)
 	}
 	b := append([]byte{byte(len(list) >> 8), byte(len(list))}, list...)
-	got, err := ParseSCTList(b)
+	got, err := parseSCTList(b)
 	if err == nil || len(got) != maxSCTs {
 		t.Errorf("got %d entries, err %v", len(got), err)
 	}

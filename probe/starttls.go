@@ -12,75 +12,75 @@ import (
 )
 
 // STARTTLS: protocols that start in plain text and upgrade the same
-// connection to TLS. StartTLS speaks just enough of each protocol to ask for
+// connection to TLS. startTLS speaks just enough of each protocol to ask for
 // the upgrade; every read is bounded in size and by a deadline, so a server
 // that stalls or floods cannot hold the probe.
 
-// StartTLS protocol names; they double as target URL schemes
+// startTLS protocol names; they double as target URL schemes
 // ("smtp://mail.example.com:587").
 const (
-	ProtoSMTP     = "smtp"
-	ProtoIMAP     = "imap"
-	ProtoPOP3     = "pop3"
-	ProtoFTP      = "ftp"
-	ProtoPostgres = "postgres"
-	ProtoLDAP     = "ldap"
-	ProtoXMPP     = "xmpp"
+	protoSMTP     = "smtp"
+	protoIMAP     = "imap"
+	protoPOP3     = "pop3"
+	protoFTP      = "ftp"
+	protoPostgres = "postgres"
+	protoLDAP     = "ldap"
+	protoXMPP     = "xmpp"
 )
 
-// StartTLSProtocols lists the supported protocols with their default ports.
-var StartTLSProtocols = map[string]int{
-	ProtoSMTP:     25,
-	ProtoIMAP:     143,
-	ProtoPOP3:     110,
-	ProtoFTP:      21,
-	ProtoPostgres: 5432,
-	ProtoLDAP:     389,
-	ProtoXMPP:     5222,
+// startTLSProtocols lists the supported protocols with their default ports.
+var startTLSProtocols = map[string]int{
+	protoSMTP:     25,
+	protoIMAP:     143,
+	protoPOP3:     110,
+	protoFTP:      21,
+	protoPostgres: 5432,
+	protoLDAP:     389,
+	protoXMPP:     5222,
 }
 
 // startTLSAliases are extra URL schemes accepted for the same protocols.
 var startTLSAliases = map[string]string{
-	"submission": ProtoSMTP, // RFC 6409 port 587
-	"postgresql": ProtoPostgres,
-	"pop":        ProtoPOP3,
+	"submission": protoSMTP, // RFC 6409 port 587
+	"postgresql": protoPostgres,
+	"pop":        protoPOP3,
 }
 
 // startTLSPortHints names the protocol usually behind a well-known plain
 // port: a TLS handshake failing there probably needs STARTTLS.
 var startTLSPortHints = map[int]string{
-	25: ProtoSMTP, 587: ProtoSMTP, 143: ProtoIMAP, 110: ProtoPOP3, 21: ProtoFTP,
-	5432: ProtoPostgres, 389: ProtoLDAP, 5222: ProtoXMPP,
+	25: protoSMTP, 587: protoSMTP, 143: protoIMAP, 110: protoPOP3, 21: protoFTP,
+	5432: protoPostgres, 389: protoLDAP, 5222: protoXMPP,
 }
 
 // startTLSSchemes is every URL scheme that names a STARTTLS protocol (the
 // protocol names and their aliases) with its default port.
 func startTLSSchemes() map[string]int {
 	out := map[string]int{"submission": 587}
-	for p, port := range StartTLSProtocols {
+	for p, port := range startTLSProtocols {
 		out[p] = port
 	}
 	for alias, p := range startTLSAliases {
 		if _, ok := out[alias]; !ok {
-			out[alias] = StartTLSProtocols[p]
+			out[alias] = startTLSProtocols[p]
 		}
 	}
 	return out
 }
 
-// StartTLSProtocol maps a scheme (or alias) to its protocol name; "" when it
+// startTLSProtocol maps a scheme (or alias) to its protocol name; "" when it
 // is not a STARTTLS scheme.
-func StartTLSProtocol(scheme string) string {
+func startTLSProtocol(scheme string) string {
 	s := strings.ToLower(scheme)
-	if _, ok := StartTLSProtocols[s]; ok {
+	if _, ok := startTLSProtocols[s]; ok {
 		return s
 	}
 	return startTLSAliases[s]
 }
 
-// StartTLSHint returns advice for a failed plain TLS handshake on a port
+// startTLSHint returns advice for a failed plain TLS handshake on a port
 // that usually speaks STARTTLS ("" for other ports).
-func StartTLSHint(host string, port int) string {
+func startTLSHint(host string, port int) string {
 	p, ok := startTLSPortHints[port]
 	if !ok {
 		return ""
@@ -89,24 +89,24 @@ func StartTLSHint(host string, port int) string {
 		port, strings.ToUpper(p), p, net.JoinHostPort(host, fmt.Sprint(port)))
 }
 
-// StartTLSError says at which step the upgrade dialogue failed. NotOffered
+// startTLSError says at which step the upgrade dialogue failed. NotOffered
 // is true when the server answered properly but refused or does not offer
 // the upgrade (as opposed to not speaking the protocol at all).
-type StartTLSError struct {
+type startTLSError struct {
 	Proto      string
 	Step       string
 	NotOffered bool
 	Err        error
 }
 
-func (e *StartTLSError) Error() string {
+func (e *startTLSError) Error() string {
 	return fmt.Sprintf("%s STARTTLS, %s: %v", strings.ToUpper(e.Proto), e.Step, e.Err)
 }
 
-func (e *StartTLSError) Unwrap() error { return e.Err }
+func (e *startTLSError) Unwrap() error { return e.Err }
 
-// ErrUnknownStartTLS is returned for a protocol not in StartTLSProtocols.
-var ErrUnknownStartTLS = errors.New("unknown STARTTLS protocol")
+// errUnknownStartTLS is returned for a protocol not in startTLSProtocols.
+var errUnknownStartTLS = errors.New("unknown STARTTLS protocol")
 
 const (
 	startTLSMaxLine    = 4096
@@ -115,24 +115,24 @@ const (
 	startTLSDefaultDur = 10 * time.Second
 )
 
-// StartTLS performs the plain-text upgrade dialogue of proto on conn, so
+// startTLS performs the plain-text upgrade dialogue of proto on conn, so
 // that the caller can start the TLS handshake (tls.Client) on the same
 // connection next. host is the name announced where the protocol needs one
 // (XMPP's stream "to"). It sets a deadline from ctx (or 10 s) and clears it
 // on success. Nothing is buffered past the server's last plain-text byte:
 // each protocol's final answer is read exactly, so the TLS handshake sees
 // the stream intact.
-func StartTLS(ctx context.Context, conn net.Conn, proto, host string) error {
-	p := StartTLSProtocol(proto)
+func startTLS(ctx context.Context, conn net.Conn, proto, host string) error {
+	p := startTLSProtocol(proto)
 	if p == "" {
-		return fmt.Errorf("%w %q", ErrUnknownStartTLS, proto)
+		return fmt.Errorf("%w %q", errUnknownStartTLS, proto)
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(startTLSDefaultDur)
 	}
 	if err := conn.SetDeadline(deadline); err != nil {
-		return &StartTLSError{Proto: p, Step: "set deadline", Err: err}
+		return &startTLSError{Proto: p, Step: "set deadline", Err: err}
 	}
 	// A cancelled ctx unblocks reads at once.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
@@ -141,28 +141,28 @@ func StartTLS(ctx context.Context, conn net.Conn, proto, host string) error {
 	r := &lineReader{c: conn}
 	var err error
 	switch p {
-	case ProtoSMTP:
+	case protoSMTP:
 		err = startSMTP(r, conn)
-	case ProtoIMAP:
+	case protoIMAP:
 		err = startIMAP(r, conn)
-	case ProtoPOP3:
+	case protoPOP3:
 		err = startPOP3(r, conn)
-	case ProtoFTP:
+	case protoFTP:
 		err = startFTP(r, conn)
-	case ProtoPostgres:
+	case protoPostgres:
 		err = startPostgres(conn)
-	case ProtoLDAP:
+	case protoLDAP:
 		err = startLDAP(conn)
-	case ProtoXMPP:
+	case protoXMPP:
 		err = startXMPP(conn, host)
 	}
 	if err != nil {
-		var se *StartTLSError
+		var se *startTLSError
 		if errors.As(err, &se) {
 			se.Proto = p
 			return se
 		}
-		return &StartTLSError{Proto: p, Step: "dialogue", Err: err}
+		return &startTLSError{Proto: p, Step: "dialogue", Err: err}
 	}
 	return conn.SetDeadline(time.Time{})
 }
@@ -236,20 +236,20 @@ func send(c net.Conn, s string) error {
 func startSMTP(r *lineReader, c net.Conn) error {
 	code, lines, err := r.reply()
 	if err != nil {
-		return &StartTLSError{Step: "greeting", Err: err}
+		return &startTLSError{Step: "greeting", Err: err}
 	}
 	if code != "220" {
-		return &StartTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(strings.Join(lines, " ")))}
+		return &startTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(strings.Join(lines, " ")))}
 	}
 	if err := send(c, "EHLO tlswatch.invalid\r\n"); err != nil {
-		return &StartTLSError{Step: "EHLO", Err: err}
+		return &startTLSError{Step: "EHLO", Err: err}
 	}
 	code, lines, err = r.reply()
 	if err != nil {
-		return &StartTLSError{Step: "EHLO", Err: err}
+		return &startTLSError{Step: "EHLO", Err: err}
 	}
 	if code != "250" {
-		return &StartTLSError{Step: "EHLO", Err: fmt.Errorf("server answered %q", clip(lines[0]))}
+		return &startTLSError{Step: "EHLO", Err: fmt.Errorf("server answered %q", clip(lines[0]))}
 	}
 	offered := false
 	for _, l := range lines[1:] {
@@ -258,17 +258,17 @@ func startSMTP(r *lineReader, c net.Conn) error {
 		}
 	}
 	if !offered {
-		return &StartTLSError{Step: "EHLO", NotOffered: true, Err: errors.New("the server does not offer STARTTLS")}
+		return &startTLSError{Step: "EHLO", NotOffered: true, Err: errors.New("the server does not offer STARTTLS")}
 	}
 	if err := send(c, "STARTTLS\r\n"); err != nil {
-		return &StartTLSError{Step: "STARTTLS", Err: err}
+		return &startTLSError{Step: "STARTTLS", Err: err}
 	}
 	code, lines, err = r.reply()
 	if err != nil {
-		return &StartTLSError{Step: "STARTTLS", Err: err}
+		return &startTLSError{Step: "STARTTLS", Err: err}
 	}
 	if code != "220" {
-		return &StartTLSError{Step: "STARTTLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(lines[0]))}
+		return &startTLSError{Step: "STARTTLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(lines[0]))}
 	}
 	return nil
 }
@@ -276,46 +276,46 @@ func startSMTP(r *lineReader, c net.Conn) error {
 func startIMAP(r *lineReader, c net.Conn) error {
 	l, err := r.line()
 	if err != nil {
-		return &StartTLSError{Step: "greeting", Err: err}
+		return &startTLSError{Step: "greeting", Err: err}
 	}
 	if !strings.HasPrefix(l, "* OK") {
-		return &StartTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(l))}
+		return &startTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(l))}
 	}
 	if err := send(c, "a1 STARTTLS\r\n"); err != nil {
-		return &StartTLSError{Step: "STARTTLS", Err: err}
+		return &startTLSError{Step: "STARTTLS", Err: err}
 	}
 	for i := 0; i < startTLSMaxLines; i++ {
 		l, err := r.line()
 		if err != nil {
-			return &StartTLSError{Step: "STARTTLS", Err: err}
+			return &startTLSError{Step: "STARTTLS", Err: err}
 		}
 		switch {
 		case strings.HasPrefix(l, "a1 OK"):
 			return nil
 		case strings.HasPrefix(l, "a1 "):
-			return &StartTLSError{Step: "STARTTLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(l))}
+			return &startTLSError{Step: "STARTTLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(l))}
 		}
 	}
-	return &StartTLSError{Step: "STARTTLS", Err: errors.New("no tagged answer")}
+	return &startTLSError{Step: "STARTTLS", Err: errors.New("no tagged answer")}
 }
 
 func startPOP3(r *lineReader, c net.Conn) error {
 	l, err := r.line()
 	if err != nil {
-		return &StartTLSError{Step: "greeting", Err: err}
+		return &startTLSError{Step: "greeting", Err: err}
 	}
 	if !strings.HasPrefix(l, "+OK") {
-		return &StartTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(l))}
+		return &startTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(l))}
 	}
 	if err := send(c, "STLS\r\n"); err != nil {
-		return &StartTLSError{Step: "STLS", Err: err}
+		return &startTLSError{Step: "STLS", Err: err}
 	}
 	l, err = r.line()
 	if err != nil {
-		return &StartTLSError{Step: "STLS", Err: err}
+		return &startTLSError{Step: "STLS", Err: err}
 	}
 	if !strings.HasPrefix(l, "+OK") {
-		return &StartTLSError{Step: "STLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(l))}
+		return &startTLSError{Step: "STLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(l))}
 	}
 	return nil
 }
@@ -323,20 +323,20 @@ func startPOP3(r *lineReader, c net.Conn) error {
 func startFTP(r *lineReader, c net.Conn) error {
 	code, lines, err := r.reply()
 	if err != nil {
-		return &StartTLSError{Step: "greeting", Err: err}
+		return &startTLSError{Step: "greeting", Err: err}
 	}
 	if code != "220" {
-		return &StartTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(strings.Join(lines, " ")))}
+		return &startTLSError{Step: "greeting", Err: fmt.Errorf("server answered %q", clip(strings.Join(lines, " ")))}
 	}
 	if err := send(c, "AUTH TLS\r\n"); err != nil {
-		return &StartTLSError{Step: "AUTH TLS", Err: err}
+		return &startTLSError{Step: "AUTH TLS", Err: err}
 	}
 	code, lines, err = r.reply()
 	if err != nil {
-		return &StartTLSError{Step: "AUTH TLS", Err: err}
+		return &startTLSError{Step: "AUTH TLS", Err: err}
 	}
 	if code != "234" {
-		return &StartTLSError{Step: "AUTH TLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(lines[0]))}
+		return &startTLSError{Step: "AUTH TLS", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(lines[0]))}
 	}
 	return nil
 }
@@ -346,19 +346,19 @@ var postgresSSLRequest = []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
 
 func startPostgres(c net.Conn) error {
 	if _, err := c.Write(postgresSSLRequest); err != nil {
-		return &StartTLSError{Step: "SSLRequest", Err: err}
+		return &startTLSError{Step: "SSLRequest", Err: err}
 	}
 	b := make([]byte, 1)
 	if _, err := io.ReadFull(c, b); err != nil {
-		return &StartTLSError{Step: "SSLRequest", Err: err}
+		return &startTLSError{Step: "SSLRequest", Err: err}
 	}
 	switch b[0] {
 	case 'S':
 		return nil
 	case 'N':
-		return &StartTLSError{Step: "SSLRequest", NotOffered: true, Err: errors.New("the server does not accept SSL")}
+		return &startTLSError{Step: "SSLRequest", NotOffered: true, Err: errors.New("the server does not accept SSL")}
 	}
-	return &StartTLSError{Step: "SSLRequest", Err: fmt.Errorf("unexpected answer byte 0x%02x", b[0])}
+	return &startTLSError{Step: "SSLRequest", Err: fmt.Errorf("unexpected answer byte 0x%02x", b[0])}
 }
 
 // ldapStartTLSRequest is LDAPMessage{ messageID 1, extendedReq
@@ -368,35 +368,35 @@ var ldapStartTLSRequest = append([]byte{0x30, 0x1d, 0x02, 0x01, 0x01, 0x77, 0x18
 
 func startLDAP(c net.Conn) error {
 	if _, err := c.Write(ldapStartTLSRequest); err != nil {
-		return &StartTLSError{Step: "extended request", Err: err}
+		return &startTLSError{Step: "extended request", Err: err}
 	}
 	msg, err := readBER(c, 4096)
 	if err != nil {
-		return &StartTLSError{Step: "extended response", Err: err}
+		return &startTLSError{Step: "extended response", Err: err}
 	}
 	// SEQUENCE { INTEGER id, [APPLICATION 24] { ENUMERATED resultCode, ... } }
 	body, ok := berChild(msg, 0x30)
 	if !ok {
-		return &StartTLSError{Step: "extended response", Err: errors.New("not an LDAP message")}
+		return &startTLSError{Step: "extended response", Err: errors.New("not an LDAP message")}
 	}
 	_, rest, ok := berNext(body) // messageID
 	if !ok {
-		return &StartTLSError{Step: "extended response", Err: errors.New("not an LDAP message")}
+		return &startTLSError{Step: "extended response", Err: errors.New("not an LDAP message")}
 	}
 	resp, _, ok := berNext(rest)
 	if !ok || len(resp) < 2 || resp[0] != 0x78 {
-		return &StartTLSError{Step: "extended response", Err: errors.New("not an extended response")}
+		return &startTLSError{Step: "extended response", Err: errors.New("not an extended response")}
 	}
 	inner, ok := berChild(resp, 0x78)
 	if !ok {
-		return &StartTLSError{Step: "extended response", Err: errors.New("malformed extended response")}
+		return &startTLSError{Step: "extended response", Err: errors.New("malformed extended response")}
 	}
 	code, _, ok := berNext(inner)
 	if !ok || len(code) != 3 || code[0] != 0x0a {
-		return &StartTLSError{Step: "extended response", Err: errors.New("malformed result code")}
+		return &startTLSError{Step: "extended response", Err: errors.New("malformed result code")}
 	}
 	if code[2] != 0 {
-		return &StartTLSError{Step: "extended response", NotOffered: true, Err: fmt.Errorf("LDAP result code %d", code[2])}
+		return &startTLSError{Step: "extended response", NotOffered: true, Err: fmt.Errorf("LDAP result code %d", code[2])}
 	}
 	return nil
 }
@@ -473,24 +473,24 @@ func startXMPP(c net.Conn, host string) error {
 	open := fmt.Sprintf("<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
 		xmlAttrEscape(host))
 	if err := send(c, open); err != nil {
-		return &StartTLSError{Step: "stream", Err: err}
+		return &startTLSError{Step: "stream", Err: err}
 	}
 	feats, err := readUntil(c, []string{"</stream:features>", "</features>"}, startTLSMaxXML)
 	if err != nil {
-		return &StartTLSError{Step: "stream features", Err: err}
+		return &startTLSError{Step: "stream features", Err: err}
 	}
 	if !bytes.Contains(feats, []byte("urn:ietf:params:xml:ns:xmpp-tls")) {
-		return &StartTLSError{Step: "stream features", NotOffered: true, Err: errors.New("the server does not offer STARTTLS")}
+		return &startTLSError{Step: "stream features", NotOffered: true, Err: errors.New("the server does not offer STARTTLS")}
 	}
 	if err := send(c, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"); err != nil {
-		return &StartTLSError{Step: "starttls", Err: err}
+		return &startTLSError{Step: "starttls", Err: err}
 	}
 	ans, err := readUntil(c, []string{"/>", "</proceed>", "</failure>"}, 4096)
 	if err != nil {
-		return &StartTLSError{Step: "starttls", Err: err}
+		return &startTLSError{Step: "starttls", Err: err}
 	}
 	if !bytes.Contains(ans, []byte("<proceed")) {
-		return &StartTLSError{Step: "starttls", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(string(ans)))}
+		return &startTLSError{Step: "starttls", NotOffered: true, Err: fmt.Errorf("server answered %q", clip(string(ans)))}
 	}
 	return nil
 }

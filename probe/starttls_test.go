@@ -117,7 +117,7 @@ func startTLSHandshake(t *testing.T, addr, proto string) (tls.ConnectionState, e
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := StartTLS(ctx, c, proto, testlab.DefaultHost); err != nil {
+	if err := startTLS(ctx, c, proto, testlab.DefaultHost); err != nil {
 		return tls.ConnectionState{}, err
 	}
 	tc := tls.Client(c, &tls.Config{ServerName: testlab.DefaultHost, InsecureSkipVerify: true})
@@ -143,9 +143,9 @@ func TestStartTLSSMTP(t *testing.T) {
 	// A server that does not offer it: a typed, NotOffered error.
 	addr = serveStartTLS(t, cfg, smtpServer(false))
 	_, err = startTLSHandshake(t, addr, "submission")
-	var se *StartTLSError
-	if !errors.As(err, &se) || !se.NotOffered || se.Proto != ProtoSMTP {
-		t.Fatalf("err %v, want NotOffered StartTLSError", err)
+	var se *startTLSError
+	if !errors.As(err, &se) || !se.NotOffered || se.Proto != protoSMTP {
+		t.Fatalf("err %v, want NotOffered startTLSError", err)
 	}
 }
 
@@ -233,13 +233,13 @@ func TestStartTLSProtocols(t *testing.T) {
 		return false
 	})
 	_, err := startTLSHandshake(t, addr, "postgresql")
-	var se *StartTLSError
+	var se *startTLSError
 	if !errors.As(err, &se) || !se.NotOffered {
 		t.Fatalf("err %v", err)
 	}
 }
 
-// A silent server and a flooding one cannot hold StartTLS past its deadline
+// A silent server and a flooding one cannot hold startTLS past its deadline
 // or its size bounds.
 func TestStartTLSBounded(t *testing.T) {
 	silent := serveStartTLS(t, nil, func(c net.Conn, r *bufio.Reader) bool {
@@ -257,23 +257,23 @@ func TestStartTLSBounded(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		start := time.Now()
-		err = StartTLS(ctx, c, "smtp", "x")
+		err = startTLS(ctx, c, "smtp", "x")
 		cancel()
 		c.Close()
 		if err == nil || time.Since(start) > 2*time.Second {
 			t.Errorf("%s: err %v after %v", addr, err, time.Since(start))
 		}
 	}
-	if err := StartTLS(context.Background(), nil, "gopher", ""); !errors.Is(err, ErrUnknownStartTLS) {
+	if err := startTLS(context.Background(), nil, "gopher", ""); !errors.Is(err, errUnknownStartTLS) {
 		t.Errorf("unknown protocol: %v", err)
 	}
 }
 
 func TestStartTLSHint(t *testing.T) {
-	if h := StartTLSHint("mail.example.com", 587); !strings.Contains(h, "smtp://mail.example.com:587") {
+	if h := startTLSHint("mail.example.com", 587); !strings.Contains(h, "smtp://mail.example.com:587") {
 		t.Errorf("hint %q", h)
 	}
-	if StartTLSHint("x", 443) != "" {
+	if startTLSHint("x", 443) != "" {
 		t.Error("hint for 443")
 	}
 }

@@ -31,12 +31,12 @@ var (
 	mozillaRoots map[[32]byte]bool // SHA-256 of each bundled root
 )
 
-// MozillaRoots returns the Mozilla (NSS) root bundle shipped in
+// mozillaBundle returns the Mozilla (NSS) root bundle shipped in
 // golang.org/x/crypto/x509roots/fallback/bundle, built once. Unlike importing
 // the fallback package it does not replace the process's fallback roots:
 // tlswatch must never trust more than the operator configured.
 // Distrust-after constraints of the bundle are kept.
-func MozillaRoots() *x509.CertPool {
+func mozillaBundle() *x509.CertPool {
 	mozillaOnce.Do(func() {
 		mozillaPool = x509.NewCertPool()
 		mozillaRoots = map[[32]byte]bool{}
@@ -56,8 +56,8 @@ func MozillaRoots() *x509.CertPool {
 	return mozillaPool
 }
 
-// TrustStoreInput is the chain as served and the stores to compare.
-type TrustStoreInput struct {
+// trustStoreInput is the chain as served and the stores to compare.
+type trustStoreInput struct {
 	Leaf          *x509.Certificate
 	Intermediates []*x509.Certificate // as served (no AIA: `trusted` does not fetch either)
 	Now           time.Time
@@ -70,7 +70,7 @@ type TrustStoreInput struct {
 	cache *verifyCache
 }
 
-// CheckTrustStores verifies the chain against each store and reports
+// checkTrustStores verifies the chain against each store and reports
 // untrusted_elsewhere when the verdicts disagree in a way an agent would
 // feel:
 //   - trusted only thanks to the custom (--ca-file) roots: every agent
@@ -82,7 +82,7 @@ type TrustStoreInput struct {
 //
 // A chain anchored at a root found in no public store (a private CA installed
 // system-wide) is reported per store but is not a finding: that is a choice.
-func CheckTrustStores(in TrustStoreInput) ([]TrustVerdict, []Finding) {
+func checkTrustStores(in trustStoreInput) ([]TrustVerdict, []Finding) {
 	if in.Leaf == nil {
 		return nil, nil
 	}
@@ -125,7 +125,7 @@ func CheckTrustStores(in TrustStoreInput) ([]TrustVerdict, []Finding) {
 
 	moz := in.Mozilla
 	if moz == nil {
-		moz = MozillaRoots()
+		moz = mozillaBundle()
 	}
 	_, mozErr := verify(moz)
 	out = append(out, verdict(StoreMozilla, nil, mozErr))
@@ -158,7 +158,7 @@ func anchoredAtMozillaRoot(chains [][]*x509.Certificate, realBundle bool) bool {
 	if !realBundle {
 		return false
 	}
-	MozillaRoots()
+	mozillaBundle()
 	for _, ch := range chains {
 		if len(ch) > 0 && mozillaRoots[sha256.Sum256(ch[len(ch)-1].Raw)] {
 			return true

@@ -25,7 +25,7 @@ func TestTrustStoresCustomOnly(t *testing.T) {
 	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	cs := handshakeState(t, addr, testlab.DefaultHost)
 
-	vs, fs := CheckTrustStores(TrustStoreInput{
+	vs, fs := checkTrustStores(trustStoreInput{
 		Leaf: cs.PeerCertificates[0], Intermediates: cs.PeerCertificates[1:], Now: pki.Now,
 		Configured: pki.Roots(), Custom: pki.Roots(),
 		System: x509.NewCertPool(), // a machine without the lab root
@@ -48,7 +48,7 @@ func TestTrustStoresCustomOnly(t *testing.T) {
 func TestTrustStoresReverse(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	cert := pki.Leaf(testlab.LeafOpts{})
-	_, fs := CheckTrustStores(TrustStoreInput{
+	_, fs := checkTrustStores(trustStoreInput{
 		Leaf: cert.Leaf, Intermediates: []*x509.Certificate{pki.Intermediate.Cert}, Now: pki.Now,
 		Configured: x509.NewCertPool(), System: x509.NewCertPool(), Mozilla: pki.Roots(),
 	})
@@ -62,7 +62,7 @@ func TestTrustStoresReverse(t *testing.T) {
 func TestTrustStoresAgree(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	cert := pki.Leaf(testlab.LeafOpts{})
-	vs, fs := CheckTrustStores(TrustStoreInput{
+	vs, fs := checkTrustStores(trustStoreInput{
 		Leaf: cert.Leaf, Intermediates: []*x509.Certificate{pki.Intermediate.Cert}, Now: pki.Now,
 		Configured: pki.Roots(), System: pki.Roots(), Mozilla: pki.Roots(),
 	})
@@ -70,7 +70,7 @@ func TestTrustStoresAgree(t *testing.T) {
 		t.Fatalf("verdicts %+v findings %v", vs, findingCodes(fs))
 	}
 	// Untrusted by all: untrusted_root is the core's finding, not ours.
-	_, fs = CheckTrustStores(TrustStoreInput{
+	_, fs = checkTrustStores(trustStoreInput{
 		Leaf: cert.Leaf, Now: pki.Now, Configured: x509.NewCertPool(), System: x509.NewCertPool(),
 	})
 	if len(fs) != 0 {
@@ -79,7 +79,7 @@ func TestTrustStoresAgree(t *testing.T) {
 }
 
 func TestMozillaRootsSeparate(t *testing.T) {
-	if MozillaRoots() == nil || len(mozillaRoots) < 50 {
+	if mozillaBundle() == nil || len(mozillaRoots) < 50 {
 		t.Fatalf("bundle has %d roots", len(mozillaRoots))
 	}
 }

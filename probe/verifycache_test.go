@@ -43,7 +43,7 @@ func TestUnanchoredAgreesWithVerify(t *testing.T) {
 	pools := map[string]*x509.CertPool{
 		"lab":     p.Roots(),
 		"empty":   x509.NewCertPool(),
-		"mozilla": MozillaRoots(),
+		"mozilla": mozillaBundle(),
 		"other":   poolOf(other.Cert),
 		"self":    poolOf(chains["self_signed"][0]),
 	}
