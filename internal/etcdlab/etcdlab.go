@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ type Server struct {
 	embedded *embed.Etcd
 	cmd      *exec.Cmd
 	exited   chan struct{}
-	t        testing.TB
+	fatalf   func(format string, args ...any)
 }
 
 // Start runs an embedded etcd (server v3.7) in the test process. It stops
@@ -65,22 +66,55 @@ func StartBinary(t testing.TB) *Server {
 }
 
 func start(t testing.TB, binary string) *Server {
-	s := &Server{dir: filepath.Join(t.TempDir(), "etcd"), binary: binary, t: t,
-		client: freePort(t), peer: freePort(t)}
+	t.Helper()
+	s := &Server{dir: filepath.Join(t.TempDir(), "etcd"), binary: binary, fatalf: t.Fatalf,
+		client: freePort(t.Fatalf), peer: freePort(t.Fatalf)}
 	s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(s.client)
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
 }
 
+var shared struct {
+	once sync.Once
+	s    *Server
+	dir  string
+}
+
+// Shared is one embedded etcd for all the tests of a package that only need
+// a server, each under its own Prefix; starting one per test would cost a
+// second each. Tests must not Stop it. StopShared, in TestMain, ends it.
+func Shared() *Server {
+	shared.once.Do(func() {
+		panicf := func(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+		dir, err := os.MkdirTemp("", "etcdlab-")
+		if err != nil {
+			panicf("etcdlab: %v", err)
+		}
+		shared.dir = dir
+		shared.s = &Server{dir: filepath.Join(dir, "etcd"), fatalf: panicf,
+			client: freePort(panicf), peer: freePort(panicf)}
+		shared.s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(shared.s.client)
+		shared.s.Start()
+	})
+	return shared.s
+}
+
+// StopShared stops the Shared server, if one was started.
+func StopShared() {
+	if shared.s != nil {
+		shared.s.Stop()
+		os.RemoveAll(shared.dir)
+	}
+}
+
 // freePort asks the kernel for a loopback port that is free now. etcd needs
 // the number in its configuration before it listens, and the same number
 // again after a restart.
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort(fatalf func(string, ...any)) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("etcdlab: listen: %v", err)
+		fatalf("etcdlab: listen: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
@@ -89,7 +123,6 @@ func freePort(t testing.TB) int {
 // Start starts the server (again) on its data directory and waits until it
 // answers.
 func (s *Server) Start() {
-	s.t.Helper()
 	if s.binary != "" {
 		s.startBinary()
 	} else {
@@ -118,13 +151,13 @@ func (s *Server) startEmbedded() {
 	cfg.UnsafeNoFsync = true
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		s.t.Fatalf("etcdlab: start embedded etcd: %v", err)
+		s.fatalf("etcdlab: start embedded etcd: %v", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(startTimeout):
 		e.Close()
-		s.t.Fatalf("etcdlab: embedded etcd not ready after %s", startTimeout)
+		s.fatalf("etcdlab: embedded etcd not ready after %s", startTimeout)
 	}
 	s.embedded = e
 }
@@ -139,7 +172,7 @@ func (s *Server) startBinary() {
 		"--logger", "zap", "--log-level", "error")
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("etcdlab: start %s: %v", s.binary, err)
+		s.fatalf("etcdlab: start %s: %v", s.binary, err)
 	}
 	s.cmd, s.exited = cmd, make(chan struct{})
 	go func(exited chan struct{}) { cmd.Wait(); close(exited) }(s.exited)
@@ -159,7 +192,7 @@ func (s *Server) waitReady() {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("etcdlab: etcd at %s not answering after %s: %v", s.Endpoint, startTimeout, err)
+			s.fatalf("etcdlab: etcd at %s not answering after %s: %v", s.Endpoint, startTimeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -182,7 +215,7 @@ func (s *Server) Stop() {
 func (s *Server) newClient() *clientv3.Client {
 	cli, err := newClient(s.Endpoint)
 	if err != nil {
-		s.t.Fatalf("etcdlab: %v", err)
+		s.fatalf("etcdlab: %v", err)
 	}
 	return cli
 }
