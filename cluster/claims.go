@@ -389,11 +389,11 @@ func (c Claim) Fence() clientv3.Cmp {
 }
 
 // Commit runs ops in one Txn fenced on every claim given: all of them or
-// none. It returns ErrNotOwner when a claim is gone. Writes that fire an
-// alert or record a stage go through here (or a Batcher), so a stale node
-// can never fire an alert twice. Keys written should be chosen by the
-// writer from the data (not from a counter), so that retrying an attempt
-// whose outcome is unknown cannot write a thing twice.
+// none. It returns ErrNotOwner when a claim is gone. It does not retry: on
+// any other error the outcome is unknown. Writes that fire an alert or
+// record a stage go through a Batcher (urgent when they must not wait),
+// which retries safely; Commit is for the rest (reads under a fence, range
+// deletes of history).
 func (n *Node) Commit(ctx context.Context, claims []Claim, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
 	cmps := make([]clientv3.Cmp, 0, len(claims))
 	for _, c := range claims {

@@ -97,6 +97,10 @@ func (k Keyspace) OutboxEntry(shard int, name string) string {
 func (k Keyspace) Feed() string                 { return k.p + "feed/" }
 func (k Keyspace) FeedEntry(name string) string { return k.Feed() + name }
 
+// Writer is a node's stamp key: each batched Txn of the node stamps it, so
+// that a retried Txn can tell that its earlier attempt landed.
+func (k Keyspace) Writer(node string) string { return k.p + "writers/" + node }
+
 // CheckNode validates a node name (--node): it becomes a key segment and
 // the probed_by of records, so it is short, printable and has no "/".
 func CheckNode(name string) error {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -96,6 +98,9 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	stamps   atomic.Uint64
+	stampPfx string // random per process: stamps never repeat across restarts
 }
 
 type held struct {
@@ -137,6 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.status.Since = time.Now()
+	n.stampPfx = rand.Text()[:12]
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	go n.run()
 	return n, nil
@@ -178,6 +184,11 @@ func (n *Node) loadMeta(ctx context.Context, want int) (int, error) {
 		return 0, fmt.Errorf("cluster: %s was created with %d shards, not %d", n.keys.Prefix(), m.Shards, want)
 	}
 	return m.Shards, nil
+}
+
+// stamp is a new unique id for one batched Txn.
+func (n *Node) stamp() string {
+	return n.stampPfx + "-" + strconv.FormatUint(n.stamps.Add(1), 10)
 }
 
 // Name is the node's name.
