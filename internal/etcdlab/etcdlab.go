@@ -7,6 +7,7 @@ package etcdlab
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -45,6 +47,16 @@ type Server struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	fatalf   func(format string, args ...any)
+	tls      *TLSFiles
+}
+
+// TLSFiles are the PEM files of a server that speaks TLS to its clients and
+// requires their certificates (etcd's --cert-file, --key-file,
+// --trusted-ca-file, --client-cert-auth). Client is what the lab's own
+// client presents.
+type TLSFiles struct {
+	CA, Cert, Key         string
+	ClientCert, ClientKey string
 }
 
 // Start runs an embedded etcd (server v3.7) in the test process. It stops
@@ -65,11 +77,24 @@ func StartBinary(t testing.TB) *Server {
 	return start(t, BinaryPath)
 }
 
+// StartTLS runs an embedded etcd that serves its clients over TLS only and
+// requires client certificates.
+func StartTLS(t testing.TB, files TLSFiles) *Server {
+	t.Helper()
+	return startWith(t, "", &files)
+}
+
 func start(t testing.TB, binary string) *Server {
 	t.Helper()
+	return startWith(t, binary, nil)
+}
+
+func startWith(t testing.TB, binary string, files *TLSFiles) *Server {
+	t.Helper()
 	s := &Server{dir: filepath.Join(t.TempDir(), "etcd"), binary: binary, fatalf: t.Fatalf,
-		client: freePort(t.Fatalf), peer: freePort(t.Fatalf)}
-	s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(s.client)
+		client: freePort(t.Fatalf), peer: freePort(t.Fatalf), tls: files}
+	cu, _ := s.urls()
+	s.Endpoint = cu.String()
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -133,6 +158,9 @@ func (s *Server) Start() {
 
 func (s *Server) urls() (client, peer url.URL) {
 	client = url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(s.client)}
+	if s.tls != nil {
+		client.Scheme = "https"
+	}
 	peer = url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(s.peer)}
 	return client, peer
 }
@@ -149,6 +177,10 @@ func (s *Server) startEmbedded() {
 	// Tests fsync nothing they need after the process: the data dir is
 	// thrown away, and fsync on a shared disk makes every Txn slow.
 	cfg.UnsafeNoFsync = true
+	if s.tls != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: s.tls.Cert, KeyFile: s.tls.Key,
+			TrustedCAFile: s.tls.CA, ClientCertAuth: true}
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		s.fatalf("etcdlab: start embedded etcd: %v", err)
@@ -213,18 +245,27 @@ func (s *Server) Stop() {
 }
 
 func (s *Server) newClient() *clientv3.Client {
-	cli, err := newClient(s.Endpoint)
+	var tlsCfg *tls.Config
+	if s.tls != nil {
+		info := transport.TLSInfo{CertFile: s.tls.ClientCert, KeyFile: s.tls.ClientKey, TrustedCAFile: s.tls.CA}
+		var err error
+		if tlsCfg, err = info.ClientConfig(); err != nil {
+			s.fatalf("etcdlab: client TLS: %v", err)
+		}
+	}
+	cli, err := newClient(s.Endpoint, tlsCfg)
 	if err != nil {
 		s.fatalf("etcdlab: %v", err)
 	}
 	return cli
 }
 
-func newClient(endpoint string) (*clientv3.Client, error) {
+func newClient(endpoint string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{endpoint},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         tlsCfg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", endpoint, err)
@@ -235,14 +276,16 @@ func newClient(endpoint string) (*clientv3.Client, error) {
 // Client returns a client of the server, closed at t's cleanup.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	return NewClient(t, s.Endpoint)
+	cli := s.newClient()
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
 
 // NewClient returns a client of endpoint (a server's or a proxy's), closed
 // at t's cleanup.
 func NewClient(t testing.TB, endpoint string) *clientv3.Client {
 	t.Helper()
-	cli, err := newClient(endpoint)
+	cli, err := newClient(endpoint, nil)
 	if err != nil {
 		t.Fatalf("etcdlab: %v", err)
 	}
