@@ -42,10 +42,7 @@ func revision(t *testing.T, cli *clientv3.Client) int64 {
 }
 
 func TestBatcher(t *testing.T) {
-	s := etcdlab.Shared()
-	cli, k := s.Client(t), testKeys(t)
-	a, _ := startNode(t, cli, k, "a")
-	waitFor(t, wait, "a settles", func() bool { return settled(t, cli, k, a) })
+	cli, k, a := loneNode(t)
 	b := a.NewBatcher(time.Hour) // flushes only when asked
 	defer b.Close()
 
@@ -140,10 +137,7 @@ func TestBatcherAcrossPartition(t *testing.T) {
 // An attempt that landed but whose answer was lost is not applied again on
 // retry: an outbox entry delivered (deleted) in between stays delivered.
 func TestBatcherRetryAfterLostAnswer(t *testing.T) {
-	s := etcdlab.Shared()
-	cli, k := s.Client(t), testKeys(t)
-	a, _ := startNode(t, cli, k, "a")
-	waitFor(t, wait, "a settles", func() bool { return settled(t, cli, k, a) })
+	cli, k, a := loneNode(t)
 	c, _ := a.Owns("w_1")
 	entry := k.OutboxEntry(c.Shard, "w_1-stage-7d")
 

@@ -104,6 +104,16 @@ func testKeys(t *testing.T) Keyspace {
 	return k
 }
 
+// loneNode starts node "a" alone in a fresh keyspace on the shared server
+// and waits until it holds every shard.
+func loneNode(t *testing.T) (*clientv3.Client, Keyspace, *Node) {
+	t.Helper()
+	cli, k := etcdlab.Shared().Client(t), testKeys(t)
+	a, _ := startNode(t, cli, k, "a")
+	waitFor(t, wait, "a settles", func() bool { return settled(t, cli, k, a) })
+	return cli, k, a
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()

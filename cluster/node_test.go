@@ -209,10 +209,7 @@ func TestSameNameWaits(t *testing.T) {
 // was paused past its lease (its claim's context still live, as it would be
 // in a frozen process) is refused by etcd itself.
 func TestCommitFenced(t *testing.T) {
-	s := etcdlab.Shared()
-	cli, k := s.Client(t), testKeys(t)
-	a, _ := startNode(t, cli, k, "a")
-	waitFor(t, wait, "a settles", func() bool { return settled(t, cli, k, a) })
+	cli, k, a := loneNode(t)
 	c, ok := a.Owns("w_1")
 	if !ok {
 		t.Fatal("a does not own w_1 alone in the cluster")
