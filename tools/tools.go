@@ -12,6 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/tlswatch/tlswatch/auth"
 	"github.com/tlswatch/tlswatch/internal/redact"
 	"github.com/tlswatch/tlswatch/mcpcheck"
 	"github.com/tlswatch/tlswatch/probe"
@@ -148,6 +149,28 @@ func AllTools(deps Deps) []Tool {
 	return tools
 }
 
+// readOnly reports whether a tool is annotated read-only; a tool without
+// the annotation is taken to change state.
+func readOnly(t Tool) bool {
+	h := t.Def.Annotations.ReadOnlyHint
+	return h != nil && *h
+}
+
+// ToolScopes maps every tool of the inventory to the OAuth scope calling it
+// needs, from its ReadOnlyHint annotation: auth.ScopeRead for read-only
+// tools, auth.ScopeWrite for the rest. Resources, prompts and every other
+// method need auth.ScopeRead.
+func ToolScopes() map[string]string {
+	m := map[string]string{}
+	for _, t := range AllTools(Deps{}) {
+		m[t.Def.Name] = auth.ScopeWrite
+		if readOnly(t) {
+			m[t.Def.Name] = auth.ScopeRead
+		}
+	}
+	return m
+}
+
 // AllResources is the inventory of static resources.
 func AllResources(deps Deps) []Resource {
 	d := deps.withDefaults()
@@ -172,6 +195,9 @@ func AllResourceTemplates(deps Deps) []ResourceTemplate {
 type ServerOptions struct {
 	Name    string // default "tlswatch"
 	Version string // default "dev"
+	// ReadOnly registers only the tools annotated read-only (serve
+	// --read-only): the others are neither listed nor callable.
+	ReadOnly bool
 	// ValidateOutput makes mcp-go check every structuredContent against the
 	// tool's outputSchema (tests turn it on so a drift fails loudly).
 	ValidateOutput bool
@@ -213,7 +239,7 @@ func NewServer(deps Deps, opts ServerOptions) *Server {
 		server.WithCompletions(),
 		server.WithPromptCompletionProvider(completions{d}),
 		server.WithResourceCompletionProvider(completions{d}),
-		server.WithInstructions(instructions),
+		server.WithInstructions(instructionsFor(opts.ReadOnly)),
 	}
 	if opts.ValidateOutput {
 		sopts = append(sopts, server.WithOutputSchemaValidation())
@@ -223,6 +249,9 @@ func NewServer(deps Deps, opts ServerOptions) *Server {
 	subs.srv = s
 
 	for _, t := range AllTools(d) { // d keeps its limiter: one bound per server
+		if opts.ReadOnly && !readOnly(t) {
+			continue
+		}
 		s.AddTool(t.Def, t.Handler)
 	}
 	for _, r := range AllResources(d) {
@@ -245,6 +274,18 @@ func (s *Server) Close() {
 	s.Subs.close()
 }
 
+// instructionsFor is the server's instructions; a read-only server does not
+// offer watch_endpoint.
+func instructionsFor(readOnly bool) string {
+	if readOnly {
+		return instructions + "\n" + readOnlyInstructions
+	}
+	return instructions + "\n" + watchInstructions
+}
+
 const instructions = `tlswatch diagnoses and watches the TLS health of servers, first of all remote MCP servers over HTTPS.
-Use check_tls to explain why a client cannot connect (expired or not yet valid certificate, incomplete chain, name mismatch, untrusted root, old TLS), inspect_chain for the certificates as served, and scan_endpoints for many targets at once.
-Use watch_endpoint to probe a target on a schedule; subscribe to tlswatch://watches/{id} or tlswatch://expiring to be told when a watch goes down, crosses an expiry stage (30, 14, 7, 1 days) or its certificate rotates.`
+Use check_tls to explain why a client cannot connect (expired or not yet valid certificate, incomplete chain, name mismatch, untrusted root, old TLS), inspect_chain for the certificates as served, and scan_endpoints for many targets at once.`
+
+const watchInstructions = `Use watch_endpoint to probe a target on a schedule; subscribe to tlswatch://watches/{id} or tlswatch://expiring to be told when a watch goes down, crosses an expiry stage (30, 14, 7, 1 days) or its certificate rotates.`
+
+const readOnlyInstructions = `This server is read-only: its operator chooses what is watched. list_watches, list_expiring and get_history show the watches; subscribe to tlswatch://watches/{id} or tlswatch://expiring to be told when a watch goes down, crosses an expiry stage (30, 14, 7, 1 days) or its certificate rotates.`
