@@ -19,4 +19,11 @@ type Config struct {
 	DenyCIDRs   []string // serve --deny-cidr (repeatable): refused
 	ClientCerts []string // --client-cert NAME=CERT,KEY (repeatable): mTLS identities a check or watch may name
 	MCPTokens   []string // serve --mcp-token NAME=ENV_VAR or NAME=@FILE (repeatable): bearer tokens check_mcp_endpoint may name
+
+	ReadOnly               bool     // serve --read-only: only read tools, whatever the auth mode
+	AuthIssuers            []string // serve --auth-issuer (repeatable): OAuth resource-server mode
+	PublicURL              string   // serve --public-url: the canonical URI behind a proxy
+	AuthIntrospect         string   // serve --auth-introspect: RFC 7662 endpoint for opaque tokens
+	IntrospectClientID     string   // from the env var --auth-introspect-client-id-env names
+	IntrospectClientSecret string   // from the env var --auth-introspect-client-secret-env names
 }

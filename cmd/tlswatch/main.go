@@ -327,6 +327,8 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	fs.Var(&clientCerts, "client-cert", "load an mTLS client certificate that check_tls, inspect_chain, check_mcp_endpoint and watch_endpoint may present by name: `NAME=CERT,KEY` (PEM files; repeatable)")
 	var mcpTokens stringList
 	fs.Var(&mcpTokens, "mcp-token", "load a bearer token that check_mcp_endpoint may send by name (token_name), so it never passes through the model: `NAME=ENV_VAR` or NAME=@FILE (repeatable)")
+	readOnly := fs.Bool("read-only", false, "offer only the read tools: no watch_endpoint or unwatch_endpoint (stdio and HTTP)")
+	oauth := oauthFlags(fs)
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
@@ -342,11 +344,67 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	cfg.AllowCIDRs, cfg.DenyCIDRs = allowCIDRs, denyCIDRs
 	cfg.ClientCerts = clientCerts
 	cfg.MCPTokens = mcpTokens
-	if cfg.Token == "" {
-		cfg.Token = os.Getenv("TLSWATCH_TOKEN")
+	cfg.ReadOnly = *readOnly
+	if err := serveAuthConfig(fs, oauth, &cfg, c.stderr); err != nil {
+		return exitUnknown, err
 	}
 	if err := serve(ctx, cfg, c.stdin, c.stdout, c.stderr); err != nil {
 		return exitUnknown, fmt.Errorf("serve: %w", err)
 	}
 	return exitOK, nil
+}
+
+// oauthOpts are serve's OAuth flags. Client credentials for introspection
+// come from environment variables (the flags name them): a secret on the
+// command line would show in every process listing.
+type oauthOpts struct {
+	issuers                   stringList
+	publicURL, introspect     string
+	clientIDEnv, clientSecEnv string
+}
+
+func oauthFlags(fs *flag.FlagSet) *oauthOpts {
+	o := &oauthOpts{}
+	fs.Var(&o.issuers, "auth-issuer", "accept OAuth access tokens from the authorization server with this issuer `URL` (repeatable; https, or http on loopback); --http only")
+	fs.StringVar(&o.publicURL, "public-url", "", "the `URL` clients use for /mcp behind a proxy: the audience tokens must carry (default http://ADDR/mcp as served)")
+	fs.StringVar(&o.introspect, "auth-introspect", "", "verify opaque tokens at this RFC 7662 introspection `URL`")
+	fs.StringVar(&o.clientIDEnv, "auth-introspect-client-id-env", "TLSWATCH_INTROSPECT_CLIENT_ID", "environment `variable` holding the introspection client id")
+	fs.StringVar(&o.clientSecEnv, "auth-introspect-client-secret-env", "TLSWATCH_INTROSPECT_CLIENT_SECRET", "environment `variable` holding the introspection client secret")
+	return o
+}
+
+// serveAuthConfig checks how serve authenticates and fills cfg. An empty
+// --token is an error, not "no auth"; --token and --auth-issuer exclude
+// each other; the OAuth flags need --auth-issuer; over stdio they are
+// ignored, as the MCP authorization specification says.
+func serveAuthConfig(fs *flag.FlagSet, o *oauthOpts, cfg *Config, stderr io.Writer) error {
+	tokenSet := false
+	fs.Visit(func(f *flag.Flag) { tokenSet = tokenSet || f.Name == "token" })
+	if tokenSet && strings.TrimSpace(cfg.Token) == "" {
+		return errors.New("--token: empty; give a token, or leave --token out to serve without one (loopback only)")
+	}
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("TLSWATCH_TOKEN")
+	}
+	cfg.AuthIssuers, cfg.PublicURL, cfg.AuthIntrospect = o.issuers, o.publicURL, o.introspect
+	switch {
+	case len(o.issuers) > 0 && cfg.Token != "":
+		return errors.New("--auth-issuer: cannot be combined with --token (or TLSWATCH_TOKEN): choose OAuth or a static token")
+	case len(o.issuers) == 0 && o.publicURL != "":
+		return errors.New("--public-url: needs --auth-issuer")
+	case len(o.issuers) == 0 && o.introspect != "":
+		return errors.New("--auth-introspect: needs --auth-issuer")
+	}
+	if len(o.issuers) > 0 && cfg.HTTPAddr == "" {
+		fmt.Fprintln(stderr, "tlswatch: --auth-issuer applies to --http only; stdio is not authenticated (the client launching tlswatch is trusted)")
+		cfg.AuthIssuers, cfg.PublicURL, cfg.AuthIntrospect = nil, "", ""
+	}
+	if cfg.AuthIntrospect != "" {
+		cfg.IntrospectClientID = os.Getenv(o.clientIDEnv)
+		cfg.IntrospectClientSecret = os.Getenv(o.clientSecEnv)
+		if cfg.IntrospectClientID == "" || cfg.IntrospectClientSecret == "" {
+			return fmt.Errorf("--auth-introspect: set the client credentials in %s and %s", o.clientIDEnv, o.clientSecEnv)
+		}
+	}
+	return nil
 }

@@ -168,6 +168,13 @@ func TestBadInput(t *testing.T) {
 		{[]string{"scan", "-", "--timeout", "3 s"}, []string{`--timeout: invalid duration "3 s"`}},
 		{[]string{"scan", "/nonexistent/targets.txt"}, []string{"scan: ", "/nonexistent/targets.txt"}},
 		{[]string{"serve", "extra"}, []string{`serve: unexpected argument "extra"`}},
+		{[]string{"serve", "--db", db, "--http", "127.0.0.1:0", "--token", ""}, []string{"--token: empty"}},
+		{[]string{"serve", "--db", db, "--token=", "--read-only"}, []string{"--token: empty"}},
+		{[]string{"serve", "--db", db, "--http", "127.0.0.1:0", "--token", "t", "--auth-issuer", "https://idp.example.com"}, []string{"--auth-issuer: cannot be combined with --token"}},
+		{[]string{"serve", "--db", db, "--http", "127.0.0.1:0", "--public-url", "https://tlswatch.example.com/mcp"}, []string{"--public-url: needs --auth-issuer"}},
+		{[]string{"serve", "--db", db, "--http", "127.0.0.1:0", "--auth-introspect", "https://idp.example.com/introspect"}, []string{"--auth-introspect: needs --auth-issuer"}},
+		{[]string{"serve", "--db", db, "--http", "127.0.0.1:0", "--auth-issuer", "https://idp.example.com", "--auth-introspect", "https://idp.example.com/i",
+			"--auth-introspect-client-id-env", "TLSWATCH_TEST_UNSET_ID"}, []string{"--auth-introspect: set the client credentials in TLSWATCH_TEST_UNSET_ID and TLSWATCH_INTROSPECT_CLIENT_SECRET"}},
 		{[]string{"help", "nope"}, []string{`help: unknown command "nope"`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

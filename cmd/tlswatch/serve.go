@@ -3,8 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/server"
 
+	"github.com/tlswatch/tlswatch/auth"
 	"github.com/tlswatch/tlswatch/metrics"
 	"github.com/tlswatch/tlswatch/netpolicy"
 	"github.com/tlswatch/tlswatch/probe"
@@ -107,7 +107,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		defer closeWatch()
 	}
 
-	srv := tools.NewServer(deps, tools.ServerOptions{Name: "tlswatch", Version: cfg.Version})
+	srv := tools.NewServer(deps, tools.ServerOptions{Name: "tlswatch", Version: cfg.Version, ReadOnly: cfg.ReadOnly})
 	defer srv.Close()
 
 	if cfg.MetricsAddr != "" && deps.Watch != nil {
@@ -120,7 +120,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	if cfg.HTTPAddr == "" {
 		return serveStdio(ctx, srv.MCPServer, stdin, stdout, stderr)
 	}
-	return serveHTTP(ctx, cfg, srv.MCPServer, deps.Watch, logger, stderr)
+	return serveHTTP(ctx, cfg, srv.MCPServer, deps.Watch, roots, logger, stderr)
 }
 
 // serveStdio speaks MCP on stdin/stdout until stdin closes or ctx ends.
@@ -136,7 +136,7 @@ func serveStdio(ctx context.Context, s *server.MCPServer, stdin io.Reader, stdou
 
 // serveHTTP serves streamable HTTP at /mcp until ctx ends, then shuts down
 // gracefully.
-func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches watch.Service, logger *slog.Logger, stderr io.Writer) error {
+func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches watch.Service, roots *x509.CertPool, logger *slog.Logger, stderr io.Writer) error {
 	addr, err := listenAddr("--http", cfg.HTTPAddr)
 	if err != nil {
 		return err
@@ -145,12 +145,20 @@ func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches wat
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
 	}
+	authn, rs, err := newAuthenticator(ctx, cfg, roots, ln.Addr(), logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if rs != nil {
+		defer rs.Close()
+	}
 	loopback := isLoopbackAddr(ln.Addr())
-	if !loopback && cfg.Token == "" {
+	if !loopback && cfg.Token == "" && rs == nil {
 		fmt.Fprintf(stderr, "\n"+
 			"WARNING: tlswatch is listening on %s, beyond loopback, WITHOUT a token.\n"+
 			"WARNING: anyone who can reach this address can run probes from this host and add or remove watches.\n"+
-			"WARNING: set --token (or TLSWATCH_TOKEN), or bind 127.0.0.1.\n\n", ln.Addr())
+			"WARNING: set --auth-issuer (OAuth) or --token (or TLSWATCH_TOKEN), or bind 127.0.0.1.\n\n", ln.Addr())
 	}
 
 	// Request contexts derive from base, so cancelling it ends long-lived
@@ -175,15 +183,20 @@ func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches wat
 	)
 	mux := http.NewServeMux()
 	limiter := newRateLimiter(rateLimitPerSecond, rateLimitBurst)
-	mux.Handle(endpointPath, limiter.limit(guard(cfg.Token, mcpHTTP)))
+	mux.Handle(endpointPath, limiter.limit(guard(authn, mcpHTTP)))
 	if watches != nil {
 		// Prometheus scrapes the same listener; the token guards it too,
 		// since the metrics name every watched target.
-		mux.Handle(metricsPath, limiter.limit(guard(cfg.Token, metrics.Handler(watches, logger))))
+		mux.Handle(metricsPath, limiter.limit(guard(authn, metrics.Handler(watches, logger))))
+	}
+	if rs != nil {
+		for _, p := range rs.MetadataPaths() {
+			mux.Handle(p, limiter.limit(rs.MetadataHandler()))
+		}
 	}
 	httpSrv.Handler = mux
 
-	logger.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+endpointPath, "token", cfg.Token != "")
+	logger.Info("serving MCP over streamable HTTP", "url", "http://"+ln.Addr().String()+endpointPath, "auth", authMode(cfg), "read_only", cfg.ReadOnly)
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
@@ -231,32 +244,18 @@ func isLoopbackAddr(a net.Addr) bool {
 }
 
 // guard is the HTTP security in front of the MCP handler: Origin
-// validation (403), bearer token (401), body size cap (413). mcp-go's own
-// DNS-rebinding check (Host header on loopback connections) stays on behind it.
-func guard(token string, next http.Handler) http.Handler {
-	var want [32]byte
-	if token != "" {
-		want = sha256.Sum256([]byte(token))
-	}
+// validation (403), authentication from the headers alone (401), body size
+// cap (413), then authorization, which may read the capped body (403).
+// mcp-go's own DNS-rebinding check (Host header on loopback connections)
+// stays on behind it.
+func guard(authn auth.Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !originAllowed(r) {
 			http.Error(w, "Forbidden: origin not allowed", http.StatusForbidden)
 			return
 		}
-		if token != "" {
-			got, ok := bearer(r)
-			// Compare digests: constant time, and independent of the length
-			// of what the client sent.
-			gotSum := sha256.Sum256([]byte(got))
-			if !ok || subtle.ConstantTimeCompare(gotSum[:], want[:]) != 1 {
-				challenge := `Bearer realm="tlswatch"`
-				if ok {
-					challenge += `, error="invalid_token"`
-				}
-				w.Header().Set("WWW-Authenticate", challenge)
-				http.Error(w, "Unauthorized: a valid bearer token is required", http.StatusUnauthorized)
-				return
-			}
+		if r = authn.Authenticate(w, r); r == nil {
+			return
 		}
 		if r.ContentLength > maxBodyBytes {
 			http.Error(w, "Request body too large", http.StatusRequestEntityTooLarge)
@@ -265,19 +264,11 @@ func guard(token string, next http.Handler) http.Handler {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		}
+		if !authn.Authorize(w, r) {
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// bearer extracts the token of an "Authorization: Bearer <token>" header.
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
 
 // originAllowed accepts requests without an Origin (non-browser clients),

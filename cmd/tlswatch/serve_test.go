@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlswatch/tlswatch/auth"
 	"github.com/tlswatch/tlswatch/internal/testlab"
 )
 
@@ -64,7 +65,11 @@ func TestGuard(t *testing.T) {
 			r.Header.Set("Authorization", c.auth)
 		}
 		w := httptest.NewRecorder()
-		guard(c.token, ok).ServeHTTP(w, r)
+		var authn auth.Authenticator = auth.Open{}
+		if c.token != "" {
+			authn = auth.NewStaticToken(c.token)
+		}
+		guard(authn, ok).ServeHTTP(w, r)
 		if w.Code != c.want {
 			t.Errorf("token=%q origin=%q auth=%q: %d, want %d", c.token, c.origin, c.auth, w.Code, c.want)
 		}
@@ -126,4 +131,30 @@ func TestRateLimiter(t *testing.T) {
 	if ok, _ := l.allow("a"); !ok {
 		t.Error("no token after refill")
 	}
+}
+
+// OAuth settings that can only be judged once the listener exists fail
+// serve with the flag named.
+func TestServeAuthErrors(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "t.db")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--http", "0.0.0.0:0", "--auth-issuer", "https://idp.example.com"}, "--public-url: required when --http binds every interface"},
+		{[]string{"--http", "127.0.0.1:0", "--auth-issuer", "http://idp.example.com"}, "--auth-issuer http://idp.example.com: plain http is allowed for loopback addresses only"},
+		{[]string{"--http", "127.0.0.1:0", "--auth-issuer", "https://idp.example.com", "--public-url", "tlswatch.example.com"}, "--public-url tlswatch.example.com: want an absolute"},
+	} {
+		r := runCLI(t, "", append([]string{"serve", "--db", db}, c.args...)...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if r.code != exitUnknown || !strings.Contains(lines[len(lines)-1], c.want) {
+			t.Errorf("serve %v: exit %d, stderr %q; want exit 3 and %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+}
+
+func TestTokenEnvWithIssuer(t *testing.T) {
+	t.Setenv("TLSWATCH_TOKEN", "env-token")
+	r := runCLI(t, "", "serve", "--db", filepath.Join(t.TempDir(), "t.db"), "--http", "127.0.0.1:0", "--auth-issuer", "https://idp.example.com")
+	wantBadInput(t, r, "--auth-issuer: cannot be combined with --token (or TLSWATCH_TOKEN)")
 }

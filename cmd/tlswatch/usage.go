@@ -14,6 +14,7 @@ var usageText = map[string]string{
 `,
 	"serve": `usage: tlswatch serve [--http ADDR] [--token TOKEN] [--config FILE] [--metrics ADDR]
                       [--deny-private] [--allow-cidr CIDR] [--deny-cidr CIDR] [--client-cert NAME=CERT,KEY]
+                      [--auth-issuer URL] [--public-url URL] [--auth-introspect URL] [--read-only]
 
 Runs the MCP server: over stdio by default (what Claude and IDEs launch),
 or over streamable HTTP at /mcp with --http.
@@ -21,6 +22,8 @@ or over streamable HTTP at /mcp with --http.
 Examples:
   tlswatch serve
   tlswatch serve --http 127.0.0.1:8931 --token "$(openssl rand -hex 16)"
+  tlswatch serve --http 0.0.0.0:8931 --auth-issuer https://login.example.com --public-url https://tlswatch.example.com/mcp
+  tlswatch serve --read-only
   tlswatch serve --config tlswatch.yaml --client-cert partner=/etc/tlswatch/partner.crt,/etc/tlswatch/partner.key
 `,
 	"check": `usage: tlswatch check TARGET [--ip IP] [--sni NAME] [--timeout DURATION] [--client-cert NAME=CERT,KEY] [--json]
