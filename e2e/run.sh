@@ -5,6 +5,8 @@
 #   - the MCP Inspector CLI calling check_tls (test/inspector.test.mjs)
 #   - the official conformance suite in server mode (test/conformance.test.mjs,
 #     baseline in conformance-baseline.yml)
+#   - the SDK client's OAuth support against `serve --auth-issuer` and a test
+#     authorization server (test/oauth.test.mjs)
 # Builds tlswatch and the TLS lab into a temp dir, installs the pinned npm
 # packages with `npm ci`, runs everything with `node --test` and exits non-zero
 # on any failure. Bounded in time; meant for .ci/run.
@@ -24,11 +26,12 @@ trap 'rm -rf "$BIN_DIR"' EXIT
 start=$(date +%s)
 step() { echo "== e2e: $* ($(( $(date +%s) - start ))s)"; }
 
-step "building tlswatch and the TLS lab"
+step "building tlswatch, the TLS lab and the test authorization server"
 (
   cd "$REPO_DIR"
   timeout 150 go build -o "$BIN_DIR/tlswatch" ./cmd/tlswatch
   timeout 60 go build -o "$BIN_DIR/labserver" ./e2e/labserver
+  timeout 60 go build -o "$BIN_DIR/authserver" ./e2e/authserver
 )
 
 cd "$E2E_DIR"
@@ -41,6 +44,7 @@ fi
 
 export TLSWATCH_BIN="$BIN_DIR/tlswatch"
 export LABSERVER_BIN="$BIN_DIR/labserver"
+export AUTHSERVER_BIN="$BIN_DIR/authserver"
 export npm_config_update_notifier=false
 
 # shellcheck disable=SC2206

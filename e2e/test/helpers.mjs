@@ -35,24 +35,24 @@ export const CALL_TIMEOUT_MS = 30_000;
 let builtBins = null;
 
 /**
- * Paths of the tlswatch and labserver binaries. run.sh builds them and sets
- * TLSWATCH_BIN and LABSERVER_BIN; when a test file is run alone they are
- * built here into e2e/.bin.
+ * Paths of the tlswatch, labserver and authserver binaries. run.sh builds
+ * them and sets TLSWATCH_BIN, LABSERVER_BIN and AUTHSERVER_BIN; when a test
+ * file is run alone the missing ones are built here into e2e/.bin.
  */
 export function binaries() {
   if (builtBins) return builtBins;
-  let tlswatch = process.env.TLSWATCH_BIN;
-  let labserver = process.env.LABSERVER_BIN;
   const outDir = path.join(E2E_DIR, '.bin');
-  if (!tlswatch) {
-    tlswatch = path.join(outDir, 'tlswatch');
-    execFileSync('go', ['build', '-o', tlswatch, './cmd/tlswatch'], { cwd: REPO_DIR, stdio: 'inherit' });
-  }
-  if (!labserver) {
-    labserver = path.join(outDir, 'labserver');
-    execFileSync('go', ['build', '-o', labserver, './e2e/labserver'], { cwd: REPO_DIR, stdio: 'inherit' });
-  }
-  builtBins = { tlswatch, labserver };
+  const bin = (env, name, pkg) => {
+    if (process.env[env]) return process.env[env];
+    const p = path.join(outDir, name);
+    execFileSync('go', ['build', '-o', p, pkg], { cwd: REPO_DIR, stdio: 'inherit' });
+    return p;
+  };
+  builtBins = {
+    tlswatch: bin('TLSWATCH_BIN', 'tlswatch', './cmd/tlswatch'),
+    labserver: bin('LABSERVER_BIN', 'labserver', './e2e/labserver'),
+    authserver: bin('AUTHSERVER_BIN', 'authserver', './e2e/authserver'),
+  };
   return builtBins;
 }
 
@@ -76,20 +76,18 @@ export function tmpDir(prefix = 'tlswatch-e2e-') {
 }
 
 /**
- * Starts the TLS lab (e2e/labserver) and resolves with its description:
- * { ca_file, servers: {name: "127.0.0.1:port"}, scenarios: {name: {host, ip,
- * port, target, url?, not_after?}}, pem: {...}, stop() }.
+ * Spawns a helper program that prints one JSON line describing itself and
+ * runs until its stdin closes; resolves with that object plus stop().
  */
-export async function startLab() {
-  const { labserver } = binaries();
-  const child = spawn(labserver, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+async function spawnAnnouncing(name, bin, args) {
+  const child = spawn(bin, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const rl = readline.createInterface({ input: child.stdout });
   let timer;
   const first = await Promise.race([
     once(rl, 'line').then(([l]) => l),
-    once(child, 'exit').then(([code]) => { throw new Error(`labserver exited early with ${code}`); }),
+    once(child, 'exit').then(([code]) => { throw new Error(`${name} exited early with ${code}`); }),
     new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error('labserver printed nothing within 30s')), 30_000);
+      timer = setTimeout(() => reject(new Error(`${name} printed nothing within 30s`)), 30_000);
     }),
   ]).finally(() => clearTimeout(timer));
   rl.close();
@@ -102,6 +100,25 @@ export async function startLab() {
     clearTimeout(t);
   };
   return info;
+}
+
+/**
+ * Starts the TLS lab (e2e/labserver) and resolves with its description:
+ * { ca_file, servers: {name: "127.0.0.1:port"}, scenarios: {name: {host, ip,
+ * port, target, url?, not_after?}}, pem: {...}, stop() }.
+ */
+export function startLab() {
+  return spawnAnnouncing('labserver', binaries().labserver, []);
+}
+
+/**
+ * Starts the test authorization server (e2e/authserver) with client_credentials
+ * clients ({id: {secret, scopes: [...]}}) and resolves with { issuer, stop() }.
+ */
+export function startAuthServer(clients) {
+  const args = [];
+  for (const [id, c] of Object.entries(clients)) args.push('-client', `${id}:${c.secret}:${c.scopes.join(',')}`);
+  return spawnAnnouncing('authserver', binaries().authserver, args);
 }
 
 /** A loopback port that was free a moment ago. */
