@@ -66,8 +66,10 @@ func checkClientConfig(t *testing.T, where, text string) {
 			t.Errorf("%s: stdio entry %+v, want command tlswatch with args [serve ...]", where, s)
 		}
 	case s.URL != "":
-		if !strings.HasSuffix(s.URL, "/mcp") || !strings.HasPrefix(s.Headers["Authorization"], "Bearer ") {
-			t.Errorf("%s: HTTP entry %+v, want a /mcp url and an Authorization: Bearer header", where, s)
+		// With a token the entry sends it; an OAuth-protected server needs
+		// no header (the host signs in by itself).
+		if !strings.HasSuffix(s.URL, "/mcp") || (s.Headers != nil && !strings.HasPrefix(s.Headers["Authorization"], "Bearer ")) {
+			t.Errorf("%s: HTTP entry %+v, want a /mcp url and, when it has headers, an Authorization: Bearer header", where, s)
 		}
 	default:
 		t.Errorf("%s: entry has neither command nor url", where)
@@ -120,6 +122,7 @@ func TestREADMEClientConfigs(t *testing.T) {
 		"~/.cursor/mcp.json",
 		"go install github.com/tlswatch/tlswatch/cmd/tlswatch@latest",
 		"tlswatch serve --http 127.0.0.1:8931",
+		"--auth-issuer", "/.well-known/oauth-protected-resource/mcp", "--read-only", "tlswatch:write",
 	} {
 		if !strings.Contains(readme, want) {
 			t.Errorf("README lacks %q", want)
