@@ -47,7 +47,7 @@ type rig struct {
 	clk *clock
 }
 
-func newRig(t *testing.T, o testidp.Options, edit func(*Config)) *rig {
+func newRig(t testing.TB, o testidp.Options, edit func(*Config)) *rig {
 	t.Helper()
 	pki := testlab.NewPKI(t)
 	clk := newClock()
