@@ -28,7 +28,8 @@ func loadCredentials(cfg Config) (credentials, error) {
 	if err != nil {
 		return credentials{}, err
 	}
-	return credentials{certs, tokens, secretSet(cfg.Token, tokens, certs)}, nil
+	own := []string{cfg.Token, cfg.IntrospectClientSecret}
+	return credentials{certs, tokens, secretSet(own, tokens, certs)}, nil
 }
 
 // loadMCPTokens loads --mcp-token NAME=ENV_VAR|NAME=@FILE specs; errors
@@ -43,9 +44,10 @@ func loadMCPTokens(specs []string) (map[string]string, error) {
 }
 
 // secretSet is every secret the operator configured: the server's own
-// --token, the MCP tokens, and the client certificates' private keys.
-func secretSet(token string, mcpTokens map[string]string, certs map[string]tls.Certificate) *redact.Set {
-	tokens := []string{token}
+// (--token, the introspection client secret), the MCP tokens, and the
+// client certificates' private keys.
+func secretSet(own []string, mcpTokens map[string]string, certs map[string]tls.Certificate) *redact.Set {
+	tokens := append([]string(nil), own...)
 	for _, tok := range mcpTokens {
 		tokens = append(tokens, tok)
 	}
