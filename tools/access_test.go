@@ -1,7 +1,9 @@
 package tools
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -87,5 +89,43 @@ func TestReadOnlyServer(t *testing.T) {
 	req.Params.Arguments = map[string]any{"target": "example.com"}
 	if res, err := c.CallTool(ctx, req); err != nil || res.IsError {
 		t.Errorf("check_tls on a read-only server: %v %v", err, res)
+	}
+}
+
+// A change made with an OAuth token names its subject in the log; without
+// one (stdio, static token) nothing is claimed.
+func TestAuditNamesTheSubject(t *testing.T) {
+	var buf bytes.Buffer
+	deps := Deps{Watch: newFakeWatch(), Probe: fakeProbe, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	var add, remove Tool
+	for _, tl := range AllTools(deps) {
+		switch tl.Def.Name {
+		case "watch_endpoint":
+			add = tl
+		case "unwatch_endpoint":
+			remove = tl
+		}
+	}
+	alice := auth.WithPrincipal(context.Background(), auth.Principal{Subject: "alice", Scopes: []string{auth.ScopeWrite}})
+	for _, c := range []struct {
+		ctx  context.Context
+		tool Tool
+		args map[string]any
+		want string
+	}{
+		{context.Background(), add, map[string]any{"target": "a.example.com"}, ""},
+		{alice, add, map[string]any{"target": "b.example.com"}, `msg="watch added" id=w_b.example.com target=b.example.com:443 by=alice`},
+		{alice, remove, map[string]any{"target": "b.example.com"}, `msg="watch removed" id=w_b.example.com target=b.example.com:443 by=alice`},
+	} {
+		buf.Reset()
+		req := mcp.CallToolRequest{}
+		req.Params.Name, req.Params.Arguments = c.tool.Def.Name, c.args
+		res, err := c.tool.Handler(c.ctx, req)
+		if err != nil || res.IsError {
+			t.Fatalf("%s %v: %v %+v", c.tool.Def.Name, c.args, err, res)
+		}
+		if got := buf.String(); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s %v logged %q, want %q", c.tool.Def.Name, c.args, got, c.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/tlswatch/tlswatch/auth"
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
 )
@@ -58,6 +59,23 @@ func notFound(err error, field, value string) error {
 		return fieldErr(field, "no watch %s %q (see list_watches)", map[string]string{"id": "with id", "target": "for target"}[field], value)
 	}
 	return err
+}
+
+// createdBy is who is calling: the subject of an OAuth token, or "" over
+// stdio, without auth and with a static token (no identity).
+func createdBy(ctx context.Context) string {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		return p.Subject
+	}
+	return ""
+}
+
+// audit logs a change to the watches with who made it, when known: on a
+// shared server the operator can tell who added or removed what.
+func (d Deps) audit(ctx context.Context, what string, w watch.Watch) {
+	if by := createdBy(ctx); by != "" {
+		d.Logger.Info(what, "id", w.ID, "target", targetLabel(w.Target, w.ID), "by", by)
+	}
 }
 
 // --- watch_endpoint ---
@@ -116,6 +134,7 @@ func watchEndpointTool(d Deps) Tool {
 		if err != nil {
 			return watch.Watch{}, "", fmt.Errorf("watch_endpoint: %w", err)
 		}
+		d.audit(ctx, "watch added", w)
 		normalizeWatch(&w)
 		return w, watchSummary(w), nil
 	})}
@@ -167,6 +186,7 @@ func unwatchEndpointTool(d Deps) Tool {
 			}
 			return UnwatchResult{}, "", notFound(err, "target", target)
 		}
+		d.audit(ctx, "watch removed", w)
 		normalizeWatch(&w)
 		return UnwatchResult{Removed: true, Watch: w},
 			fmt.Sprintf("removed watch %s on %s", w.ID, targetLabel(w.Target, w.ID)), nil
