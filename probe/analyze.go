@@ -41,6 +41,25 @@ func ExpiryStage(notAfter, now time.Time, thresholds []int) Stage {
 	return stageDays(best)
 }
 
+// inDays says how long d is in whole days, rounded to the nearest ("10
+// days"), or in hours below half a day ("5 hours").
+func inDays(d time.Duration) string {
+	if days := int((d + 12*time.Hour) / (24 * time.Hour)); days >= 1 {
+		return plural(days, "day")
+	}
+	if h := int((d + 30*time.Minute) / time.Hour); h >= 1 {
+		return plural(h, "hour")
+	}
+	return "less than an hour"
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
 // expirySeverity grades an approaching expiry by day count: critical at 7
 // days or less, warning at 14 or less, info otherwise.
 func expirySeverity(days int) Severity {
@@ -106,13 +125,37 @@ func (a *chainAnalysis) problem(kind string, idx int, c *x509.Certificate, msg s
 }
 
 func (a *chainAnalysis) chainInfo() *ChainInfo {
-	ci := &ChainInfo{Served: len(a.served), Complete: a.chainOK, VerifiedPath: []string{}}
+	ci := &ChainInfo{Served: len(a.served), Complete: a.chainOK || a.nothingMissing(), VerifiedPath: []string{}}
 	if len(a.chains) > 0 {
 		for _, c := range a.chains[0] {
 			ci.VerifiedPath = append(ci.VerifiedPath, c.Subject.String())
 		}
 	}
 	return ci
+}
+
+// nothingMissing: the served path ends at a self-signed root or at a
+// certificate whose issuer is in the trust store, so a chain that still
+// fails to verify (a SHA-1 signature, an expired intermediate) fails for
+// another reason than a missing certificate.
+func (a *chainAnalysis) nothingMissing() bool {
+	top := a.served[a.path[len(a.path)-1]]
+	return isSelfSigned(top) || poolHasSubject(a.roots, top.RawIssuer)
+}
+
+// poolHasSubject reports whether a certificate of pool has the raw subject
+// name. Subjects omits the platform roots of a system pool on macOS and
+// Windows only; there the answer is false.
+func poolHasSubject(pool *x509.CertPool, raw []byte) bool {
+	if pool == nil {
+		return false
+	}
+	for _, s := range pool.Subjects() {
+		if bytes.Equal(s, raw) {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *chainAnalysis) leafIssuer() *x509.Certificate {
@@ -143,7 +186,7 @@ func analyzeChain(ctx context.Context, served []*x509.Certificate, host string, 
 	case now.Before(leaf.NotBefore):
 		a.timeOK = false
 		a.add(CodeNotYetValid, "the certificate is valid only from %s (%s from now): clients reject it until then; check the server clock too",
-			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotBefore.Sub(now).Round(time.Minute))
+			leaf.NotBefore.UTC().Format(time.RFC3339), inDays(leaf.NotBefore.Sub(now)))
 	case now.After(leaf.NotAfter):
 		a.timeOK = false
 		a.add(CodeExpired, "the certificate expired on %s (%d days ago): every agent fails with a certificate error",
@@ -246,7 +289,7 @@ func (a *chainAnalysis) walkServed() {
 	}
 	for k := 1; k < len(a.path); k++ {
 		if a.path[k] < a.path[k-1] {
-			order = append(order, fmt.Sprintf("#%d (%s) comes after the certificate it signed, not before", a.path[k]+1, served[a.path[k]].Subject.CommonName))
+			order = append(order, fmt.Sprintf("#%d (%s) comes before #%d, the certificate it signed; an issuer must follow what it signed", a.path[k]+1, served[a.path[k]].Subject.CommonName, a.path[k-1]+1))
 			a.problem(ProblemOutOfOrder, a.path[k], served[a.path[k]], fmt.Sprintf("certificate #%d issues #%d and must come right after it", a.path[k]+1, a.path[k-1]+1))
 		}
 	}

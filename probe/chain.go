@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -58,6 +59,9 @@ func InspectChain(ctx context.Context, t Target, opts Options) (ChainReport, err
 	opts = opts.withDefaults()
 	p := newProbeRun(t, opts)
 	p.run(ctx)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return buildChainReport(*p.report, p.analysis, opts), ErrCanceled
+	}
 	return buildChainReport(*p.report, p.analysis, opts), nil
 }
 

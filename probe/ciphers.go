@@ -181,7 +181,7 @@ func cipherFindings(proto []ProtocolInfo, ciphers []CipherInfo) []Finding {
 	var fs []Finding
 	if len(weak) > 0 {
 		msg := fmt.Sprintf("the server accepts %d weak cipher suite(s): %s", len(weak), strings.Join(weak, ", "))
-		fs = append(fs, NewFinding(CodeWeakCipher, msg))
+		fs = append(fs, Finding{Code: CodeWeakCipher, Severity: SeverityWarning, Message: msg})
 	}
 	accepted := func(v string) bool {
 		for _, p := range proto {
@@ -199,8 +199,8 @@ func cipherFindings(proto []ProtocolInfo, ciphers []CipherInfo) []Finding {
 			}
 		}
 		if !aead {
-			fs = append(fs, NewFinding(CodeWeakCipher,
-				"CBC only: at TLS 1.2 the server accepts no AEAD suite (GCM or ChaCha20-Poly1305) and it does not speak TLS 1.3"))
+			fs = append(fs, Finding{Code: CodeWeakCipher, Severity: SeverityWarning,
+				Message: "CBC only: at TLS 1.2 the server accepts no AEAD suite (GCM or ChaCha20-Poly1305) and it does not speak TLS 1.3"})
 		}
 	}
 	return fs

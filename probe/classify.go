@@ -33,11 +33,11 @@ func classifyNetError(err error, stage string, deadline time.Duration) Finding {
 	switch {
 	case isTimeout(err):
 		return NewFinding(CodeTimeout, fmt.Sprintf("no answer %s within the %s deadline", while, deadline))
-	case errors.Is(err, context.Canceled):
-		return NewFinding(CodeTimeout, fmt.Sprintf("probe cancelled %s", while))
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return NewFinding(CodeConnectionRefused, "TCP connection refused: nothing listens on that port, or a firewall rejects it")
-	case errors.Is(err, syscall.ECONNRESET):
+	case isReset(err) && stage == "handshake":
+		return NewFinding(CodeConnectionReset, "the server accepted the TCP connection, then reset it during the TLS handshake: the port is open, but whatever answers there (a TLS listener that failed to load its certificate, a firewall, a load balancer without a backend) aborts every TLS client")
+	case isReset(err):
 		return NewFinding(CodeConnectionRefused, fmt.Sprintf("connection reset by the peer %s", while))
 	case errors.As(err, &rh):
 		hint := ""
@@ -58,6 +58,11 @@ func classifyNetError(err error, stage string, deadline time.Duration) Finding {
 	default:
 		return NewFinding(CodeHandshakeFailed, fmt.Sprintf("TLS handshake failed: %v", err))
 	}
+}
+
+// isReset: the peer reset the connection (or it broke under our write).
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
 }
 
 func isTimeout(err error) bool {

@@ -198,10 +198,10 @@ func (p *probeRun) upgrade(ctx context.Context, conn net.Conn) error {
 }
 
 // classifyStartTLS turns a failed STARTTLS dialogue into a finding.
-// Timeouts are left to the generic classification.
+// Timeouts and resets are left to the generic classification.
 func classifyStartTLS(err error) (Finding, bool) {
 	var se *startTLSError
-	if !errors.As(err, &se) || isTimeout(err) {
+	if !errors.As(err, &se) || isTimeout(err) || isReset(err) {
 		return Finding{}, false
 	}
 	proto := strings.ToUpper(se.Proto)

@@ -62,7 +62,11 @@ func hostileCases(t *testing.T, pki *testlab.PKI) []hostileCase {
 			codes: []string{CodeTimeout}},
 		{name: "answers_garbage", target: loop(testlab.GarbageServer(t)), opts: opts, codes: []string{CodeNotTLS}},
 		{name: "resets_mid_handshake", target: loop(testlab.ResetAfterHello(t)), opts: opts,
-			codes: []string{CodeConnectionRefused, CodeHandshakeFailed}},
+			codes: []string{CodeConnectionReset}, check: func(t *testing.T, r ChainReport) {
+				if !r.Reachable || r.Trusted || r.Status != StatusDown {
+					t.Errorf("reachable %v trusted %v status %s: want TCP reachable, not trusted, down", r.Reachable, r.Trusted, r.Status)
+				}
+			}},
 		{name: "certificate_1MiB", target: served(pki.HugeLeaf(1 << 20)), opts: opts, codes: []string{CodeHandshakeFailed}},
 		{name: "chain_of_200", target: served(pki.LongChain(200)), opts: opts, codes: []string{CodeInvalidChain, CodeIncompleteChain, CodeUntrustedRoot},
 			check: func(t *testing.T, r ChainReport) {

@@ -9,6 +9,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -168,9 +170,16 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// ErrCanceled is what Run and InspectChain return when the caller's context
+// is cancelled before the probe is done (errors.Is(err, context.Canceled)
+// holds too). The Report returned with it is partial and says nothing about
+// the server: keep it out of history and status. A deadline that passes is
+// a verdict instead, the finding timeout.
+var ErrCanceled = fmt.Errorf("probe cancelled: %w", context.Canceled)
+
 // Run probes one target. It returns an error only when nothing could be
-// attempted (an invalid Target); every server-side failure is a Finding
-// inside the Report.
+// attempted (an invalid Target) or the caller cancelled ctx (ErrCanceled);
+// every server-side failure is a Finding inside the Report.
 func Run(ctx context.Context, t Target, opts Options) (Report, error) {
 	if err := t.check(); err != nil {
 		return Report{}, err
@@ -178,6 +187,9 @@ func Run(ctx context.Context, t Target, opts Options) (Report, error) {
 	opts = opts.withDefaults()
 	p := newProbeRun(t, opts)
 	p.run(ctx)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return *p.report, ErrCanceled
+	}
 	return *p.report, nil
 }
 

@@ -117,12 +117,20 @@ type TargetInfo struct {
 	Port int    `json:"port"`
 	SNI  string `json:"sni"`
 	IP   string `json:"ip"`
+	// Scheme is the STARTTLS protocol spoken before TLS ("imap"); empty for
+	// direct TLS.
+	Scheme string `json:"scheme,omitempty"`
 }
 
 // String is the one way a target is written: host:port, with brackets
-// around an IPv6 address.
+// around an IPv6 address, after the STARTTLS scheme when there is one
+// ("imap://mail.example.com:143").
 func (t TargetInfo) String() string {
-	return net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+	hp := net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+	if t.Scheme != "" {
+		return t.Scheme + "://" + hp
+	}
+	return hp
 }
 
 // Finding is one diagnosed fact. Code is stable (clients switch on it);

@@ -33,6 +33,7 @@ func TestTargetInfoString(t *testing.T) {
 	}{
 		{TargetInfo{Host: "mcp.example.com", Port: 443}, "mcp.example.com:443"},
 		{TargetInfo{Host: "::1", Port: 8443, IP: "::1"}, "[::1]:8443"},
+		{TargetInfo{Host: "mail.example.com", Port: 143, Scheme: "imap"}, "imap://mail.example.com:143"},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {

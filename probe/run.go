@@ -32,6 +32,9 @@ type probeRun struct {
 	state *tls.ConnectionState
 	// handshakeOK: the TLS handshake finished at the protocol level.
 	handshakeOK bool
+	// resetAfterConnect: TCP connected, then the peer reset the connection
+	// during the handshake; the Report calls that reachable.
+	resetAfterConnect bool
 	// suiteFallback completed only by offering suites Go refuses by
 	// default: the server is reachable, but not by agents.
 	suiteFallback *attempt
@@ -49,7 +52,7 @@ func newProbeRun(t Target, opts Options) *probeRun {
 		target: t,
 		opts:   opts,
 		report: &Report{
-			Target:      TargetInfo{Host: t.Host, Port: t.Port, SNI: t.SNI, IP: t.IP},
+			Target:      TargetInfo{Host: t.Host, Port: t.Port, SNI: t.SNI, IP: t.IP, Scheme: t.Scheme},
 			CheckedAt:   opts.Now.UTC(),
 			ExpiryStage: StageNone,
 			Findings:    []Finding{},
@@ -118,6 +121,8 @@ func (p *probeRun) resolve(ctx context.Context) (netip.Addr, bool) {
 	if err != nil {
 		var dnsErr *net.DNSError
 		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			// The caller gave up: Run reports ErrCanceled, not a verdict.
 		case ctx.Err() != nil:
 			p.add(CodeTimeout, "resolving %s did not finish within the %s deadline", p.target.Host, p.target.Timeout)
 		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
@@ -135,7 +140,7 @@ func (p *probeRun) resolve(ctx context.Context) (netip.Addr, bool) {
 // certificates received.
 func (p *probeRun) evaluate(ctx context.Context, main *attempt, legacy []*attempt) {
 	chosen := p.connectionVerdict(main, legacy)
-	p.report.Reachable = p.handshakeOK
+	p.report.Reachable = p.handshakeOK || p.resetAfterConnect
 	p.describeConnection(chosen, main, legacy)
 	if p.certRequest != nil {
 		p.add(CodeClientCertRequired, "%s", clientCertMessage(p.certRequest, main))
@@ -162,7 +167,9 @@ func (p *probeRun) connectionVerdict(main *attempt, legacy []*attempt) *attempt 
 		p.handshakeOK = true
 		return main
 	case main.stage == "connect":
-		p.addFinding(classifyNetError(main.err, "connect", p.target.Timeout))
+		if !errors.Is(main.err, context.Canceled) {
+			p.addFinding(classifyNetError(main.err, "connect", p.target.Timeout))
+		}
 		return main
 	}
 	chosen := main
@@ -190,8 +197,10 @@ func (p *probeRun) connectionVerdict(main *attempt, legacy []*attempt) *attempt 
 		p.handshakeOK = true
 		return main
 	}
-	if !p.handshakeOK {
-		p.addFinding(classifyNetError(main.err, "handshake", p.target.Timeout))
+	if !p.handshakeOK && !errors.Is(main.err, context.Canceled) {
+		f := classifyNetError(main.err, "handshake", p.target.Timeout)
+		p.resetAfterConnect = f.Code == CodeConnectionReset
+		p.addFinding(f)
 	}
 	return chosen
 }

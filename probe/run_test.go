@@ -62,6 +62,7 @@ func TestRunScenarios(t *testing.T) {
 		codes     map[string]Severity // must be present with this severity
 		absent    []string            // must not be present
 		msg       map[string]string   // code -> substring of its message
+		complete  string              // chain.complete: "yes", "no", or "" unchecked
 	}
 	cases := []struct {
 		scenario string
@@ -75,7 +76,7 @@ func TestRunScenarios(t *testing.T) {
 		{testlab.ScenarioExpired, want{status: StatusDown, reachable: true, trusted: false, stage: StageExpired,
 			codes: map[string]Severity{CodeExpired: SeverityCritical}, absent: []string{CodeExpiringSoon, CodeUntrustedRoot}}},
 		{testlab.ScenarioNotYetValid, want{status: StatusDown, reachable: true, trusted: false,
-			codes: map[string]Severity{CodeNotYetValid: SeverityCritical}}},
+			codes: map[string]Severity{CodeNotYetValid: SeverityCritical}, msg: map[string]string{CodeNotYetValid: "(2 days from now)"}}},
 		{testlab.ScenarioExpiring29d, want{status: StatusOK, reachable: true, trusted: true, stage: "30d",
 			codes: map[string]Severity{CodeExpiringSoon: SeverityInfo}}},
 		{testlab.ScenarioExpiring13d, want{status: StatusWarning, reachable: true, trusted: true, stage: "14d",
@@ -94,17 +95,20 @@ func TestRunScenarios(t *testing.T) {
 		{testlab.ScenarioSelfSigned, want{status: StatusDown, reachable: true, trusted: false,
 			codes: map[string]Severity{CodeSelfSigned: SeverityCritical}, absent: []string{CodeUntrustedRoot, CodeIncompleteChain}}},
 		{testlab.ScenarioUntrustedRoot, want{status: StatusDown, reachable: true, trusted: false,
-			codes: map[string]Severity{CodeUntrustedRoot: SeverityCritical, CodeRootInChain: SeverityInfo}, absent: []string{CodeIncompleteChain, CodeSelfSigned}}},
+			codes: map[string]Severity{CodeUntrustedRoot: SeverityCritical, CodeRootInChain: SeverityInfo}, absent: []string{CodeIncompleteChain, CodeSelfSigned},
+			complete: "yes"}},
 		{testlab.ScenarioPrivateCA, want{status: StatusDown, reachable: true, trusted: false,
 			codes: map[string]Severity{CodeUntrustedRoot: SeverityCritical}, msg: map[string]string{CodeUntrustedRoot: "likely"}, absent: []string{CodeIncompleteChain}}},
 		{testlab.ScenarioMissingIntermediate, want{status: StatusDown, reachable: true, trusted: false,
-			codes: map[string]Severity{CodeIncompleteChain: SeverityCritical}, msg: map[string]string{CodeIncompleteChain: "/issuer.crt"}, absent: []string{CodeUntrustedRoot}}},
+			codes: map[string]Severity{CodeIncompleteChain: SeverityCritical}, msg: map[string]string{CodeIncompleteChain: "/issuer.crt"}, absent: []string{CodeUntrustedRoot},
+			complete: "no"}},
 		{testlab.ScenarioMissingDeadAIA, want{status: StatusDown, reachable: true, trusted: false,
 			codes: map[string]Severity{CodeIncompleteChain: SeverityCritical}, msg: map[string]string{CodeIncompleteChain: "likely"}, absent: []string{CodeUntrustedRoot}}},
 		{testlab.ScenarioUntrustedDirect, want{status: StatusDown, reachable: true, trusted: false,
 			codes: map[string]Severity{CodeUntrustedRoot: SeverityCritical}, msg: map[string]string{CodeUntrustedRoot: "no AIA"}, absent: []string{CodeIncompleteChain, CodeSelfSigned}}},
 		{testlab.ScenarioExpiredIntermediate, want{status: StatusDown, reachable: true, trusted: false,
-			codes: map[string]Severity{CodeExpiredIntermediate: SeverityCritical}, absent: []string{CodeExpired, CodeUntrustedRoot}}},
+			codes: map[string]Severity{CodeExpiredIntermediate: SeverityCritical}, absent: []string{CodeExpired, CodeUntrustedRoot},
+			complete: "yes"}},
 		{testlab.ScenarioRootServed, want{status: StatusOK, reachable: true, trusted: true,
 			codes: map[string]Severity{CodeRootInChain: SeverityInfo}, absent: []string{CodeChainOrder}}},
 		{testlab.ScenarioChainOrder, want{status: StatusWarning, reachable: true, trusted: true,
@@ -120,7 +124,8 @@ func TestRunScenarios(t *testing.T) {
 		{testlab.ScenarioWeakEC, want{status: StatusWarning, reachable: true, trusted: true,
 			codes: map[string]Severity{CodeWeakKey: SeverityWarning}, msg: map[string]string{CodeWeakKey: "P-224"}}},
 		{testlab.ScenarioSHA1, want{status: StatusDown, reachable: true, trusted: false,
-			codes: map[string]Severity{CodeWeakSignature: SeverityCritical}, absent: []string{CodeUntrustedRoot, CodeIncompleteChain}}},
+			codes: map[string]Severity{CodeWeakSignature: SeverityCritical}, absent: []string{CodeUntrustedRoot, CodeIncompleteChain},
+			complete: "yes"}},
 		{testlab.ScenarioClientCertRequired, want{status: StatusOK, reachable: true, trusted: true,
 			codes: map[string]Severity{CodeClientCertRequired: SeverityInfo}, msg: map[string]string{CodeClientCertRequired: "tlswatch Test Root CA"},
 			absent: []string{CodeHandshakeFailed}}},
@@ -139,6 +144,9 @@ func TestRunScenarios(t *testing.T) {
 			}
 			if w.stage != "" && r.ExpiryStage != w.stage {
 				t.Errorf("expiry_stage %q, want %q", r.ExpiryStage, w.stage)
+			}
+			if w.complete != "" && (r.Chain == nil || r.Chain.Complete != (w.complete == "yes")) {
+				t.Errorf("chain %+v, want complete %s", r.Chain, w.complete)
 			}
 			got := findingsOf(r)
 			for code, sev := range w.codes {
@@ -330,8 +338,9 @@ func TestRunNetworkFailures(t *testing.T) {
 		}()
 		port := ln.Addr().(*net.TCPAddr).Port
 		r, _ := Run(context.Background(), Target{Host: "tlswatch.test", IP: "127.0.0.1", Port: port, Timeout: 2 * time.Second}, Options{})
-		if _, ok := findingsOf(r)[CodeConnectionRefused]; !ok {
-			t.Errorf("findings %v", r.Findings)
+		// TCP was accepted: reachable, but no TLS, so down.
+		if f, ok := findingsOf(r)[CodeConnectionReset]; !ok || f.Severity != SeverityCritical || !r.Reachable || r.Status != StatusDown {
+			t.Errorf("reachable %v status %s findings %v", r.Reachable, r.Status, r.Findings)
 		}
 	})
 }
@@ -479,5 +488,42 @@ func TestRunProtocols(t *testing.T) {
 	r := runLab(t, testlab.Start(t, pki, testlab.ScenarioTLS10Only))
 	if r.TLS == nil || r.TLS.Version != "TLS 1.0" || r.Leaf == nil {
 		t.Errorf("tls10 only: %+v", r.TLS)
+	}
+}
+
+// A probe the caller cancels is not a verdict on the server: Run returns
+// ErrCanceled and no finding blames a timeout.
+func TestRunCanceled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // hold it open, say nothing
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		c := <-accepted
+		defer c.Close()
+		cancel()
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	r, err := Run(ctx, Target{Host: "tlswatch.test", IP: "127.0.0.1", Port: port, Timeout: 30 * time.Second}, Options{NoLegacyProtocols: true})
+	if !errors.Is(err, ErrCanceled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want ErrCanceled", err)
+	}
+	if _, ok := findingsOf(r)[CodeTimeout]; ok {
+		t.Errorf("a cancelled probe reported a timeout: %v", r.Findings)
+	}
+	for len(accepted) > 0 {
+		(<-accepted).Close()
 	}
 }

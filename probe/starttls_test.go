@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -138,6 +139,16 @@ func TestStartTLSSMTP(t *testing.T) {
 	}
 	if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].SerialNumber.Cmp(cert.Leaf.SerialNumber) != 0 {
 		t.Fatal("wrong certificate after STARTTLS")
+	}
+
+	// The Report names the scheme: smtp://host:port is not host:port.
+	tg, err := ParseTarget("smtp://"+testlab.DefaultHost+":"+addr[strings.LastIndexByte(addr, ':')+1:], "127.0.0.1", "", 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(context.Background(), tg, Options{Now: pki.Now, Roots: pki.Roots()})
+	if err != nil || r.Status != StatusOK || r.Target.Scheme != "smtp" || r.Target.String() != "smtp://"+testlab.DefaultHost+":"+strconv.Itoa(tg.Port) {
+		t.Errorf("status %s target %+v (%s) err %v findings %v", r.Status, r.Target, r.Target.String(), err, r.Findings)
 	}
 
 	// A server that does not offer it: a typed, NotOffered error.

@@ -177,7 +177,7 @@ const codesHeader = "| code | severity | title | what to do |"
 func codeRow(code string, info probe.CodeInfo) string {
 	sev := string(info.Severity)
 	if sev == "" {
-		sev = "by the thresholds: info ≤30d, warning ≤14d, critical ≤7d"
+		sev = info.Graded
 	}
 	esc := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 	return fmt.Sprintf("| `%s` | %s | %s | %s |", code, sev, esc(info.Title), esc(info.Fix))
