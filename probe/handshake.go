@@ -19,6 +19,23 @@ type attempt struct {
 	state     *tls.ConnectionState // after a completed handshake
 	captured  *tls.ConnectionState // from VerifyConnection, even if the handshake then failed
 	certReq   *tls.CertificateRequestInfo
+	// postErr is what the server said right after a TLS 1.3 handshake in
+	// which it asked for a client certificate: it can refuse one only after
+	// our Finished. Nil when nothing was refused within the wait.
+	postErr error
+}
+
+// refusal is how the server refused the connection after asking for a
+// client certificate (a TLS 1.2 abort, or a TLS 1.3 alert after the
+// handshake); nil when it did not.
+func (a *attempt) refusal() error {
+	switch {
+	case a == nil || a.certReq == nil || a.captured == nil:
+		return nil
+	case a.err != nil:
+		return a.err
+	}
+	return a.postErr
 }
 
 // version is the protocol version the server chose, 0 when it chose none.
@@ -50,6 +67,11 @@ var legacySuites = func() []uint16 {
 var alpnOffer = []string{"h2", "http/1.1"}
 
 func (p *probeRun) handshake(ctx context.Context, addr string, min, max uint16, suites []uint16) *attempt {
+	return p.handshakeAs(ctx, addr, min, max, suites, p.opts.ClientCert)
+}
+
+// handshakeAs is handshake presenting clientCert (nil: none) when asked.
+func (p *probeRun) handshakeAs(ctx context.Context, addr string, min, max uint16, suites []uint16, clientCert *tls.Certificate) *attempt {
 	a := &attempt{min: min, max: max, stage: "connect"}
 	d := net.Dialer{Control: p.opts.Control}
 	t0 := time.Now()
@@ -65,7 +87,7 @@ func (p *probeRun) handshake(ctx context.Context, addr string, min, max uint16, 
 		a.err = fmt.Errorf("starttls with %s: %w", addr, err)
 		return a
 	}
-	cfg := lenientConfig(p.target.SNI, p.opts.ClientCert, &a.captured, &a.certReq)
+	cfg := lenientConfig(p.target.SNI, clientCert, &a.captured, &a.certReq)
 	cfg.MinVersion, cfg.MaxVersion = min, max
 	cfg.CipherSuites = suites
 	cfg.NextProtos = alpnOffer
@@ -79,7 +101,30 @@ func (p *probeRun) handshake(ctx context.Context, addr string, min, max uint16, 
 	}
 	cs := tc.ConnectionState()
 	a.state = &cs
+	if a.certReq != nil && cs.Version == tls.VersionTLS13 {
+		a.postErr = readRefusal(ctx, tc, a.connect)
+	}
 	return a
+}
+
+// readRefusal reads once after a TLS 1.3 handshake to catch the alert of a
+// server that refuses the client certificate: it arrives one round trip
+// after our Finished, plus the server's own checks. Silence (the server
+// waits for a request), data, or a close without an alert (which says
+// nothing about the certificate) mean no refusal; an alert or a reset do.
+func readRefusal(ctx context.Context, tc *tls.Conn, connect time.Duration) error {
+	deadline := time.Now().Add(min(max(500*time.Millisecond, 4*connect), 2*time.Second))
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	tc.SetReadDeadline(deadline)
+	var b [1]byte
+	_, err := tc.Read(b[:])
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" || isReset(err) {
+		return err
+	}
+	return nil
 }
 
 // lenientConfig is the client side of every probe handshake. Verification
@@ -135,6 +180,12 @@ func (p *probeRun) handshakes(ctx context.Context) (*attempt, []*attempt) {
 	var legacy []*attempt
 	if legacyCh != nil {
 		legacy = p.collectLegacy(legacyCtx, legacyCancel, legacyCh, main)
+	}
+	// A server that asked for a client certificate and accepted ours may
+	// also accept clients without one: one more handshake tells whether it
+	// requires one.
+	if main.certReq != nil && p.opts.ClientCert != nil && main.err == nil && main.postErr == nil {
+		p.withoutCert = p.handshakeAs(ctx, addr, tls.VersionTLS10, tls.VersionTLS13, nil, nil)
 	}
 	// A TLS 1.2 server that offers only suites Go refuses by default (RSA
 	// key exchange, 3DES) fails the main handshake with an alert; one more

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"net"
@@ -38,8 +36,13 @@ type probeRun struct {
 	// suiteFallback completed only by offering suites Go refuses by
 	// default: the server is reachable, but not by agents.
 	suiteFallback *attempt
-	// certRequest is the server's CertificateRequest, when it sent one.
+	// certRequest is the server's CertificateRequest, when it sent one, and
+	// certAttempt the attempt that got it.
 	certRequest *tls.CertificateRequestInfo
+	certAttempt *attempt
+	// withoutCert is the handshake without a client certificate, made when
+	// the server accepted the one presented.
+	withoutCert *attempt
 
 	served   []*x509.Certificate
 	analysis *chainAnalysis
@@ -142,9 +145,7 @@ func (p *probeRun) evaluate(ctx context.Context, main *attempt, legacy []*attemp
 	chosen := p.connectionVerdict(main, legacy)
 	p.report.Reachable = p.handshakeOK || p.resetAfterConnect
 	p.describeConnection(chosen, main, legacy)
-	if p.certRequest != nil {
-		p.add(CodeClientCertRequired, "%s", clientCertMessage(p.certRequest, main))
-	}
+	p.clientCertVerdict()
 	if len(p.served) == 0 {
 		return
 	}
@@ -216,7 +217,7 @@ func (p *probeRun) describeConnection(chosen, main *attempt, legacy []*attempt) 
 	}
 	for _, a := range append([]*attempt{main}, legacy...) {
 		if a != nil && a.certReq != nil && p.certRequest == nil {
-			p.certRequest = a.certReq
+			p.certRequest, p.certAttempt = a.certReq, a
 		}
 	}
 	p.fillProtocols(main, legacy)
@@ -273,37 +274,6 @@ func (p *probeRun) fillProtocols(main *attempt, legacy []*attempt) {
 	if len(old) > 0 {
 		p.add(CodeDeprecatedProtocol, "the server accepts %s; disable them, agents only need TLS 1.2 and 1.3", strings.Join(old, " and "))
 	}
-}
-
-// clientCertMessage names the CAs the server accepts client certificates
-// from.
-func clientCertMessage(cri *tls.CertificateRequestInfo, main *attempt) string {
-	var names []string
-	for _, raw := range cri.AcceptableCAs {
-		var rdn pkix.RDNSequence
-		if _, err := asn1.Unmarshal(raw, &rdn); err != nil {
-			continue
-		}
-		var n pkix.Name
-		n.FillFromRDNSequence(&rdn)
-		names = append(names, n.String())
-	}
-	msg := "the server requests a client certificate (mTLS)"
-	if len(names) > 0 {
-		msg += fmt.Sprintf("; acceptable CAs: %s", strings.Join(names, "; "))
-	} else {
-		msg += "; it names no acceptable CAs"
-	}
-	if main.err != nil {
-		msg += "; without one it aborted the handshake"
-		var opErr *net.OpError
-		if errors.As(main.err, &opErr) && opErr.Op == "remote error" {
-			msg += fmt.Sprintf(" (%v)", opErr.Err)
-		}
-	} else {
-		msg += "; agents without an accepted client certificate are refused"
-	}
-	return msg
 }
 
 // analyser is a post-handshake check (revocation and SCTs, trust stores).

@@ -399,7 +399,7 @@ func TestRunClientCertPresented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != StatusOK || !strings.Contains(findingsOf(r)[CodeClientCertRequired].Message, "requests") {
+	if r.Status != StatusOK || !strings.Contains(findingsOf(r)[CodeClientCertRequired].Message, "accepted the one presented") {
 		t.Errorf("status %s findings %v", r.Status, r.Findings)
 	}
 }
@@ -413,7 +413,7 @@ func TestRunTLS12ClientCertAbort(t *testing.T) {
 	if !r.Reachable || r.Leaf == nil || r.TLS.Version != "TLS 1.2" {
 		t.Fatalf("reachable=%v leaf=%v tls=%+v", r.Reachable, r.Leaf != nil, r.TLS)
 	}
-	if f := findingsOf(r)[CodeClientCertRequired]; !strings.Contains(f.Message, "aborted") {
+	if f := findingsOf(r)[CodeClientCertRequired]; !strings.Contains(f.Message, "without one it refused the connection") {
 		t.Errorf("finding %+v", f)
 	}
 }
