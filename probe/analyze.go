@@ -96,7 +96,9 @@ type chainAnalysis struct {
 	aia      []AIAFetch
 	aiaCerts []*x509.Certificate
 	roots    *x509.CertPool
-	pasted   bool // the chain was pasted as PEM, not served
+	// customRoots: the operator gave --ca-file roots (Options.CustomRoots).
+	customRoots bool
+	pasted      bool // the chain was pasted as PEM, not served
 }
 
 // chainName names the chain under analysis in messages.
@@ -173,7 +175,8 @@ func (a *chainAnalysis) leafIssuer() *x509.Certificate {
 func analyzeChain(ctx context.Context, served []*x509.Certificate, host string, opts Options, pasted bool) *chainAnalysis {
 	leaf := served[0]
 	now := opts.Now
-	a := &chainAnalysis{served: served, leaf: leaf, host: host, now: now, roots: opts.Roots, pasted: pasted}
+	a := &chainAnalysis{served: served, leaf: leaf, host: host, now: now, roots: opts.Roots, pasted: pasted,
+		customRoots: opts.CustomRoots != nil}
 	// Pasted certificates may be client or CA certificates: any extended
 	// key usage is accepted when no host is checked.
 	anyUsage := pasted && host == ""
@@ -404,16 +407,11 @@ func (a *chainAnalysis) unknownAuthority(ctx context.Context, opts Options, vo x
 			got.Subject.String(), issuerName(got), aiaNote)
 		return
 	}
-	if top == leaf {
-		a.loneLeaf(aiaNote)
+	if top == leaf && (len(leaf.IssuingCertificateURL) > 0 || len(leaf.OCSPServer) > 0) {
+		a.leafWithAIA(aiaNote)
 		return
 	}
-	detail := ""
-	if aiaNote != "" {
-		detail = "; " + aiaNote
-	}
-	a.add(CodeUntrustedRoot, "likely an untrusted root: the served chain ends at %s, issued by %s, which is not in the trust store (a private or unknown CA; if it is a cross-signing CA, serve it too)%s",
-		top.Subject.String(), issuerName(top), detail)
+	a.unseenIssuer(top, aiaNote, weighIssuer(top, opts.Roots, opts.CustomRoots))
 }
 
 // diagnoseViaAIA completes the chain from top with AIA. done: the diagnosis
@@ -445,26 +443,71 @@ func (a *chainAnalysis) diagnoseViaAIA(ctx context.Context, opts Options, vo x50
 	return false, note
 }
 
-// loneLeaf diagnoses a leaf served alone whose issuer is unknown.
-func (a *chainAnalysis) loneLeaf(aiaNote string) {
-	leaf := a.leaf
-	issuer := issuerName(leaf)
-	// Public CAs put Authority Information Access (caIssuers, OCSP) in
-	// every leaf; private CAs (openssl, mkcert, internal PKIs) usually put
-	// none. So a lone leaf with AIA most likely lacks its intermediate, and
-	// one without AIA most likely comes from a private root.
-	if len(leaf.IssuingCertificateURL) == 0 && len(leaf.OCSPServer) == 0 {
-		a.add(CodeUntrustedRoot, "likely an untrusted root: the leaf's issuer %s is neither served nor in the trust store, and the leaf carries no AIA information, as certificates from private CAs usually do; add that CA's root with --ca-file (if %s is an intermediate of a public CA, the server omits it: serve the full chain)",
-			issuer, issuer)
-		return
-	}
+// leafWithAIA diagnoses a leaf served alone, whose issuer is unknown and
+// could not be fetched. Public CAs put Authority Information Access
+// (caIssuers, OCSP) in every leaf, private CAs (openssl, mkcert, internal
+// PKIs) usually none: such a leaf most likely lacks its intermediate.
+func (a *chainAnalysis) leafWithAIA(aiaNote string) {
+	issuer := issuerName(a.leaf)
 	reason := "the leaf names no caIssuers URL to fetch it from"
 	if aiaNote != "" {
 		reason = aiaNote
 	}
-	a.add(CodeIncompleteChain, "likely an incomplete chain: %s has no certificate for the leaf's issuer %s, and %s; serve the intermediate (if that issuer is a private root, this is an untrusted root instead: add it with --ca-file)",
+	a.add(CodeIncompleteChain, "likely an incomplete chain: %s has no certificate for the leaf's issuer %s, and %s; serve the intermediate",
 		a.chainName(), issuer, reason)
 	a.problem(ProblemMissingIntermediate, -1, nil, fmt.Sprintf("the issuer %s of the leaf is not served", issuer))
+}
+
+// unseenIssuer reports the issuer of top that nothing supplied, by what
+// weighIssuer makes of it; both codes only when it cannot tell.
+func (a *chainAnalysis) unseenIssuer(top *x509.Certificate, aiaNote string, ev issuerEvidence) {
+	issuer := issuerName(top)
+	what, after := fmt.Sprintf("no certificate of the leaf's issuer %s is served or in the trust store", issuer), "the leaf"
+	if top != a.leaf {
+		what = fmt.Sprintf("%s ends at %s, and no certificate of its issuer %s is served or in the trust store", a.chainName(), top.Subject.String(), issuer)
+		after = top.Subject.String()
+	}
+	var evidence []string
+	if ev.why != "" {
+		evidence = append(evidence, ev.why)
+	}
+	if top == a.leaf {
+		evidence = append(evidence, "the leaf has no AIA caIssuers URL to fetch it from")
+		if ev.why == "" {
+			evidence = append(evidence, "a leaf without AIA information usually comes from a private CA")
+		}
+	}
+	if aiaNote != "" {
+		evidence = append(evidence, aiaNote)
+	}
+	because := ""
+	if len(evidence) > 0 {
+		because = "; " + strings.Join(evidence, "; ")
+	}
+	switch ev.guess {
+	case guessIntermediate:
+		a.add(CodeIncompleteChain, "likely an incomplete chain: %s%s: serve that intermediate after %s", what, because, after)
+		a.problem(ProblemMissingIntermediate, -1, nil, fmt.Sprintf("the issuer %s of %s is not served", issuer, top.Subject.String()))
+	case guessRoot:
+		a.add(CodeUntrustedRoot, "likely an untrusted root: %s%s%s", what, because, a.rootAdvice(top, issuer))
+	default:
+		a.add(CodeIncompleteChain, "an incomplete chain or an untrusted root, the probe cannot tell which: %s%s; if %s is an intermediate, serve it after %s",
+			what, because, issuer, after)
+		a.problem(ProblemMissingIntermediate, -1, nil, fmt.Sprintf("the issuer %s of %s is not served", issuer, top.Subject.String()))
+		a.add(CodeUntrustedRoot, "an untrusted root or an incomplete chain, the probe cannot tell which: if %s is a root, it is not one of the roots configured", issuer)
+	}
+}
+
+// rootAdvice ends an untrusted_root message. It suggests --ca-file only to
+// an operator who gave no roots: one who did is told theirs did not match.
+func (a *chainAnalysis) rootAdvice(top *x509.Certificate, issuer string) string {
+	switch {
+	case a.customRoots:
+		return "; it is not one of your --ca-file roots"
+	case top == a.leaf:
+		return fmt.Sprintf("; if you trust that CA, add its root with --ca-file (if %s is an intermediate of a public CA, the server omits it: serve the full chain)", issuer)
+	}
+	return " (a private or unknown CA; if it is a cross-signing CA, serve it too)"
 }
 
 // brokenByWeakSignature reports whether the served path contains a

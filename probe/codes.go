@@ -78,6 +78,7 @@ type CodeInfo struct {
 const (
 	gradedByThresholds = "by the thresholds: info ≤30d, warning ≤14d, critical ≤7d"
 	gradedByProfile    = "warning for suites outside Mozilla's old profile or no forward secrecy at all; info for suites that only miss intermediate"
+	gradedByStore      = "warning; info when only the operator's own --ca-file roots make the difference"
 )
 
 // Codes is the one table of finding codes.
@@ -109,7 +110,7 @@ var Codes = map[string]CodeInfo{
 	CodeNoSCT:                {CodeNoSCT, SeverityInfo, "no SCTs", "Use a certificate logged in Certificate Transparency; CT-enforcing browsers reject it.", ""},
 	CodeWeakCipher:           {CodeWeakCipher, "", "weak cipher accepted", "Offer ECDHE with AES-GCM or ChaCha20-Poly1305 (Mozilla's intermediate profile); disable RC4, export, NULL, anonymous and single-DES suites, and keep CBC, 3DES and RSA key exchange only for clients that need them.", gradedByProfile},
 	CodeInconsistentBackends: {CodeInconsistentBackends, SeverityWarning, "inconsistent backends", "Deploy the same certificate on every address behind the name.", ""},
-	CodeUntrustedElsewhere:   {CodeUntrustedElsewhere, SeverityWarning, "trust differs between stores", "Use a CA trusted by every common store, or configure agents with the needed roots.", ""},
+	CodeUntrustedElsewhere:   {CodeUntrustedElsewhere, "", "trust differs between stores", "Use a CA trusted by every common store, or configure agents with the needed roots.", gradedByStore},
 	CodeClientCertExpiring:   {CodeClientCertExpiring, "", "client certificate expiring", "Renew the client certificate that tlswatch presents.", gradedByThresholds},
 	CodeNotMCP:               {CodeNotMCP, SeverityCritical, "not an MCP server", "Check the URL path (often /mcp) and that the MCP server is running behind it.", ""},
 	CodeMCPAuthRequired:      {CodeMCPAuthRequired, SeverityInfo, "MCP authorization required", "The server requires authorization: pass a token or complete the OAuth flow.", ""},

@@ -224,9 +224,10 @@ func TestDeepRunTrustedOnlyByCustomRoot(t *testing.T) {
 	sys, _ := SystemRoots()
 	conf := sys.Clone()
 	conf.AddCert(pki.Root.Cert)
+	// Said (info: the operator chose the CA), and the status stays ok.
 	r := deepRun(t, addrTarget(t, addr), Options{Now: pki.Now, Roots: conf, CustomRoots: pki.Roots()})
-	wantFinding(t, r, CodeUntrustedElsewhere, SeverityWarning)
-	if !r.Trusted || r.Status != StatusWarning || len(r.TrustStores) != 4 {
+	wantFinding(t, r, CodeUntrustedElsewhere, SeverityInfo)
+	if !r.Trusted || r.Status != StatusOK || len(r.TrustStores) != 4 {
 		t.Errorf("trusted %v status %s stores %+v", r.Trusted, r.Status, r.TrustStores)
 	}
 	// Without CustomRoots (the lab's own tests, a root installed on

@@ -139,14 +139,16 @@ func checkTrustStores(in trustStoreInput) ([]TrustVerdict, []Finding) {
 	var fs []Finding
 	switch {
 	case confErr == nil && in.Custom != nil && custErr == nil && sysErr != nil && mozErr != nil:
-		fs = append(fs, NewFinding(CodeUntrustedElsewhere,
-			"trusted only through the custom --ca-file roots: neither the system store nor the Mozilla bundle (used by Node and Python agents) trusts this chain, so every agent without your CA fails"))
+		// The operator chose this CA: worth saying, not a defect of the
+		// server (info, so a private endpoint they trust can be "ok").
+		fs = append(fs, Finding{Code: CodeUntrustedElsewhere, Severity: SeverityInfo,
+			Message: "trusted only through the custom --ca-file roots: neither the system store nor the Mozilla bundle (used by Node and Python agents) trusts this chain, so every agent without your CA fails"})
 	case confErr == nil && mozErr != nil && anchoredAtMozillaRoot(confChains, in.Mozilla == nil):
-		fs = append(fs, NewFinding(CodeUntrustedElsewhere,
-			"trusted by the configured store but refused by the Mozilla bundle, which distrusts this root for certificates like this one ("+trustErrorText(mozErr)+"); Node, Python (certifi) and Firefox clients fail"))
+		fs = append(fs, Finding{Code: CodeUntrustedElsewhere, Severity: SeverityWarning,
+			Message: "trusted by the configured store but refused by the Mozilla bundle, which distrusts this root for certificates like this one (" + trustErrorText(mozErr) + "); Node, Python (certifi) and Firefox clients fail"})
 	case confErr != nil && mozErr == nil:
-		fs = append(fs, NewFinding(CodeUntrustedElsewhere,
-			"refused by the configured store but trusted by the Mozilla bundle: the local trust store is probably outdated; Go and curl on this machine fail where Node and Python agents succeed"))
+		fs = append(fs, Finding{Code: CodeUntrustedElsewhere, Severity: SeverityWarning,
+			Message: "refused by the configured store but trusted by the Mozilla bundle: the local trust store is probably outdated; Go and curl on this machine fail where Node and Python agents succeed"})
 	}
 	return out, fs
 }

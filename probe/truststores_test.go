@@ -39,8 +39,8 @@ func TestTrustStoresCustomOnly(t *testing.T) {
 	if v := verdictOf(vs, StoreCustom); v == nil || !v.Trusted {
 		t.Errorf("custom: %+v", v)
 	}
-	if len(fs) != 1 || fs[0].Code != CodeUntrustedElsewhere || fs[0].Severity != SeverityWarning {
-		t.Fatalf("findings %v, want untrusted_elsewhere warning", findingCodes(fs))
+	if len(fs) != 1 || fs[0].Code != CodeUntrustedElsewhere || fs[0].Severity != SeverityInfo {
+		t.Fatalf("findings %v, want untrusted_elsewhere info", findingCodes(fs))
 	}
 }
 

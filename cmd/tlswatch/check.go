@@ -87,7 +87,11 @@ func loadClientCerts(specs []string) (map[string]tls.Certificate, error) {
 // probeOptions builds the probe options from the configured trust store.
 func probeOptions(cfg Config) (probe.Options, error) {
 	roots, err := loadRoots(cfg.CAFiles) // its errors name --ca-file and the file
-	return probe.Options{Roots: roots, Cache: probe.NewCache()}, err
+	if err != nil {
+		return probe.Options{}, err
+	}
+	custom, err := customRoots(cfg.CAFiles)
+	return probe.Options{Roots: roots, CustomRoots: custom, Cache: probe.NewCache()}, err
 }
 
 func runCheck(ctx context.Context, c *cli, args []string) (int, error) {

@@ -119,6 +119,11 @@ func TestCheckJSON(t *testing.T) {
 	if rep.Status != probe.StatusOK || !rep.Reachable || !rep.Trusted || rep.Target.Host != testlab.DefaultHost || rep.Target.IP != "127.0.0.1" {
 		t.Errorf("report: %+v", rep)
 	}
+	// The lab root reaches the probe as a --ca-file root: a chain that only
+	// it anchors is said to be trusted nowhere else (info).
+	if f := findingOf(rep, probe.CodeUntrustedElsewhere); f == nil || f.Severity != probe.SeverityInfo || !strings.Contains(f.Message, "--ca-file") {
+		t.Errorf("untrusted_elsewhere: %+v in %v", f, rep.Findings)
+	}
 	var m map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
 		t.Fatal(err)
@@ -141,4 +146,13 @@ func TestExitCodeOfStatus(t *testing.T) {
 			t.Errorf("exitCode(%q) = %d, want %d", s, got, want)
 		}
 	}
+}
+
+func findingOf(r probe.Report, code string) *probe.Finding {
+	for i := range r.Findings {
+		if r.Findings[i].Code == code {
+			return &r.Findings[i]
+		}
+	}
+	return nil
 }

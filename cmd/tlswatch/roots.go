@@ -29,6 +29,22 @@ func loadRoots(files []string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// customRoots returns the --ca-file roots alone, nil when none were given:
+// the probe reports a chain trusted only thanks to them
+// (untrusted_elsewhere) and weighs them when a chain's issuer is missing.
+func customRoots(files []string) (*x509.CertPool, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	for _, f := range files {
+		if err := addPEMFile(pool, f); err != nil {
+			return nil, err
+		}
+	}
+	return pool, nil
+}
+
 func addPEMFile(pool *x509.CertPool, path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {

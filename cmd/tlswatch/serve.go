@@ -54,11 +54,11 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	stderr = creds.secrets.Writer(stderr) // no log line shows a secret, whatever a server echoes
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	// The --ca-file roots are not passed as probe.Options.CustomRoots: the
-	// probe would then call every chain of a private CA untrusted_elsewhere
-	// (a warning), so a healthy endpoint the operator explicitly trusts
-	// could never be "ok". Revisit with the probe's owner.
 	roots, err := loadRoots(cfg.CAFiles)
+	if err != nil {
+		return err
+	}
+	custom, err := customRoots(cfg.CAFiles)
 	if err != nil {
 		return err
 	}
@@ -74,11 +74,11 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		return err
 	}
 	cache := probe.NewCache() // every probe of this process shares it
-	probeOpts := probe.Options{Roots: roots, Policy: policy, Cache: cache}
+	probeOpts := probe.Options{Roots: roots, CustomRoots: custom, Policy: policy, Cache: cache}
 	probeFn := func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
 		// The watcher passes its own Thresholds and Now; the trust store and
 		// the outbound policy are always the operator's.
-		opts.Roots, opts.Policy, opts.Cache = roots, policy, cache
+		opts.Roots, opts.CustomRoots, opts.Policy, opts.Cache = roots, custom, policy, cache
 		if opts.ClientCert == nil && opts.ClientCertName != "" {
 			// A watch names its client certificate. One this process
 			// does not have (the operator dropped the flag, or another

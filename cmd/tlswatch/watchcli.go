@@ -41,7 +41,7 @@ func (c *cli) withWatches(ctx context.Context, fn func(watch.Service) error) err
 // probeWith adapts probe.Run to the watcher, adding the trust store.
 func probeWith(base probe.Options) watch.ProbeFunc {
 	return func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
-		opts.Roots, opts.Cache = base.Roots, base.Cache
+		opts.Roots, opts.CustomRoots, opts.Cache = base.Roots, base.CustomRoots, base.Cache
 		return probe.Run(ctx, t, opts)
 	}
 }

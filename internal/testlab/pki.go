@@ -101,10 +101,12 @@ func (p *PKI) Roots() *x509.CertPool {
 // CAOpts shape an extra CA certificate.
 type CAOpts struct {
 	CommonName string
-	NotBefore  time.Time // zero: Now - 2 years
-	NotAfter   time.Time // zero: Now + 5 years
-	Key        KeyType
-	AIAURL     string // caIssuers URL pointing at the parent
+	// Organization of the subject; empty means "tlswatch lab", "-" none.
+	Organization string
+	NotBefore    time.Time // zero: Now - 2 years
+	NotAfter     time.Time // zero: Now + 5 years
+	Key          KeyType
+	AIAURL       string // caIssuers URL pointing at the parent
 	// SignatureAlgorithm of a root's self-signature (NewRootWith only).
 	SignatureAlgorithm x509.SignatureAlgorithm
 }
@@ -143,9 +145,17 @@ func (p *PKI) NewRootWith(o CAOpts) *Authority {
 
 // caTemplate is the certificate of a lab CA shaped by o.
 func (p *PKI) caTemplate(o CAOpts) *x509.Certificate {
+	subject := pkix.Name{CommonName: o.CommonName, Organization: []string{"tlswatch lab"}}
+	switch o.Organization {
+	case "":
+	case "-":
+		subject.Organization = nil
+	default:
+		subject.Organization = []string{o.Organization}
+	}
 	return &x509.Certificate{
 		SerialNumber:          p.nextSerial(),
-		Subject:               pkix.Name{CommonName: o.CommonName, Organization: []string{"tlswatch lab"}},
+		Subject:               subject,
 		NotBefore:             o.NotBefore,
 		NotAfter:              o.NotAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
