@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -54,3 +55,38 @@ func benchTarget(b *testing.B, addr string) Target {
 func BenchmarkDeepBasic(b *testing.B)        { benchDeep(b, true, false) }
 func BenchmarkDeepOCSPUncached(b *testing.B) { benchDeep(b, false, true) }
 func BenchmarkDeepOCSPCached(b *testing.B)   { benchDeep(b, false, false) }
+
+// The cost of Options.Deep (protocol and cipher suite enumeration plus the
+// handshake without SNI) over the same probe without it, on two loopback
+// servers: Go's defaults (TLS 1.2-1.3, ECDSA) and a legacy one (TLS 1.0-1.3,
+// RSA, every suite Go implements, RC4 and 3DES included):
+//
+//	go test -run '^$' -bench '^BenchmarkDeepScan' -benchtime 20x -count 6 ./probe/
+func BenchmarkDeepScan(b *testing.B) {
+	pki := testlab.NewPKI(b)
+	var all []uint16
+	for _, s := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		all = append(all, s.ID)
+	}
+	servers := []struct {
+		name string
+		cfg  *tls.Config
+	}{
+		{"modern", &tls.Config{Certificates: []tls.Certificate{pki.Leaf(testlab.LeafOpts{})}}},
+		{"legacy", &tls.Config{Certificates: []tls.Certificate{pki.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA2048})},
+			MinVersion: tls.VersionTLS10, CipherSuites: all}},
+	}
+	for _, s := range servers {
+		tgt := benchTarget(b, testlab.ServeTLS(b, s.cfg))
+		for _, deep := range []bool{false, true} {
+			b.Run(fmt.Sprintf("server=%s/deep=%v", s.name, deep), func(b *testing.B) {
+				opts := Options{Now: pki.Now, Roots: pki.Roots(), Deep: deep, NoRevocation: true, Cache: NewCache()}
+				for b.Loop() {
+					if r, err := Run(context.Background(), tgt, opts); err != nil || !r.Reachable {
+						b.Fatalf("%v %v", err, r.Findings)
+					}
+				}
+			})
+		}
+	}
+}
