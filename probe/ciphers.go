@@ -5,203 +5,276 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	ztls "github.com/zmap/zcrypto/tls"
 )
 
-// Protocol and cipher suite enumeration (opt-in: Options.Deep). For each of
-// TLS 1.0, 1.1 and 1.2 the client offers every suite Go implements, the
-// server picks one, that one is removed and the handshake repeated until the
-// server refuses: one handshake per accepted suite plus one per version,
-// instead of one per candidate suite. TLS 1.3 suites are not configurable in
-// Go and all three are AEAD, so 1.3 is tested for acceptance only.
+// Protocol and cipher suite enumeration (opt-in: Options.Deep), with
+// zcrypto's TLS client, made for scanning: it offers any suite ID at any
+// version from SSL 3.0 to TLS 1.3 and reads the server's choice from its
+// ServerHello, whether or not it could go on with that suite; when it can
+// (DHE among others) it also records the server's DH group. For each
+// version the client offers every suite, the server picks one, that one is
+// removed and the offer repeated until the server refuses: one handshake
+// per accepted suite plus one per version and offer. The main probe stays
+// on crypto/tls; only this enumeration uses zcrypto, and every connection
+// it makes is dialled by the probe (outbound policy, Control, STARTTLS,
+// deadline).
 
 // dialFunc opens a connection ready for a TLS ClientHello (TCP, plus the
 // STARTTLS dialogue where the target needs it).
 type dialFunc func(ctx context.Context) (net.Conn, error)
 
-// notTestedByGo lists what Go's TLS client cannot offer, so a deep scan
-// cannot tell whether the server accepts it. It goes into Report.NotTested.
-var notTestedByGo = []string{
-	"SSLv2",
-	"SSLv3",
-	"export-grade cipher suites",
-	"NULL and anonymous (aNULL) cipher suites",
-	"DHE (finite-field Diffie-Hellman) cipher suites",
-	"CAMELLIA, ARIA, SEED and IDEA cipher suites",
-	"TLS 1.3 CCM cipher suites",
+const (
+	// deepHandshakeTimeout bounds each enumeration handshake (also bounded
+	// by ctx).
+	deepHandshakeTimeout = 5 * time.Second
+	// maxDeepHandshakes caps one enumeration, whatever the server does.
+	maxDeepHandshakes = 256
+	// maxOfferedSuites bounds one ClientHello: some old servers choke on
+	// longer suite lists.
+	maxOfferedSuites = 128
+)
+
+// scanVersions are enumerated, oldest first.
+var scanVersions = []uint16{ztls.VersionSSL30, tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13}
+
+// notTestedByScan is what no client here can offer, so a deep scan cannot
+// tell whether the server accepts it. It goes into Report.NotTested.
+var notTestedByScan = []string{
+	"SSL 2.0",
+	"PSK, SRP, Kerberos, FORTEZZA, GOST and vendor-private cipher suites (a server picks them only for clients with matching credentials)",
 }
 
-// deepHandshakeTimeout bounds each enumeration handshake (also bounded by ctx).
-const deepHandshakeTimeout = 5 * time.Second
-
-// maxDeepHandshakes caps one enumeration, whatever the server does.
-const maxDeepHandshakes = 48
-
-var tlsVersionNames = map[uint16]string{
-	tls.VersionTLS10: "TLS 1.0",
-	tls.VersionTLS11: "TLS 1.1",
-	tls.VersionTLS12: "TLS 1.2",
-	tls.VersionTLS13: "TLS 1.3",
-}
-
-// cipherWeakness says why a suite is weak ("" when it is not). CBC with
-// SHA-1 under ECDHE is not weak by itself (Go and browsers still offer it);
-// a server that offers nothing better is, which cipherFindings checks.
-func cipherWeakness(name string) string {
-	switch {
-	case strings.Contains(name, "RC4"):
-		return "RC4 is broken (RFC 7465)"
-	case strings.Contains(name, "3DES"):
-		return "3DES has a 64-bit block (Sweet32)"
-	case strings.HasPrefix(name, "TLS_RSA_"):
-		return "RSA key exchange: no forward secrecy"
-	case strings.Contains(name, "_CBC_SHA256"):
-		return "CBC with HMAC-SHA256 has no constant-time implementation (Lucky13)"
+// legacyScanSuites are offered from SSL 3.0 to TLS 1.2: every suite zcrypto
+// names, but those of notTestedByScan and the signalling values.
+var legacyScanSuites = sync.OnceValue(func() []uint16 {
+	var out []uint16
+	for id := 0; id <= 0xFFFF; id++ {
+		name := ztls.CipherSuiteID(id).String()
+		if name == "unknown" || id >= 0x1300 && id <= 0x13FF || strings.HasPrefix(name, "SSL_") ||
+			containsAny(name, "_PSK_", "SRP", "KRB5", "FORTEZZA", "GOST", "SCSV", "RENEGO", "OP_PCL") {
+			continue
+		}
+		out = append(out, uint16(id))
 	}
-	return ""
+	return out
+})
+
+func containsAny(s string, subs ...string) bool {
+	return slices.ContainsFunc(subs, func(sub string) bool { return strings.Contains(s, sub) })
 }
 
-func isAEAD(name string) bool {
-	return strings.Contains(name, "_GCM_") || strings.Contains(name, "CHACHA20")
+// cipherScan is what enumerateCiphers found.
+type cipherScan struct {
+	protos    []ProtocolInfo
+	ciphers   []CipherInfo
+	notTested []string
 }
 
-// enumerateCiphers finds which protocol versions and which TLS 1.0–1.2
-// suites (of those Go implements) the server accepts. sni may be empty;
-// clientCert (may be nil) is presented when the server asks for one — a
-// server that asks and gets none still counts as accepting the suite it
-// chose. Versions are probed concurrently; suites within a version in
-// sequence.
-func enumerateCiphers(ctx context.Context, dial dialFunc, sni string, clientCert *tls.Certificate) ([]ProtocolInfo, []CipherInfo, []Finding) {
-	all := append(tls.CipherSuites(), tls.InsecureCipherSuites()...)
-	versions := []uint16{tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13}
-	accepted := make([][]CipherInfo, len(versions))
-	proto := make([]ProtocolInfo, len(versions))
-	var budget = make(chan struct{}, maxDeepHandshakes)
-	for i := 0; i < maxDeepHandshakes; i++ {
-		budget <- struct{}{}
+// scanJob enumerates one version with one offer of suites.
+type scanJob struct {
+	version uint16
+	offer   []uint16
+	found   []CipherInfo
+}
+
+// enumerateCiphers finds which protocol versions and cipher suites the
+// server accepts and the size of its DH group. sni may be empty. Versions
+// and offers are probed concurrently; suites within an offer in sequence.
+func enumerateCiphers(ctx context.Context, dial dialFunc, sni string) cipherScan {
+	var jobs []*scanJob
+	for _, v := range scanVersions {
+		offer := legacyScanSuites()
+		if v == tls.VersionTLS13 {
+			offer = slices.Sorted(maps.Keys(tls13SuiteNames))
+		}
+		for c := range slices.Chunk(offer, maxOfferedSuites) {
+			jobs = append(jobs, &scanJob{version: v, offer: slices.Clone(c)})
+		}
+	}
+	s := &scanner{dial: dial, sni: sni, budget: make(chan struct{}, maxDeepHandshakes)}
+	for range maxDeepHandshakes {
+		s.budget <- struct{}{}
 	}
 	var wg sync.WaitGroup
-	for i, v := range versions {
-		proto[i] = ProtocolInfo{Version: tlsVersionNames[v], Tested: true}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if v == tls.VersionTLS13 {
-				if _, err := deepHandshake(ctx, dial, sni, clientCert, v, nil, budget); err == nil {
-					proto[i].Accepted = true
-				}
-				return
-			}
-			var offer []uint16
-			for _, s := range all {
-				if slices.Contains(s.SupportedVersions, v) {
-					offer = append(offer, s.ID)
-				}
-			}
-			for len(offer) > 0 {
-				got, err := deepHandshake(ctx, dial, sni, clientCert, v, offer, budget)
-				if err != nil {
-					return
-				}
-				proto[i].Accepted = true
-				name := tls.CipherSuiteName(got)
-				w := cipherWeakness(name)
-				accepted[i] = append(accepted[i], CipherInfo{Version: tlsVersionNames[v], Name: name, Weak: w != "", Reason: w})
-				n := len(offer)
-				offer = slices.DeleteFunc(offer, func(id uint16) bool { return id == got })
-				if len(offer) == n {
-					return // the server chose a suite we did not offer: stop, do not loop
-				}
-			}
-		}()
+	for _, j := range jobs {
+		wg.Go(func() { s.enumerate(ctx, j) })
 	}
 	wg.Wait()
+	return s.assemble(ctx, jobs)
+}
 
-	var ciphers []CipherInfo
-	for _, a := range accepted {
-		ciphers = append(ciphers, a...)
+// scanner holds what the handshakes of one enumeration share.
+type scanner struct {
+	dial      dialFunc
+	sni       string
+	budget    chan struct{}
+	exhausted atomic.Bool
+}
+
+// enumerate offers j.offer at j.version until the server refuses, removing
+// each suite it picks.
+func (s *scanner) enumerate(ctx context.Context, j *scanJob) {
+	offer := j.offer
+	for len(offer) > 0 {
+		got, err := s.hello(ctx, j.version, offer)
+		if err != nil || got.version != j.version {
+			return
+		}
+		j.found = append(j.found, cipherInfo(j.version, got.suite, got.dhBits))
+		n := len(offer)
+		offer = slices.DeleteFunc(offer, func(id uint16) bool { return id == got.suite })
+		if len(offer) == n {
+			return // the server chose a suite we did not offer: stop, do not loop
+		}
 	}
-	proto = append([]ProtocolInfo{{Version: "SSL 2.0"}, {Version: "SSL 3.0"}}, proto...)
-	return proto, ciphers, cipherFindings(proto, ciphers)
+}
+
+// cipherInfo describes one accepted suite with its grade.
+func cipherInfo(v, id uint16, dhBits int) CipherInfo {
+	name := suiteName(id)
+	g, why := gradeSuite(id, name)
+	ci := CipherInfo{Version: versionName(v), Name: name, Weak: g == gradeNone, Profile: g.String(), DHBits: dhBits}
+	if g < gradeModern {
+		ci.Reason = why
+	}
+	return ci
+}
+
+func versionName(v uint16) string {
+	if v == ztls.VersionSSL30 {
+		return "SSL 3.0"
+	}
+	return tls.VersionName(v)
+}
+
+// assemble orders the findings by version and says what was not tested.
+func (s *scanner) assemble(ctx context.Context, jobs []*scanJob) cipherScan {
+	scan := cipherScan{protos: []ProtocolInfo{{Version: "SSL 2.0"}}, notTested: slices.Clone(notTestedByScan)}
+	for _, v := range scanVersions {
+		p := ProtocolInfo{Version: versionName(v), Tested: true}
+		for _, j := range jobs {
+			if j.version == v {
+				p.Accepted = p.Accepted || len(j.found) > 0
+				scan.ciphers = append(scan.ciphers, j.found...)
+			}
+		}
+		scan.protos = append(scan.protos, p)
+	}
+	if !s.measureDH(ctx, &scan) {
+		scan.notTested = append(scan.notTested, "the DH group size: none of the DHE suites accepted is one zcrypto can complete")
+	}
+	if s.exhausted.Load() {
+		scan.notTested = append(scan.notTested, fmt.Sprintf("suites beyond the first %d handshakes of the enumeration", maxDeepHandshakes))
+	}
+	return scan
+}
+
+// dheSuites are the DHE suites zcrypto completes up to the
+// ServerKeyExchange, where the server's DH group is.
+var dheSuites = []uint16{0x009E, 0x009F, 0xCCAA, 0x0033, 0x0039, 0x0067, 0x006B, 0x0016, 0x00A2, 0x00A3, 0x0032, 0x0038, 0x0040, 0x006A, 0x0013}
+
+// measureDH fills DHBits of the DHE suites whose handshake did not reveal
+// the group, with one more handshake offering the DHE suites zcrypto
+// completes. It reports false when DHE was accepted and no size is known.
+func (s *scanner) measureDH(ctx context.Context, scan *cipherScan) bool {
+	var known, v int
+	for _, c := range scan.ciphers {
+		if isDHE(c.Name) {
+			v = max(v, int(versionOf(c.Version)))
+			if c.DHBits > 0 {
+				known = c.DHBits
+			}
+		}
+	}
+	if v == 0 {
+		return true
+	}
+	if known == 0 {
+		if got, err := s.hello(ctx, uint16(min(v, tls.VersionTLS12)), dheSuites); err == nil {
+			known = got.dhBits
+		}
+	}
+	for i := range scan.ciphers {
+		if isDHE(scan.ciphers[i].Name) && scan.ciphers[i].DHBits == 0 {
+			scan.ciphers[i].DHBits = known
+		}
+	}
+	return known > 0
+}
+
+func versionOf(name string) uint16 {
+	for _, v := range scanVersions {
+		if versionName(v) == name {
+			return v
+		}
+	}
+	return 0
 }
 
 // errBudget stops enumeration once maxDeepHandshakes were spent.
 var errBudget = errors.New("handshake budget exhausted")
 
-// deepHandshake offers exactly suites at exactly version v and returns the
-// suite the server chose. The choice is taken from VerifyConnection, which
-// runs once the server's certificate arrived: a server that then aborts for
-// want of a client certificate has still accepted the suite.
-func deepHandshake(ctx context.Context, dial dialFunc, sni string, clientCert *tls.Certificate, v uint16, suites []uint16, budget chan struct{}) (uint16, error) {
+// helloResult is the server's answer to one ClientHello.
+type helloResult struct {
+	version, suite uint16
+	dhBits         int
+}
+
+// hello offers suites at exactly version v and returns the server's
+// choice, taken from its ServerHello whether or not the handshake then
+// completes (zcrypto cannot go on with every suite it offers, and a server
+// may then want a client certificate).
+func (s *scanner) hello(ctx context.Context, v uint16, suites []uint16) (helloResult, error) {
 	select {
-	case <-budget:
+	case <-s.budget:
 	default:
-		return 0, errBudget
+		s.exhausted.Store(true)
+		return helloResult{}, errBudget
 	}
 	ctx, cancel := context.WithTimeout(ctx, deepHandshakeTimeout)
 	defer cancel()
-	conn, err := dial(ctx)
+	conn, err := s.dial(ctx)
 	if err != nil {
-		return 0, err
+		return helloResult{}, err
 	}
 	defer conn.Close()
-	var captured *tls.ConnectionState
-	cfg := lenientConfig(sni, clientCert, &captured, nil)
-	cfg.MinVersion, cfg.MaxVersion = v, v
-	cfg.CipherSuites = suites
-	tc := tls.Client(conn, cfg)
-	err = tc.HandshakeContext(ctx)
-	st := captured
-	if err == nil {
-		cs := tc.ConnectionState()
-		st = &cs
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
 	}
-	if st == nil {
-		return 0, err
+	zc := ztls.Client(conn, scanConfig(s.sni, v, suites))
+	herr := zc.HandshakeContext(ctx)
+	log := zc.GetHandshakeLog()
+	if log == nil || log.ServerHello == nil {
+		return helloResult{}, fmt.Errorf("no ServerHello: %w", herr)
 	}
-	if st.Version != v {
-		return 0, fmt.Errorf("negotiated %x, asked %x", st.Version, v)
+	got := helloResult{version: uint16(log.ServerHello.Version), suite: uint16(log.ServerHello.CipherSuite)}
+	if sv := log.ServerHello.SupportedVersions; sv != nil {
+		got.version = uint16(sv.SelectedVersion)
 	}
-	return st.CipherSuite, nil
+	if skx := log.ServerKeyExchange; skx != nil && skx.DHParams != nil && skx.DHParams.Prime != nil {
+		got.dhBits = skx.DHParams.Prime.BitLen()
+	}
+	return got, nil
 }
 
-// cipherFindings: weak_cipher when a weak suite is accepted, or when the best
-// the server offers is CBC (no AEAD at TLS 1.2 and no TLS 1.3).
-func cipherFindings(proto []ProtocolInfo, ciphers []CipherInfo) []Finding {
-	var weak []string
-	for _, c := range ciphers {
-		if c.Weak && !slices.Contains(weak, c.Name) {
-			weak = append(weak, c.Name)
-		}
+// scanConfig is zcrypto's client for one offer: no verification (only the
+// server's choices matter), the suites forced onto the wire as given. SSL
+// 3.0 needs a hand-built ClientHello: zcrypto's own stops at TLS 1.0.
+func scanConfig(sni string, v uint16, suites []uint16) *ztls.Config {
+	cfg := &ztls.Config{ServerName: sni, InsecureSkipVerify: true, ForceSuites: true,
+		CipherSuites: suites, MinVersion: v, MaxVersion: v}
+	if v == ztls.VersionSSL30 {
+		cfg.ClientFingerprintConfiguration = &ztls.ClientFingerprintConfiguration{
+			HandshakeVersion: v, CipherSuites: suites, CompressionMethods: []uint8{0}}
 	}
-	var fs []Finding
-	if len(weak) > 0 {
-		msg := fmt.Sprintf("the server accepts %d weak cipher suite(s): %s", len(weak), strings.Join(weak, ", "))
-		fs = append(fs, Finding{Code: CodeWeakCipher, Severity: SeverityWarning, Message: msg})
-	}
-	accepted := func(v string) bool {
-		for _, p := range proto {
-			if p.Version == v {
-				return p.Accepted
-			}
-		}
-		return false
-	}
-	if accepted("TLS 1.2") && !accepted("TLS 1.3") {
-		aead := false
-		for _, c := range ciphers {
-			if c.Version == "TLS 1.2" && isAEAD(c.Name) {
-				aead = true
-			}
-		}
-		if !aead {
-			fs = append(fs, Finding{Code: CodeWeakCipher, Severity: SeverityWarning,
-				Message: "CBC only: at TLS 1.2 the server accepts no AEAD suite (GCM or ChaCha20-Poly1305) and it does not speak TLS 1.3"})
-		}
-	}
-	return fs
+	return cfg
 }

@@ -87,13 +87,11 @@ func analyseTrustStores(ctx context.Context, p *probeRun) []Finding {
 // deepWork is the certificate-independent deep work of one probe, started
 // by startDeep beside the handshakes and merged by mergeDeep.
 type deepWork struct {
-	wg       sync.WaitGroup
-	fanout   bool
-	others   []AddressResult
-	protos   []ProtocolInfo
-	ciphers  []CipherInfo
-	cipherFs []Finding
-	noSNI    *NoSNIResult
+	wg     sync.WaitGroup
+	fanout bool
+	others []AddressResult
+	scan   cipherScan
+	noSNI  *NoSNIResult
 }
 
 // startDeep launches the work that needs no certificate: the other
@@ -107,9 +105,7 @@ func (p *probeRun) startDeep(ctx context.Context) *deepWork {
 		d.wg.Go(func() { d.others = probeAddresses(ctx, p.target, p.opts, p.addrs, p.addr.Addr()) })
 	}
 	if p.opts.Deep {
-		d.wg.Go(func() {
-			d.protos, d.ciphers, d.cipherFs = enumerateCiphers(ctx, p.dialReady(addr), p.target.SNI, p.opts.ClientCert)
-		})
+		d.wg.Go(func() { d.scan = enumerateCiphers(ctx, p.dialReady(addr), p.target.SNI) })
 		d.wg.Go(func() { d.noSNI = handshakeNoSNI(ctx, p.dialReady(addr), p.target.Host, p.opts.ClientCert) })
 	}
 	return d
@@ -129,10 +125,7 @@ func (p *probeRun) mergeDeep(d *deepWork) {
 		p.addFindings(backendFindings(r.Addresses))
 	}
 	if p.opts.Deep {
-		r.Protocols = d.protos
-		r.CipherSuites = d.ciphers
-		r.NotTested = notTestedByGo
-		p.addFindings(d.cipherFs)
+		p.mergeScan(d.scan)
 		if d.noSNI != nil && r.Leaf != nil && d.noSNI.SHA256 != "" {
 			d.noSNI.SameAsSNI = d.noSNI.SHA256 == r.Leaf.SHA256
 		}
@@ -150,6 +143,20 @@ func (p *probeRun) mergeDeep(d *deepWork) {
 		p.addFindings(sctFindings(r.SCTs, publiclyTrusted(r.TrustStores)))
 	}
 	p.addStartTLSHint()
+}
+
+// mergeScan adds the protocol and suite enumeration: its protocols replace
+// those of the probe's own handshakes, and deprecated_protocol is said again
+// from them (the scan also sees SSL 3.0).
+func (p *probeRun) mergeScan(scan cipherScan) {
+	r := p.report
+	r.Protocols, r.CipherSuites, r.NotTested = scan.protos, scan.ciphers, scan.notTested
+	profile, fs := cipherVerdict(scan)
+	r.MozillaProfile = profile
+	p.addFindings(fs)
+	if f, ok := deprecatedFinding(scan.protos); ok {
+		p.setFinding(f)
+	}
 }
 
 // publiclyTrusted: the chain verifies against the system store or the

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -287,20 +289,58 @@ func TestDeepRunDeepOption(t *testing.T) {
 	cert := pki.Leaf(testlab.LeafOpts{})
 	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	r := deepRun(t, addrTarget(t, addr), Options{Now: pki.Now, Roots: pki.Roots(), Deep: true})
-	if r.Status != StatusOK || len(r.CipherSuites) == 0 || len(r.NotTested) == 0 {
-		t.Errorf("status %s findings %v ciphers %d not tested %v", r.Status, findingCodes(r.Findings), len(r.CipherSuites), r.NotTested)
+	// Go's defaults accept ECDHE CBC-SHA suites: Mozilla's old profile, an
+	// info that does not move the status.
+	if r.Status != StatusOK || len(r.CipherSuites) == 0 || len(r.NotTested) == 0 || r.MozillaProfile != ProfileOld {
+		t.Errorf("status %s findings %v ciphers %d not tested %v profile %q", r.Status, findingCodes(r.Findings), len(r.CipherSuites), r.NotTested, r.MozillaProfile)
 	}
+	wantFinding(t, r, CodeWeakCipher, SeverityInfo)
 	if r.NoSNI == nil || !r.NoSNI.Reachable || !r.NoSNI.SameAsSNI || !r.NoSNI.MatchesHost {
 		t.Errorf("no_sni %+v", r.NoSNI)
 	}
-	var sawSSL3 bool
+	tested := map[string]bool{}
 	for _, p := range r.Protocols {
-		if p.Version == "SSL 3.0" && !p.Tested {
-			sawSSL3 = true
-		}
+		tested[p.Version] = p.Tested && !p.Accepted
 	}
-	if !sawSSL3 {
-		t.Errorf("protocols %+v", r.Protocols)
+	if !tested["SSL 3.0"] || !tested["TLS 1.0"] || tested["SSL 2.0"] {
+		t.Errorf("protocols %+v: want SSL 3.0 and TLS 1.0 tested and refused, SSL 2.0 untested", r.Protocols)
+	}
+}
+
+// Without the deep scan, the suite the server chose still counts: a CBC
+// suite for a client that offers AEAD is an info.
+func TestRunNegotiatedCBC(t *testing.T) {
+	pki := testlab.NewPKI(t)
+	sc := testlab.StartWith(t, pki, pki.Leaf(testlab.LeafOpts{}), &tls.Config{MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}})
+	r := runLab(t, sc)
+	wantFinding(t, r, CodeWeakCipher, SeverityInfo)
+	if r.Status != StatusOK || !strings.Contains(findingsOf(r)[CodeWeakCipher].Message, "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA") {
+		t.Errorf("status %s findings %v", r.Status, r.Findings)
+	}
+	// An AEAD suite says nothing.
+	if r := runLab(t, testlab.Start(t, pki, testlab.ScenarioValid)); hasFinding(r, CodeWeakCipher) {
+		t.Errorf("weak_cipher on a modern server: %v", r.Findings)
+	}
+}
+
+// DHE with a 1024-bit group and SSL 3.0 reach the Report of a deep probe:
+// weak_dh, the DH size per suite, and deprecated_protocol naming SSL 3.0.
+func TestDeepRunOpenSSLDHE(t *testing.T) {
+	pki := testlab.NewPKI(t)
+	dh1024 := filepath.Join(t.TempDir(), "dh1024.pem")
+	if err := os.WriteFile(dh1024, []byte(oakleyGroup2PEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := opensslServer(t, pki.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA2048}), "-dhparam", dh1024,
+		"-cipher", "ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:@SECLEVEL=0")
+	r := deepRun(t, targetAt(t, addr), Options{Now: pki.Now, Roots: pki.Roots(), Deep: true})
+	wantFinding(t, r, CodeWeakDH, SeverityWarning)
+	if c := cipherOf(r.CipherSuites, "TLS 1.2", "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384"); c == nil || c.DHBits != 1024 {
+		t.Errorf("DHE suite %+v", c)
+	}
+	if r.MozillaProfile != ProfileOld || r.Status != StatusWarning || !r.Trusted {
+		t.Errorf("profile %q status %s trusted %v findings %v", r.MozillaProfile, r.Status, r.Trusted, r.Findings)
 	}
 }
 

@@ -108,6 +108,10 @@ type Report struct {
 	// Additive fields.
 	SCTs  []SCTInfo    `json:"scts,omitempty"`   // each SCT counted in SCTCount, with its source
 	NoSNI *NoSNIResult `json:"no_sni,omitempty"` // the certificate served without SNI (deep)
+	// MozillaProfile is the Mozilla server-side TLS profile (version 5.7)
+	// that every protocol and suite the server accepts fits in: modern,
+	// intermediate, old or none; set by the deep scan.
+	MozillaProfile string `json:"mozilla_profile,omitempty"`
 }
 
 // TargetInfo is what was probed: the host used for SNI and name checks, the
@@ -233,8 +237,15 @@ type Revocation struct {
 type CipherInfo struct {
 	Version string `json:"version"`
 	Name    string `json:"name"`
-	Weak    bool   `json:"weak"`
-	Reason  string `json:"reason,omitempty"`
+	// Weak: no Mozilla profile allows the suite (Profile "none").
+	Weak bool `json:"weak"`
+	// Reason says why the suite misses a better profile.
+	Reason string `json:"reason,omitempty"`
+	// Profile is the most demanding Mozilla profile that allows the suite:
+	// modern, intermediate, old, or none.
+	Profile string `json:"profile,omitempty"`
+	// DHBits is the size of the server's Diffie-Hellman group (DHE suites).
+	DHBits int `json:"dh_bits,omitempty"`
 }
 
 // finalize sorts findings and derives the status.

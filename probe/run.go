@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -70,6 +71,27 @@ func (p *probeRun) add(code, format string, args ...any) {
 
 func (p *probeRun) addFinding(f Finding) {
 	p.addFindings([]Finding{f})
+}
+
+// joinAnd lists words as "a, b and c".
+func joinAnd(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
+}
+
+// setFinding replaces the finding of the same code, or adds it.
+func (p *probeRun) setFinding(f Finding) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range p.report.Findings {
+		if p.report.Findings[i].Code == f.Code {
+			p.report.Findings[i] = f
+			return
+		}
+	}
+	p.report.Findings = append(p.report.Findings, f)
 }
 
 func (p *probeRun) addFindings(fs []Finding) {
@@ -235,6 +257,21 @@ func (p *probeRun) describeConnection(chosen, main *attempt, legacy []*attempt) 
 	if p.handshakeOK && cs.Version < tls.VersionTLS12 {
 		p.add(CodeHandshakeFailed, "the server only speaks %s: agent runtimes (Go, Python, Node.js, the MCP SDKs) require TLS 1.2 or newer, so every agent fails the handshake", tls.VersionName(cs.Version))
 	}
+	p.negotiatedSuite(cs)
+}
+
+// negotiatedSuite: without the deep scan, the suite the server chose for a
+// client offering ECDHE with AEAD still says something: CBC or no forward
+// secrecy is worth an info (the deep scan grades every suite instead).
+func (p *probeRun) negotiatedSuite(cs *tls.ConnectionState) {
+	if p.opts.Deep || !p.handshakeOK || p.suiteFallback != nil || cs.Version != tls.VersionTLS12 {
+		return
+	}
+	name := tls.CipherSuiteName(cs.CipherSuite)
+	if g, why := gradeSuite(cs.CipherSuite, name); g < gradeIntermediate {
+		p.addFinding(Finding{Code: CodeWeakCipher, Severity: SeverityInfo, Message: fmt.Sprintf(
+			"the server chose %s for a client that offers ECDHE with AES-GCM and ChaCha20-Poly1305: %s; a deep check (--deep) lists every suite it accepts", name, why)})
+	}
 }
 
 func (p *probeRun) fillProtocols(main *attempt, legacy []*attempt) {
@@ -264,16 +301,31 @@ func (p *probeRun) fillProtocols(main *attempt, legacy []*attempt) {
 	if len(tested) == 0 {
 		return
 	}
-	var old []string
 	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11, tls.VersionTLS12, tls.VersionTLS13} {
 		p.report.Protocols = append(p.report.Protocols, ProtocolInfo{Version: tls.VersionName(v), Accepted: accepted[v], Tested: tested[v]})
-		if accepted[v] && v < tls.VersionTLS12 {
-			old = append(old, tls.VersionName(v))
+	}
+	if f, ok := deprecatedFinding(p.report.Protocols); ok {
+		p.addFinding(f)
+	}
+}
+
+// deprecatedFinding is deprecated_protocol for the versions below TLS 1.2
+// accepted in protos.
+func deprecatedFinding(protos []ProtocolInfo) (Finding, bool) {
+	var old []string
+	for _, pi := range protos {
+		if pi.Accepted && (pi.Version == "SSL 3.0" || pi.Version == "TLS 1.0" || pi.Version == "TLS 1.1") {
+			old = append(old, pi.Version)
 		}
 	}
-	if len(old) > 0 {
-		p.add(CodeDeprecatedProtocol, "the server accepts %s; disable them, agents only need TLS 1.2 and 1.3", strings.Join(old, " and "))
+	if len(old) == 0 {
+		return Finding{}, false
 	}
+	msg := fmt.Sprintf("the server accepts %s; disable them, agents only need TLS 1.2 and 1.3", joinAnd(old))
+	if slices.Contains(old, "SSL 3.0") {
+		msg += " (SSL 3.0 is broken: POODLE)"
+	}
+	return NewFinding(CodeDeprecatedProtocol, msg), true
 }
 
 // analyser is a post-handshake check (revocation and SCTs, trust stores).
