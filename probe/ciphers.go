@@ -88,28 +88,49 @@ type scanJob struct {
 
 // enumerateCiphers finds which protocol versions and cipher suites the
 // server accepts and the size of its DH group. sni may be empty. Versions
-// and offers are probed concurrently; suites within an offer in sequence.
+// are probed concurrently, and the offers of a version once its first
+// answer shows the version is not refused outright; suites within an
+// offer in sequence.
 func enumerateCiphers(ctx context.Context, dial dialFunc, sni string) cipherScan {
 	var jobs []*scanJob
-	for _, v := range scanVersions {
-		offer := legacyScanSuites()
-		if v == tls.VersionTLS13 {
-			offer = slices.Sorted(maps.Keys(tls13SuiteNames))
-		}
-		for c := range slices.Chunk(offer, maxOfferedSuites) {
-			jobs = append(jobs, &scanJob{version: v, offer: slices.Clone(c)})
-		}
-	}
 	s := &scanner{dial: dial, sni: sni, budget: make(chan struct{}, maxDeepHandshakes)}
 	for range maxDeepHandshakes {
 		s.budget <- struct{}{}
 	}
 	var wg sync.WaitGroup
-	for _, j := range jobs {
-		wg.Go(func() { s.enumerate(ctx, j) })
+	for _, v := range scanVersions {
+		offer := legacyScanSuites()
+		if v == tls.VersionTLS13 {
+			offer = slices.Sorted(maps.Keys(tls13SuiteNames))
+		}
+		var vjobs []*scanJob
+		for c := range slices.Chunk(offer, maxOfferedSuites) {
+			vjobs = append(vjobs, &scanJob{version: v, offer: slices.Clone(c)})
+		}
+		jobs = append(jobs, vjobs...)
+		wg.Go(func() { s.enumerateVersion(ctx, vjobs) })
 	}
 	wg.Wait()
 	return s.assemble(ctx, jobs)
+}
+
+// enumerateVersion runs the offers of one version: the first hello of the
+// first offer tells whether the server speaks the version at all (a
+// protocol_version alert says it does not: the other offers are skipped);
+// then every offer goes on concurrently.
+func (s *scanner) enumerateVersion(ctx context.Context, jobs []*scanJob) {
+	got, err := s.hello(ctx, jobs[0].version, jobs[0].offer)
+	var opErr *net.OpError
+	var alert ztls.Alert
+	if errors.As(err, &opErr) && errors.As(opErr.Err, &alert) && alert == ztls.AlertProtocolVersion {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, j := range jobs[1:] {
+		wg.Go(func() { s.enumerate(ctx, j, helloResult{}, nil) })
+	}
+	s.enumerate(ctx, jobs[0], got, err)
+	wg.Wait()
 }
 
 // scanner holds what the handshakes of one enumeration share.
@@ -121,11 +142,16 @@ type scanner struct {
 }
 
 // enumerate offers j.offer at j.version until the server refuses, removing
-// each suite it picks.
-func (s *scanner) enumerate(ctx context.Context, j *scanJob) {
+// each suite it picks. first is the answer to the first offer when it was
+// already made (its error, or a zero helloResult when not).
+func (s *scanner) enumerate(ctx context.Context, j *scanJob, first helloResult, firstErr error) {
 	offer := j.offer
 	for len(offer) > 0 {
-		got, err := s.hello(ctx, j.version, offer)
+		got, err := first, firstErr
+		if got == (helloResult{}) && err == nil {
+			got, err = s.hello(ctx, j.version, offer)
+		}
+		first, firstErr = helloResult{}, nil
 		if err != nil || got.version != j.version {
 			return
 		}
