@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 )
 
@@ -101,25 +102,43 @@ func (p *probeRun) handshakeAs(ctx context.Context, addr string, min, max uint16
 	}
 	cs := tc.ConnectionState()
 	a.state = &cs
-	if a.certReq != nil && cs.Version == tls.VersionTLS13 {
-		a.postErr = readRefusal(ctx, tc, a.connect)
+	if a.certReq != nil {
+		a.postErr = p.refusalAfterHandshake(ctx, tc, a.connect)
 	}
 	return a
 }
 
-// readRefusal reads once after a TLS 1.3 handshake to catch the alert of a
-// server that refuses the client certificate: it arrives one round trip
-// after our Finished, plus the server's own checks. Silence (the server
-// waits for a request), data, or a close without an alert (which says
-// nothing about the certificate) mean no refusal; an alert or a reset do.
-func readRefusal(ctx context.Context, tc *tls.Conn, connect time.Duration) error {
+// refusalAfterHandshake looks, once the server asked for a client
+// certificate, for a refusal that comes after the handshake: TLS 1.3 can
+// refuse only after our Finished, and some HTTPS servers (nginx) complete
+// every handshake and refuse at the HTTP layer. The wait is one round trip
+// plus the server's own checks.
+func (p *probeRun) refusalAfterHandshake(ctx context.Context, tc *tls.Conn, connect time.Duration) error {
 	deadline := time.Now().Add(min(max(500*time.Millisecond, 4*connect), 2*time.Second))
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	tc.SetReadDeadline(deadline)
+	tc.SetDeadline(deadline)
+	if p.target.Scheme == "" {
+		return httpRefusal(tc, net.JoinHostPort(p.target.Host, strconv.Itoa(p.target.Port)))
+	}
+	if tc.ConnectionState().Version == tls.VersionTLS13 {
+		return readRefusal(tc)
+	}
+	return nil
+}
+
+// readRefusal reads once: silence (the server waits for a request), data,
+// or a close without an alert (which says nothing about the certificate)
+// mean no refusal; an alert or a reset do.
+func readRefusal(tc *tls.Conn) error {
 	var b [1]byte
 	_, err := tc.Read(b[:])
+	return refusalError(err)
+}
+
+// refusalError keeps the errors that refuse: a TLS alert or a reset.
+func refusalError(err error) error {
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "remote error" || isReset(err) {
 		return err

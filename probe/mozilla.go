@@ -30,7 +30,7 @@ func cipherVerdict(scan cipherScan) (string, []Finding) {
 		return "", nil
 	}
 	worst, fs := gradeModern, false
-	var broken, legacy []string
+	broken, legacy := &suiteGroups{}, &suiteGroups{}
 	minDH := 0
 	for _, c := range scan.ciphers {
 		g := suiteGradeOf(c)
@@ -38,9 +38,9 @@ func cipherVerdict(scan cipherScan) (string, []Finding) {
 		fs = fs || c.Version == "TLS 1.3" || strings.Contains(c.Name, "DHE_")
 		switch g {
 		case gradeNone:
-			broken = appendSuite(broken, c)
+			broken.add(c)
 		case gradeOld:
-			legacy = appendSuite(legacy, c)
+			legacy.add(c)
 		}
 		if c.DHBits > 0 && (minDH == 0 || c.DHBits < minDH) {
 			minDH = c.DHBits
@@ -58,10 +58,15 @@ func cipherVerdict(scan cipherScan) (string, []Finding) {
 	return profile, out
 }
 
+// gradeOf reads a CipherInfo.Profile back.
+func gradeOf(profile string) suiteGrade {
+	return map[string]suiteGrade{"none": gradeNone, "old": gradeOld, "intermediate": gradeIntermediate, "modern": gradeModern}[profile]
+}
+
 // suiteGradeOf is a suite's grade, lowered by a small DH group: under 1024
 // bits no profile allows it, under 2048 only "old".
 func suiteGradeOf(c CipherInfo) suiteGrade {
-	g := map[string]suiteGrade{"none": gradeNone, "old": gradeOld, "intermediate": gradeIntermediate, "modern": gradeModern}[c.Profile]
+	g := gradeOf(c.Profile)
 	switch {
 	case c.DHBits > 0 && c.DHBits < 1024:
 		return gradeNone
@@ -86,43 +91,65 @@ func profileOf(worst suiteGrade, accepted map[string]bool) string {
 	return ProfileIntermediate
 }
 
-// appendSuite adds "name (why)" once per name.
-func appendSuite(list []string, c CipherInfo) []string {
-	entry := fmt.Sprintf("%s (%s)", c.Name, c.Reason)
-	if c.DHBits > 0 && c.DHBits < 2048 {
-		entry = fmt.Sprintf("%s (%d-bit DH group)", c.Name, c.DHBits)
+// suiteGroups lists suite names by the reason they miss a profile, each
+// name once, in the order found.
+type suiteGroups struct {
+	reasons []string
+	names   map[string][]string
+	n       int
+}
+
+func (g *suiteGroups) add(c CipherInfo) {
+	why := c.Reason
+	if c.DHBits > 0 && c.DHBits < 2048 && suiteGradeOf(c) < gradeOf(c.Profile) {
+		why = fmt.Sprintf("a %d-bit DH group", c.DHBits)
 	}
-	if slices.ContainsFunc(list, func(s string) bool { return strings.HasPrefix(s, c.Name+" ") }) {
-		return list
+	if g.names == nil {
+		g.names = map[string][]string{}
 	}
-	return append(list, entry)
+	if slices.Contains(g.names[why], c.Name) {
+		return
+	}
+	if _, ok := g.names[why]; !ok {
+		g.reasons = append(g.reasons, why)
+	}
+	g.names[why] = append(g.names[why], c.Name)
+	g.n++
+}
+
+// String is "reason: a, b; other reason: c", at most maxListedSuites names
+// per reason.
+func (g *suiteGroups) String() string {
+	var parts []string
+	for _, why := range g.reasons {
+		names := g.names[why]
+		list := strings.Join(names[:min(len(names), maxListedSuites)], ", ")
+		if len(names) > maxListedSuites {
+			list += fmt.Sprintf(" and %d more", len(names)-maxListedSuites)
+		}
+		parts = append(parts, why+": "+list)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // weakCipherFinding words the weak_cipher finding, if any.
-func weakCipherFinding(profile string, broken, legacy []string, fs bool) (Finding, bool) {
+func weakCipherFinding(profile string, broken, legacy *suiteGroups, fs bool) (Finding, bool) {
 	var parts []string
-	if len(broken) > 0 {
-		parts = append(parts, fmt.Sprintf("it accepts %d suite(s) that no Mozilla profile allows: %s", len(broken), listSuites(broken)))
+	if broken.n > 0 {
+		parts = append(parts, fmt.Sprintf("it accepts %d suite(s) that no Mozilla profile allows [%s]", broken.n, broken))
 	}
 	if !fs {
 		parts = append(parts, "no suite it accepts has forward secrecy (no ECDHE, DHE or TLS 1.3): recorded traffic can be decrypted with the server's key")
 	}
 	if len(parts) > 0 {
-		if len(legacy) > 0 {
-			parts = append(parts, fmt.Sprintf("%d more only miss Mozilla's intermediate profile", len(legacy)))
+		if legacy.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d more only miss Mozilla's intermediate profile", legacy.n))
 		}
 		return Finding{Code: CodeWeakCipher, Severity: SeverityWarning, Message: strings.Join(parts, "; ")}, true
 	}
-	if len(legacy) == 0 {
+	if legacy.n == 0 {
 		return Finding{}, false
 	}
 	return Finding{Code: CodeWeakCipher, Severity: SeverityInfo, Message: fmt.Sprintf(
-		"the server meets Mozilla's %s profile, not intermediate: it accepts %s; modern clients never need them", profile, listSuites(legacy))}, true
-}
-
-func listSuites(list []string) string {
-	if len(list) <= maxListedSuites {
-		return strings.Join(list, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(list[:maxListedSuites], ", "), len(list)-maxListedSuites)
+		"the server meets Mozilla's %s profile, not intermediate: it accepts %d suite(s) modern clients never need [%s]", profile, legacy.n, legacy)}, true
 }

@@ -65,7 +65,10 @@ func acceptableCAs(cri *tls.CertificateRequestInfo) string {
 // refusalText names how the server refused: its alert, or how it closed.
 func refusalText(err error) string {
 	var opErr *net.OpError
+	var he *httpRefusalError
 	switch {
+	case errors.As(err, &he):
+		return fmt.Sprintf("the HTTP answer %d %q", he.status, he.title)
 	case errors.As(err, &opErr) && opErr.Op == "remote error":
 		return fmt.Sprintf("the alert %q", strings.TrimPrefix(opErr.Err.Error(), "tls: "))
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
@@ -76,13 +79,17 @@ func refusalText(err error) string {
 	return err.Error()
 }
 
-// afterHandshake notes a TLS 1.3 refusal, which agents see only on their
-// first read, after a handshake that looked complete.
+// afterHandshake notes a refusal that agents see only once the handshake
+// looked complete: on their first read (TLS 1.3), or as an HTTP error.
 func afterHandshake(a *attempt) string {
-	if a.err == nil && a.postErr != nil {
-		return " after the TLS 1.3 handshake (clients see it on their first read)"
+	var he *httpRefusalError
+	switch {
+	case a.err != nil || a.postErr == nil:
+		return ""
+	case errors.As(a.postErr, &he):
+		return " at the HTTP layer (the TLS handshake completes; every request fails)"
 	}
-	return ""
+	return " after the TLS 1.3 handshake (clients see it on their first read)"
 }
 
 // clientCertName names the certificate we present by its subject and issuer.

@@ -3,6 +3,10 @@ package probe
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,6 +109,82 @@ func TestOpenSSLClientCerts(t *testing.T) {
 				f, ok := findingsOf(r)[tc.code]
 				if !ok || !strings.Contains(f.Message, tc.msg) || !r.Reachable || !r.Trusted {
 					t.Errorf("reachable %v trusted %v, want %s with %q: %v", r.Reachable, r.Trusted, tc.code, tc.msg, r.Findings)
+				}
+			})
+		}
+	}
+}
+
+// nginx completes every TLS handshake whatever client certificate comes
+// (ssl_verify_client on or optional) and refuses at the HTTP layer: "400
+// No required SSL certificate was sent", "400 The SSL certificate error".
+// This server answers the same way, over HTTP/1.1 and HTTP/2.
+func TestRunClientCertsRefusedOverHTTP(t *testing.T) {
+	pki := testlab.NewPKI(t)
+	good := pki.Leaf(testlab.LeafOpts{ClientAuth: true, CommonName: "agent-good"})
+	bad := pki.Leaf(testlab.LeafOpts{ClientAuth: true, CommonName: "agent-bad", Issuer: pki.UntrustedIntermediate})
+	nginxLike := func(required bool) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			page := func(title string) {
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprintf(w, "<html>\r\n<head><title>400 %s</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>%s</center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n", title, title)
+			}
+			certs := r.TLS.PeerCertificates
+			if len(certs) == 0 {
+				if required {
+					page("No required SSL certificate was sent")
+					return
+				}
+				io.WriteString(w, "ok\n")
+				return
+			}
+			inter := x509.NewCertPool()
+			for _, c := range certs[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := certs[0].Verify(x509.VerifyOptions{Roots: pki.Roots(), Intermediates: inter, CurrentTime: pki.Now,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				page("The SSL certificate error")
+				return
+			}
+			io.WriteString(w, "ok\n")
+		})
+	}
+	cases := []struct {
+		name     string
+		required bool
+		client   *tls.Certificate
+		code     string
+		msg      string
+	}{
+		{"on/none", true, nil, CodeClientCertRequired, `the HTTP answer 400 "No required SSL certificate was sent"`},
+		{"on/accepted", true, &good, CodeClientCertRequired, "accepted the one presented"},
+		{"on/refused", true, &bad, CodeClientCertRejected, "The SSL certificate error"},
+		{"optional/none", false, nil, "", ""},
+		{"optional/refused", false, &bad, CodeClientCertRejected, "at the HTTP layer"},
+	}
+	for _, proto := range []string{"http/1.1", "h2"} {
+		for _, tc := range cases {
+			t.Run(proto+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				addr := testlab.ServeTLSHandler(t, &tls.Config{Certificates: []tls.Certificate{pki.Leaf(testlab.LeafOpts{})},
+					ClientAuth: tls.RequestClientCert, NextProtos: []string{proto}}, nginxLike(tc.required))
+				r, err := Run(context.Background(), targetAt(t, addr), Options{Now: pki.Now, Roots: pki.Roots(), ClientCert: tc.client})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.TLS == nil || r.TLS.ALPN != proto && !(proto == "http/1.1" && r.TLS.ALPN == "") {
+					t.Errorf("tls %+v, want ALPN %s", r.TLS, proto)
+				}
+				got := findingsOf(r)
+				for _, code := range []string{CodeClientCertRequired, CodeClientCertRejected} {
+					f, ok := got[code]
+					switch {
+					case code == tc.code && (!ok || !strings.Contains(f.Message, tc.msg)):
+						t.Errorf("want %s with %q: %v", code, tc.msg, r.Findings)
+					case code != tc.code && ok:
+						t.Errorf("unexpected %s: %s", code, f.Message)
+					}
 				}
 			})
 		}
