@@ -14,6 +14,7 @@ import (
 	"time"
 
 	ztls "github.com/zmap/zcrypto/tls"
+	zx509 "github.com/zmap/zcrypto/x509"
 )
 
 // Protocol and cipher suite enumeration (opt-in: Options.Deep), with
@@ -295,8 +296,12 @@ func (s *scanner) hello(ctx context.Context, v uint16, suites []uint16) (helloRe
 // scanConfig is zcrypto's client for one offer: no verification (only the
 // server's choices matter), the suites forced onto the wire as given. SSL
 // 3.0 needs a hand-built ClientHello: zcrypto's own stops at TLS 1.0.
+//
+// zcrypto checks the server's chain even when told not to verify it; an
+// empty pool of roots makes that check fail at once instead of loading the
+// system roots and building paths on every handshake.
 func scanConfig(sni string, v uint16, suites []uint16) *ztls.Config {
-	cfg := &ztls.Config{ServerName: sni, InsecureSkipVerify: true, ForceSuites: true,
+	cfg := &ztls.Config{ServerName: sni, InsecureSkipVerify: true, RootCAs: zx509.NewCertPool(), ForceSuites: true,
 		CipherSuites: suites, MinVersion: v, MaxVersion: v}
 	if v == ztls.VersionSSL30 {
 		cfg.ClientFingerprintConfiguration = &ztls.ClientFingerprintConfiguration{
