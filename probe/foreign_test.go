@@ -117,17 +117,7 @@ func helloOnlyServer(t *testing.T, version uint16, pick func(id uint16) bool) st
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				c.Write(serverHelloFor(c, version, pick))
-			})
-		}
+		acceptEach(ln, &wg, func(c net.Conn) { c.Write(serverHelloFor(c, version, pick)) })
 	})
 	t.Cleanup(func() {
 		ln.Close()

@@ -88,6 +88,19 @@ func startScanLab(b *testing.B) *scanLab {
 // serveHandshakes completes each TLS handshake and waits for the client to
 // close, like a server that got no request.
 func serveHandshakes(ln net.Listener, wg *sync.WaitGroup) {
+	acceptEach(ln, wg, func(c net.Conn) {
+		if err := c.(*tls.Conn).Handshake(); err != nil {
+			return
+		}
+		var buf [1]byte
+		c.Read(buf[:])
+	})
+}
+
+// acceptEach runs handle on every connection ln accepts, each in a
+// goroutine of wg, with a 10 s deadline, and closes it after; it returns
+// when ln is closed.
+func acceptEach(ln net.Listener, wg *sync.WaitGroup, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -96,11 +109,7 @@ func serveHandshakes(ln net.Listener, wg *sync.WaitGroup) {
 		wg.Go(func() {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(10 * time.Second))
-			if err := c.(*tls.Conn).Handshake(); err != nil {
-				return
-			}
-			var buf [1]byte
-			c.Read(buf[:])
+			handle(c)
 		})
 	}
 }
