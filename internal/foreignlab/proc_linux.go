@@ -1,0 +1,10 @@
+package foreignlab
+
+import "syscall"
+
+// sysProcAttr puts the server in its own process group (so that cleanup
+// stops its children too) and has the kernel kill it if the test binary
+// dies first.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
