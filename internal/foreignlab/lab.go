@@ -57,7 +57,7 @@ func (s *Server) Logs() string {
 	var b strings.Builder
 	for _, f := range s.logFiles {
 		data, err := os.ReadFile(f)
-		if err != nil {
+		if err != nil || len(bytes.TrimSpace(data)) == 0 {
 			continue
 		}
 		const max = 6 << 10

@@ -156,3 +156,18 @@ func TestDHGroup1024(t *testing.T) {
 		t.Errorf("openssl dhparam -check: %v\n%s", err, out)
 	}
 }
+
+// TestDHE1024Served: the DHE case really serves the 1024-bit group, as
+// OpenSSL's own client sees it (not tlswatch, whose verdict is on trial).
+func TestDHE1024Served(t *testing.T) {
+	p := testlab.NewPKI(t)
+	s := StartOpenSSL(t, TLS{Cert: p.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA2048}), Versions: []uint16{tls.VersionTLS12},
+		DHParams: DHGroup1024(), Ciphers: "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=1"})
+	cmd := exec.Command(opensslBin.lookup(t), "s_client", "-connect", s.Addr, "-tls1_2",
+		"-cipher", "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0")
+	cmd.Stdin = strings.NewReader("")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "Server Temp Key: DH, 1024 bits") {
+		t.Errorf("s_client does not see a 1024-bit DH group:\n%s\n%s", out, s.Logs())
+	}
+}

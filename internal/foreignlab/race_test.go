@@ -1,0 +1,5 @@
+//go:build race
+
+package foreignlab_test
+
+func init() { buildFlags = append(buildFlags, "-race") }
