@@ -114,87 +114,95 @@ func withFacts(v verdict, fs ...fact) verdict {
 	return v
 }
 
+// Verdicts of the client certificate cases.
+var (
+	// required: the server demands a certificate from the lab's root;
+	// the probe has none. Its TLS works; agents need a certificate.
+	required = verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{probe.CodeClientCertRequired: info},
+		Absent: []string{codeClientCertRejected, probe.CodeHandshakeFailed}}
+	// optional: the server asks, but serves a client without one.
+	optional = verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{},
+		Absent: []string{probe.CodeClientCertRequired, codeClientCertRejected, probe.CodeHandshakeFailed}}
+	unknownCA = has(codeClientCertRejected, `(?i)unknown (ca|certificate authority)`)
+)
+
+// rejected: the certificate presented is refused: every agent configured
+// with it fails, while the server itself is fine.
+func rejected(facts ...fact) verdict {
+	return verdict{Status: probe.StatusCritical, Reachable: true, Trusted: true, Findings: F{codeClientCertRejected: crit},
+		Absent: []string{probe.CodeHandshakeFailed}, Facts: facts}
+}
+
+// mtls configures client certificates from the lab's root, at one
+// version (0: TLS 1.2 and 1.3).
+func mtls(p *testlab.PKI, v uint16, auth foreignlab.ClientAuth) foreignlab.TLS {
+	cfg := foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{}), Versions: modern, ClientAuth: auth, ClientCAs: []*x509.Certificate{p.Root.Cert}}
+	if v != 0 {
+		cfg.Versions = []uint16{v}
+	}
+	return cfg
+}
+
+// clientCert is a client certificate from an issuing CA under the lab's
+// root, presented with or without that CA.
+func clientCert(p *testlab.PKI, withIssuer bool) *tls.Certificate {
+	iss := p.NewIntermediate(p.Root, testlab.CAOpts{CommonName: "tlswatch Client Issuing CA"})
+	chain := []*x509.Certificate{}
+	if withIssuer {
+		chain = append(chain, iss.Cert)
+	}
+	c := p.Leaf(testlab.LeafOpts{ClientAuth: true, CommonName: "agent.tlswatch.test", Issuer: iss, Chain: chain})
+	return &c
+}
+
+// foreignClientCert is a client certificate from a CA the servers do not
+// accept.
+func foreignClientCert(p *testlab.PKI) *tls.Certificate {
+	c := p.Leaf(testlab.LeafOpts{ClientAuth: true, CommonName: "agent.tlswatch.test", Issuer: p.UntrustedIntermediate})
+	return &c
+}
+
 // clientCertCases: mTLS, where TLS 1.3 servers refuse a certificate only
 // after the client's Finished.
 func clientCertCases() []labCase {
-	// required: the server demands a certificate from the lab's root;
-	// the probe has none. Its TLS works; agents need a certificate.
-	required := verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{probe.CodeClientCertRequired: info},
-		Absent: []string{codeClientCertRejected, probe.CodeHandshakeFailed}}
-	// optional: the server asks, but serves a client without one.
-	optional := verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{},
-		Absent: []string{probe.CodeClientCertRequired, codeClientCertRejected, probe.CodeHandshakeFailed}}
-	// rejected: the certificate presented is refused ("unknown ca"):
-	// every agent configured with it fails, while the server is fine.
-	rejected := func(facts ...fact) verdict {
-		return verdict{Status: probe.StatusCritical, Reachable: true, Trusted: true, Findings: F{codeClientCertRejected: crit},
-			Absent: []string{probe.CodeHandshakeFailed}, Facts: facts}
-	}
-	unknownCA := has(codeClientCertRejected, `(?i)unknown (ca|certificate authority)`)
-	// mtls configures client certificates from the lab's root, at one
-	// version (0: TLS 1.2 and 1.3).
-	mtls := func(v uint16, auth foreignlab.ClientAuth) func(p *testlab.PKI) foreignlab.TLS {
-		return func(p *testlab.PKI) foreignlab.TLS {
-			cfg := foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{}), Versions: modern, ClientAuth: auth, ClientCAs: []*x509.Certificate{p.Root.Cert}}
-			if v != 0 {
-				cfg.Versions = []uint16{v}
-			}
-			return cfg
-		}
-	}
-	// A client certificate from an issuing CA under the lab's root,
-	// presented with or without that CA.
-	client := func(p *testlab.PKI, withIssuer bool) *tls.Certificate {
-		iss := p.NewIntermediate(p.Root, testlab.CAOpts{CommonName: "tlswatch Client Issuing CA"})
-		chain := []*x509.Certificate{}
-		if withIssuer {
-			chain = append(chain, iss.Cert)
-		}
-		c := p.Leaf(testlab.LeafOpts{ClientAuth: true, CommonName: "agent.tlswatch.test", Issuer: iss, Chain: chain})
-		return &c
-	}
-	foreignClient := func(p *testlab.PKI) *tls.Certificate {
-		c := p.Leaf(testlab.LeafOpts{ClientAuth: true, CommonName: "agent.tlswatch.test", Issuer: p.UntrustedIntermediate})
-		return &c
-	}
 	return []labCase{
 		{Name: "openssl/client-cert-required-tls12", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, mtls(tls.VersionTLS12, foreignlab.RequireClientCert)(p))
+			return viaOpenSSL(t, mtls(p, tls.VersionTLS12, foreignlab.RequireClientCert))
 		}, Want: required},
 		{Name: "openssl/client-cert-required-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, mtls(tls.VersionTLS13, foreignlab.RequireClientCert)(p))
+			return viaOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
 		}, Want: required},
 		{Name: "gnutls/client-cert-required-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, mtls(tls.VersionTLS13, foreignlab.RequireClientCert)(p))
+			return viaGnuTLS(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
 		}, Want: required},
 		{Name: "openssl/client-cert-optional-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, mtls(tls.VersionTLS13, foreignlab.RequestClientCert)(p))
+			return viaOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequestClientCert))
 		}, Want: optional},
 		{Name: "gnutls/client-cert-optional", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, mtls(0, foreignlab.RequestClientCert)(p))
+			return viaGnuTLS(t, mtls(p, 0, foreignlab.RequestClientCert))
 		}, Want: optional},
 		// A certificate from a CA the server does not accept.
 		{Name: "openssl/client-cert-rejected-tls12", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaOpenSSL(t, mtls(tls.VersionTLS12, foreignlab.RequireClientCert)(p))
-			ep.ClientCert = foreignClient(p)
+			ep := viaOpenSSL(t, mtls(p, tls.VersionTLS12, foreignlab.RequireClientCert))
+			ep.ClientCert = foreignClientCert(p)
 			return ep
 		}, Want: rejected(unknownCA)},
 		// The right CA, but sent without its intermediate: the server
 		// cannot build the path and refuses it after our Finished.
 		{Name: "openssl/client-cert-rejected-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaOpenSSL(t, mtls(tls.VersionTLS13, foreignlab.RequireClientCert)(p))
-			ep.ClientCert = client(p, false)
+			ep := viaOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
+			ep.ClientCert = clientCert(p, false)
 			return ep
 		}, Want: rejected(unknownCA)},
 		{Name: "gnutls/client-cert-rejected-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaGnuTLS(t, mtls(tls.VersionTLS13, foreignlab.RequireClientCert)(p))
-			ep.ClientCert = foreignClient(p)
+			ep := viaGnuTLS(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
+			ep.ClientCert = foreignClientCert(p)
 			return ep
 		}, Want: rejected()},
 		// The same certificate with its intermediate is accepted.
 		{Name: "stunnel/client-cert-accepted", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaStunnel(t, mtls(0, foreignlab.RequireClientCert)(p))
-			ep.ClientCert = client(p, true)
+			ep := viaStunnel(t, mtls(p, 0, foreignlab.RequireClientCert))
+			ep.ClientCert = clientCert(p, true)
 			return ep
 		}, Want: verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{},
 			Absent: []string{codeClientCertRejected, probe.CodeHandshakeFailed}}},

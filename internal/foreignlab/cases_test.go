@@ -63,7 +63,11 @@ func down(code string, absent []string, facts ...fact) verdict {
 }
 
 func cases() []labCase {
-	return append(append(append(chainCases(), validityCases()...), protocolCases()...), append(clientCertCases(), networkCases()...)...)
+	var all []labCase
+	for _, group := range [][]labCase{chainCases(), trustCases(), validityCases(), protocolCases(), clientCertCases(), networkCases()} {
+		all = append(all, group...)
+	}
+	return all
 }
 
 // chainCases: what the server sends and who signed it.
@@ -120,6 +124,12 @@ func chainCases() []labCase {
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{probe.CodeChainOrder: warn},
 			Absent: []string{probe.CodeRootInChain, probe.CodeUntrustedRoot},
 			Facts:  []fact{has(probe.CodeChainOrder, "tlswatch Untrusted Intermediate CA"), has(probe.CodeChainOrder, "unrelated")}}},
+	}
+}
+
+// trustCases: who signed the chain, with what, and for which names.
+func trustCases() []labCase {
+	return []labCase{
 		{Name: "gnutls/self-signed", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			return viaGnuTLS(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{SelfSigned: true}), Versions: modern})
 		}, Want: down(probe.CodeSelfSigned, []string{probe.CodeUntrustedRoot, probe.CodeIncompleteChain})},
