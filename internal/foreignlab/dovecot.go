@@ -73,9 +73,16 @@ func dovecotUsers(t testing.TB) dovecotAccounts {
 	if err != nil {
 		t.Fatalf("foreignlab: current user: %v", err)
 	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		t.Fatalf("foreignlab: current group: %v", err)
+	}
+	// The internal group owns the unix sockets of dovecot's services; an
+	// unprivileged master can only hand them to its own group.
 	return dovecotAccounts{
-		settings: fmt.Sprintf("default_login_user = %s\ndefault_internal_user = %s\n", u.Username, u.Username),
-		uid:      u.Uid, gid: u.Gid,
+		settings: fmt.Sprintf("default_login_user = %s\ndefault_internal_user = %s\ndefault_internal_group = %s\n",
+			u.Username, u.Username, g.Name),
+		uid: u.Uid, gid: u.Gid,
 		chroot:   "  chroot =\n",
 		services: "service anvil {\n  chroot =\n}\n",
 	}
