@@ -13,8 +13,10 @@ import (
 
 // legacyOnly is the verdict of a server that speaks only an old version:
 // its TLS works (reachable) but no agent runtime accepts it (TLS 1.2 is
-// their minimum), so it is down. The negotiated suite is necessarily CBC
-// (or worse): a weak_cipher info about it is tolerated, nothing stronger.
+// their minimum), so it is down. Its suites are ECDHE with AES-CBC, which
+// Mozilla's "old" profile allows: a weak_cipher info about them is
+// tolerated, nothing stronger (the protocol is the problem, and
+// deprecated_protocol and handshake_failed say so).
 func legacyOnly(version, other string) verdict {
 	return verdict{Status: probe.StatusDown, Reachable: true, Trusted: false,
 		Findings: F{probe.CodeHandshakeFailed: crit, probe.CodeDeprecatedProtocol: warn},
@@ -52,11 +54,14 @@ func protocolCases() []labCase {
 			Ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"})
 	}
 	return []labCase{
+		// The two legacy-only servers are scanned in depth (SSLv3 too);
+		// TLS 1.0 + 1.2 below takes the default path agents get.
 		// OpenSSL 3.0 needs security level 0 for anything below TLS 1.2.
-		{Name: "openssl/tls10-only", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS10}, Ciphers: "DEFAULT:@SECLEVEL=0"})
+		{Name: "openssl/tls10-only", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
+			return viaOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS10},
+				Ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0"})
 		}, Want: legacyOnly("TLS 1.0", "TLS 1.1")},
-		{Name: "gnutls/tls11-only", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
+		{Name: "gnutls/tls11-only", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			return viaGnuTLS(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS11}})
 		}, Want: legacyOnly("TLS 1.1", "TLS 1.0")},
 		{Name: "nginx/tls10-and-tls12", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
