@@ -50,23 +50,23 @@ func protocolCases() []labCase {
 	ecdsa := func(p *testlab.PKI) tls.Certificate { return p.Leaf(testlab.LeafOpts{}) }
 	rsa := func(p *testlab.PKI) tls.Certificate { return p.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA2048}) }
 	cbcOnly := func(t *testing.T, p *testlab.PKI) endpoint {
-		return viaOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS12},
-			Ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"})
+		return on(foreignlab.StartOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS12},
+			Ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"}))
 	}
 	return []labCase{
 		// The two legacy-only servers are scanned in depth (SSLv3 too);
 		// TLS 1.0 + 1.2 below takes the default path agents get.
 		// OpenSSL 3.0 needs security level 0 for anything below TLS 1.2.
 		{Name: "openssl/tls10-only", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS10},
-				Ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0"})
+			return on(foreignlab.StartOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS10},
+				Ciphers: "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:@SECLEVEL=0"}))
 		}, Want: legacyOnly("TLS 1.0", "TLS 1.1")},
 		{Name: "gnutls/tls11-only", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS11}})
+			return on(foreignlab.StartGnuTLS(t, foreignlab.TLS{Cert: ecdsa(p), Versions: []uint16{tls.VersionTLS11}}))
 		}, Want: legacyOnly("TLS 1.1", "TLS 1.0")},
 		{Name: "nginx/tls10-and-tls12", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: ecdsa(p),
-				Versions: []uint16{tls.VersionTLS10, tls.VersionTLS12}, Ciphers: "DEFAULT:@SECLEVEL=0"}})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: ecdsa(p),
+				Versions: []uint16{tls.VersionTLS10, tls.VersionTLS12}, Ciphers: "DEFAULT:@SECLEVEL=0"}}))
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{probe.CodeDeprecatedProtocol: warn},
 			Facts:  []fact{has(probe.CodeDeprecatedProtocol, "TLS 1.0"), lacks(probe.CodeDeprecatedProtocol, "TLS 1.1")},
 			Checks: []check{tlsVersion("TLS 1.2")}}},
@@ -85,28 +85,28 @@ func protocolCases() []labCase {
 		// OpenSSL with security level 2, which refuses a 1024-bit group;
 		// level 1 is what such servers run with.)
 		{Name: "openssl/dhe-1024", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, foreignlab.TLS{Cert: rsa(p), Versions: modern, DHParams: foreignlab.DHGroup1024(),
-				Ciphers: "ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=1"})
+			return on(foreignlab.StartOpenSSL(t, foreignlab.TLS{Cert: rsa(p), Versions: modern, DHParams: foreignlab.DHGroup1024(),
+				Ciphers: "ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=1"}))
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{codeWeakDH: warn},
 			Facts: []fact{has(codeWeakDH, "1024")}}},
 		// Each stack as Debian 12 ships it (nginx 1.22: TLS 1.0-1.2
 		// configured, 1.0 and 1.1 then refused by OpenSSL's security level
 		// 2; s_server: TLS 1.2-1.3; GnuTLS NORMAL: TLS 1.0-1.3).
 		{Name: "nginx/stock-deep", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: ecdsa(p)}})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: ecdsa(p)}}))
 		}, Want: stock(nil, tlsVersion("TLS 1.2"))},
 		{Name: "openssl/stock-deep", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p)})
+			return on(foreignlab.StartOpenSSL(t, foreignlab.TLS{Cert: ecdsa(p)}))
 		}, Want: stock(nil, tlsVersion("TLS 1.3"))},
 		{Name: "gnutls/stock-deep", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, foreignlab.TLS{Cert: ecdsa(p)})
+			return on(foreignlab.StartGnuTLS(t, foreignlab.TLS{Cert: ecdsa(p)}))
 		}, Want: withFacts(stock(F{probe.CodeDeprecatedProtocol: warn}, tlsVersion("TLS 1.3")),
 			has(probe.CodeDeprecatedProtocol, "TLS 1.0"), has(probe.CodeDeprecatedProtocol, "TLS 1.1"))},
 		// GnuTLS's NORMAL plus RC4 and 3DES: RC4 is outside every Mozilla
 		// profile (RFC 7465 forbids it). GnuTLS's own DHE group is 2048
 		// bits: no weak_dh.
 		{Name: "gnutls/rc4-3des", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, foreignlab.TLS{Cert: rsa(p), Ciphers: "NORMAL:+ARCFOUR-128:+3DES-CBC"})
+			return on(foreignlab.StartGnuTLS(t, foreignlab.TLS{Cert: rsa(p), Ciphers: "NORMAL:+ARCFOUR-128:+3DES-CBC"}))
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true,
 			Findings: F{probe.CodeWeakCipher: warn, probe.CodeDeprecatedProtocol: warn}, Absent: []string{codeWeakDH},
 			Facts:  []fact{has(probe.CodeWeakCipher, "RC4"), has(probe.CodeWeakCipher, "3DES")},
@@ -172,41 +172,41 @@ func foreignClientCert(p *testlab.PKI) *tls.Certificate {
 func clientCertCases() []labCase {
 	return []labCase{
 		{Name: "openssl/client-cert-required-tls12", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, mtls(p, tls.VersionTLS12, foreignlab.RequireClientCert))
+			return on(foreignlab.StartOpenSSL(t, mtls(p, tls.VersionTLS12, foreignlab.RequireClientCert)))
 		}, Want: required},
 		{Name: "openssl/client-cert-required-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
+			return on(foreignlab.StartOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert)))
 		}, Want: required},
 		{Name: "gnutls/client-cert-required-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
+			return on(foreignlab.StartGnuTLS(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert)))
 		}, Want: required},
 		{Name: "openssl/client-cert-optional-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequestClientCert))
+			return on(foreignlab.StartOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequestClientCert)))
 		}, Want: optional},
 		{Name: "gnutls/client-cert-optional", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, mtls(p, 0, foreignlab.RequestClientCert))
+			return on(foreignlab.StartGnuTLS(t, mtls(p, 0, foreignlab.RequestClientCert)))
 		}, Want: optional},
 		// A certificate from a CA the server does not accept.
 		{Name: "openssl/client-cert-rejected-tls12", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaOpenSSL(t, mtls(p, tls.VersionTLS12, foreignlab.RequireClientCert))
+			ep := on(foreignlab.StartOpenSSL(t, mtls(p, tls.VersionTLS12, foreignlab.RequireClientCert)))
 			ep.ClientCert = foreignClientCert(p)
 			return ep
 		}, Want: rejected(unknownCA)},
 		// The right CA, but sent without its intermediate: the server
 		// cannot build the path and refuses it after our Finished.
 		{Name: "openssl/client-cert-rejected-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
+			ep := on(foreignlab.StartOpenSSL(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert)))
 			ep.ClientCert = clientCert(p, false)
 			return ep
 		}, Want: rejected(unknownCA)},
 		{Name: "gnutls/client-cert-rejected-tls13", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaGnuTLS(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert))
+			ep := on(foreignlab.StartGnuTLS(t, mtls(p, tls.VersionTLS13, foreignlab.RequireClientCert)))
 			ep.ClientCert = foreignClientCert(p)
 			return ep
 		}, Want: rejected()},
 		// The same certificate with its intermediate is accepted.
 		{Name: "stunnel/client-cert-accepted", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaStunnel(t, mtls(p, 0, foreignlab.RequireClientCert))
+			ep := on(foreignlab.StartStunnel(t, mtls(p, 0, foreignlab.RequireClientCert)))
 			ep.ClientCert = clientCert(p, true)
 			return ep
 		}, Want: verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{},
@@ -226,8 +226,7 @@ func networkCases() []labCase {
 		return func(t *testing.T, p *testlab.PKI) endpoint { return endpoint{Addr: serve(t), Timeout: timeout} }
 	}
 	dovecot := func(t *testing.T, p *testlab.PKI) endpoint {
-		s := foreignlab.StartDovecot(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{})})
-		return endpoint{Addr: s.Addr, Server: s}
+		return on(foreignlab.StartDovecot(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{})}))
 	}
 	return []labCase{
 		{Name: "dovecot/starttls", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
@@ -238,7 +237,7 @@ func networkCases() []labCase {
 		// Direct TLS on the STARTTLS port: the server greets in plain text.
 		{Name: "dovecot/direct-tls-on-starttls-port", Serve: dovecot, Want: notTLS()},
 		{Name: "nginx/plain-http", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaNginx(t, foreignlab.Nginx{Plain: true})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{Plain: true}))
 		}, Want: notTLS(has(probe.CodeNotTLS, "HTTP"))},
 		// TCP accepted, then reset after the ClientHello: something
 		// listens, so this is not "refused".

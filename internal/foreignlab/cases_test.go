@@ -26,25 +26,8 @@ import (
 
 const day = 24 * time.Hour
 
-func viaNginx(t *testing.T, cfg foreignlab.Nginx) endpoint {
-	s := foreignlab.StartNginx(t, cfg)
-	return endpoint{Addr: s.Addr, Server: s}
-}
-
-func viaOpenSSL(t *testing.T, cfg foreignlab.TLS) endpoint {
-	s := foreignlab.StartOpenSSL(t, cfg)
-	return endpoint{Addr: s.Addr, Server: s}
-}
-
-func viaGnuTLS(t *testing.T, cfg foreignlab.TLS) endpoint {
-	s := foreignlab.StartGnuTLS(t, cfg)
-	return endpoint{Addr: s.Addr, Server: s}
-}
-
-func viaStunnel(t *testing.T, cfg foreignlab.TLS) endpoint {
-	s := foreignlab.StartStunnel(t, cfg)
-	return endpoint{Addr: s.Addr, Server: s}
-}
+// on is the endpoint of a started server.
+func on(s *foreignlab.Server) endpoint { return endpoint{Addr: s.Addr, Server: s} }
 
 var modern = []uint16{tls.VersionTLS12, tls.VersionTLS13}
 
@@ -74,30 +57,30 @@ func cases() []labCase {
 func chainCases() []labCase {
 	return []labCase{
 		{Name: "nginx/healthy", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{}), Versions: modern}, HTTP2: true})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{}), Versions: modern}, HTTP2: true}))
 		}, Want: healthy(tlsVersion("TLS 1.3"), alpn("h2"))},
 		{Name: "openssl/healthy", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{}), Versions: modern, ALPN: []string{"h2", "http/1.1"}})
+			return on(foreignlab.StartOpenSSL(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{}), Versions: modern, ALPN: []string{"h2", "http/1.1"}}))
 		}, Want: healthy(tlsVersion("TLS 1.3"), alpn("h2"))},
 		{Name: "gnutls/healthy", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA2048}), Versions: modern, ALPN: []string{"h2"}})
+			return on(foreignlab.StartGnuTLS(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA2048}), Versions: modern, ALPN: []string{"h2"}}))
 		}, Want: healthy(tlsVersion("TLS 1.3"), alpn("h2"))},
 		{Name: "stunnel/healthy", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaStunnel(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{})})
+			return on(foreignlab.StartStunnel(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{})}))
 		}, Want: healthy(tlsVersion("TLS 1.3"))},
 
 		// The leaf alone, its issuer fetchable from the leaf's AIA URL:
 		// browsers repair it, agents do not.
 		{Name: "nginx/missing-intermediate-aia", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			aia := testlab.ServeAIA(t, p.Intermediate.Cert, nil)
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{AIAURL: aia, Chain: []*x509.Certificate{}})}})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{AIAURL: aia, Chain: []*x509.Certificate{}})}}))
 		}, Want: withChecks(down(probe.CodeIncompleteChain, []string{probe.CodeUntrustedRoot, probe.CodeSelfSigned},
 			has(probe.CodeIncompleteChain, "tlswatch Test Intermediate CA"), has(probe.CodeIncompleteChain, "AIA")), chainComplete(false))},
 		// A private CA's leaf alone, no AIA, and the private root given
 		// with --ca-file: the root is known, so the intermediate is what
 		// is missing, and the advice must not be to add the root again.
 		{Name: "nginx/missing-intermediate-no-aia", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Chain: []*x509.Certificate{}})}})
+			ep := on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Chain: []*x509.Certificate{}})}}))
 			ep.CustomRoots = true
 			return ep
 		}, Want: withChecks(down(probe.CodeIncompleteChain, []string{probe.CodeUntrustedRoot, probe.CodeSelfSigned, probe.CodeUntrustedElsewhere},
@@ -107,20 +90,20 @@ func chainCases() []labCase {
 		{Name: "nginx/wrong-order", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			i2 := p.NewIntermediate(p.Intermediate, testlab.CAOpts{CommonName: "tlswatch Test Issuing CA 2"})
 			cert := p.Leaf(testlab.LeafOpts{Issuer: i2, Chain: []*x509.Certificate{p.Intermediate.Cert, i2.Cert}})
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: cert}})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: cert}}))
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{probe.CodeChainOrder: warn},
 			Absent: []string{probe.CodeIncompleteChain, probe.CodeUntrustedRoot},
 			Facts: []fact{has(probe.CodeChainOrder, "tlswatch Test Intermediate CA"), has(probe.CodeChainOrder, "before"),
 				lacks(probe.CodeChainOrder, "comes after the certificate it signed")}}},
 		{Name: "nginx/served-root", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			cert := p.Leaf(testlab.LeafOpts{Chain: []*x509.Certificate{p.Intermediate.Cert, p.Root.Cert}})
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: cert, Versions: modern}})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: cert, Versions: modern}}))
 		}, Want: verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{probe.CodeRootInChain: info},
 			Absent: []string{probe.CodeChainOrder}, Facts: []fact{has(probe.CodeRootInChain, "tlswatch Test Root CA")}}},
 		// An unrelated CA certificate served after the right chain.
 		{Name: "stunnel/extra-certificate", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			cert := p.Leaf(testlab.LeafOpts{Chain: []*x509.Certificate{p.Intermediate.Cert, p.UntrustedIntermediate.Cert}})
-			return viaStunnel(t, foreignlab.TLS{Cert: cert})
+			return on(foreignlab.StartStunnel(t, foreignlab.TLS{Cert: cert}))
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{probe.CodeChainOrder: warn},
 			Absent: []string{probe.CodeRootInChain, probe.CodeUntrustedRoot},
 			Facts:  []fact{has(probe.CodeChainOrder, "tlswatch Untrusted Intermediate CA"), has(probe.CodeChainOrder, "unrelated")}}},
@@ -131,42 +114,42 @@ func chainCases() []labCase {
 func trustCases() []labCase {
 	return []labCase{
 		{Name: "gnutls/self-signed", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{SelfSigned: true}), Versions: modern})
+			return on(foreignlab.StartGnuTLS(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{SelfSigned: true}), Versions: modern}))
 		}, Want: down(probe.CodeSelfSigned, []string{probe.CodeUntrustedRoot, probe.CodeIncompleteChain})},
 		// A private CA's leaf and intermediate; the root is neither served
 		// nor trusted, and nothing links it to the configured root.
 		{Name: "gnutls/untrusted-private-root", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaGnuTLS(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Issuer: p.UntrustedIntermediate}), Versions: modern})
+			return on(foreignlab.StartGnuTLS(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Issuer: p.UntrustedIntermediate}), Versions: modern}))
 		}, Want: down(probe.CodeUntrustedRoot, []string{probe.CodeIncompleteChain, probe.CodeSelfSigned},
 			has(probe.CodeUntrustedRoot, "tlswatch Untrusted Root CA"))},
 		{Name: "stunnel/untrusted-root-served", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			cert := p.Leaf(testlab.LeafOpts{Issuer: p.UntrustedIntermediate,
 				Chain: []*x509.Certificate{p.UntrustedIntermediate.Cert, p.UntrustedRoot.Cert}})
-			return viaStunnel(t, foreignlab.TLS{Cert: cert})
+			return on(foreignlab.StartStunnel(t, foreignlab.TLS{Cert: cert}))
 		}, Want: down(probe.CodeUntrustedRoot, []string{probe.CodeIncompleteChain, probe.CodeSelfSigned},
 			has(probe.CodeUntrustedRoot, "tlswatch Untrusted Root CA"))},
 		// Debian's OpenSSL (security level 2) refuses to load a 1024-bit
 		// key; level 1 is what a server still serving one runs with.
 		{Name: "nginx/rsa1024", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA1024}),
-				Versions: modern, Ciphers: "DEFAULT:@SECLEVEL=1"}})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{Key: testlab.KeyRSA1024}),
+				Versions: modern, Ciphers: "DEFAULT:@SECLEVEL=1"}}))
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{probe.CodeWeakKey: warn},
 			Facts: []fact{has(probe.CodeWeakKey, "1024")}}},
 		// A complete chain whose leaf is signed with SHA-1: agents refuse
 		// the signature, and nothing is missing from the chain. (OpenSSL
 		// 3.0 loads a SHA-1 certificate only at security level 0.)
 		{Name: "openssl/sha1", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaOpenSSL(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{SignatureAlgorithm: x509.ECDSAWithSHA1}),
-				Versions: modern, Ciphers: "DEFAULT:@SECLEVEL=0"})
+			return on(foreignlab.StartOpenSSL(t, foreignlab.TLS{Cert: p.Leaf(testlab.LeafOpts{SignatureAlgorithm: x509.ECDSAWithSHA1}),
+				Versions: modern, Ciphers: "DEFAULT:@SECLEVEL=0"}))
 		}, Want: withChecks(down(probe.CodeWeakSignature, []string{probe.CodeUntrustedRoot, probe.CodeIncompleteChain, probe.CodeInvalidChain},
 			has(probe.CodeWeakSignature, "SHA1|SHA-1")), chainComplete(true))},
 		// SNI: the vhost's certificate for its name, the default server's
 		// for any other name.
 		{Name: "nginx/sni-vhost", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			return viaNginx(t, sniConfig(p))
+			return on(foreignlab.StartNginx(t, sniConfig(p)))
 		}, Want: healthy(leafFor(testlab.DefaultHost))},
 		{Name: "nginx/sni-unknown-name", Serve: func(t *testing.T, p *testlab.PKI) endpoint {
-			ep := viaNginx(t, sniConfig(p))
+			ep := on(foreignlab.StartNginx(t, sniConfig(p)))
 			ep.Host = "unknown.test"
 			return ep
 		}, Want: down(probe.CodeHostnameMismatch, nil, has(probe.CodeHostnameMismatch, `default\.test`), has(probe.CodeHostnameMismatch, `unknown\.test`))},
@@ -188,7 +171,7 @@ func withChecks(v verdict, cs ...check) verdict {
 // nginxLeaf serves, on nginx with TLS 1.2 and 1.3, a leaf shaped by opts.
 func nginxLeaf(opts func(p *testlab.PKI) testlab.LeafOpts) func(t *testing.T, p *testlab.PKI) endpoint {
 	return func(t *testing.T, p *testlab.PKI) endpoint {
-		return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(opts(p)), Versions: modern}})
+		return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: p.Leaf(opts(p)), Versions: modern}}))
 	}
 }
 
@@ -229,7 +212,7 @@ func validityCases() []labCase {
 				NotBefore: p.Now.Add(-400 * day), NotAfter: p.Now.Add(-day)})
 			cert := p.Leaf(testlab.LeafOpts{Issuer: old, Chain: []*x509.Certificate{old.Cert},
 				NotBefore: p.Now.Add(-30 * day), NotAfter: p.Now.Add(60 * day)})
-			return viaNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: cert, Versions: modern}})
+			return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: foreignlab.TLS{Cert: cert, Versions: modern}}))
 		}, Want: down(probe.CodeExpiredIntermediate, []string{probe.CodeExpired, probe.CodeUntrustedRoot, probe.CodeIncompleteChain, probe.CodeInvalidChain},
 			has(probe.CodeExpiredIntermediate, "tlswatch Expired Intermediate CA"))},
 		{Name: "nginx/name-mismatch", Serve: nginxLeaf(named("other.test")),
@@ -282,6 +265,6 @@ func stapledLeaf(mode testlab.OCSPMode, staple, mustStaple bool) func(t *testing
 			}
 			cfg.OCSPStaple = p.OCSPResponse(cert.Leaf, p.Intermediate, status)
 		}
-		return viaNginx(t, foreignlab.Nginx{TLS: cfg})
+		return on(foreignlab.StartNginx(t, foreignlab.Nginx{TLS: cfg}))
 	}
 }

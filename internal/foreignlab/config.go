@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -72,6 +73,19 @@ func (c *TLS) versionsIn() []uint16 {
 		vs = append(vs, v)
 	}
 	return vs
+}
+
+// gaps returns the versions inside the range of vs (lowest to highest)
+// that vs leaves out, such as TLS 1.1 in TLS 1.0 + 1.2: stacks that take a
+// minimum and a maximum switch those off one by one.
+func gaps(vs []uint16) []uint16 {
+	var out []uint16
+	for v := vs[0]; v <= vs[len(vs)-1]; v++ {
+		if !slices.Contains(vs, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // openSSLVersion names a version as OpenSSL configuration does

@@ -56,14 +56,8 @@ func openSSLVersionArgs(vs []uint16) []string {
 	}
 	lo, hi := vs[0], vs[len(vs)-1]
 	args := []string{"-min_protocol", openSSLVersion(lo), "-max_protocol", openSSLVersion(hi)}
-	on := map[uint16]bool{}
-	for _, v := range vs {
-		on[v] = true
-	}
-	for v := lo; v <= hi; v++ {
-		if !on[v] {
-			args = append(args, "-no_"+strings.NewReplacer("TLSv1.", "tls1_", "TLSv1", "tls1").Replace(openSSLVersion(v)))
-		}
+	for _, v := range gaps(vs) {
+		args = append(args, "-no_"+strings.NewReplacer("TLSv1.", "tls1_", "TLSv1", "tls1").Replace(openSSLVersion(v)))
 	}
 	return args
 }

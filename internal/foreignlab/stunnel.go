@@ -34,14 +34,8 @@ func StartStunnel(t testing.TB, cfg TLS) *Server {
 		fmt.Fprintf(&b, "cert = %s\nkey = %s\n", f.cert, f.key)
 		if vs := cfg.versionsIn(); len(vs) > 0 {
 			fmt.Fprintf(&b, "sslVersionMin = %s\nsslVersionMax = %s\n", openSSLVersion(vs[0]), openSSLVersion(vs[len(vs)-1]))
-			on := map[uint16]bool{}
-			for _, v := range vs {
-				on[v] = true
-			}
-			for v := vs[0]; v <= vs[len(vs)-1]; v++ {
-				if !on[v] {
-					fmt.Fprintf(&b, "options = NO_%s\n", strings.ReplaceAll(openSSLVersion(v), ".", "_"))
-				}
+			for _, v := range gaps(vs) {
+				fmt.Fprintf(&b, "options = NO_%s\n", strings.ReplaceAll(openSSLVersion(v), ".", "_"))
 			}
 		}
 		if cfg.Ciphers != "" {
