@@ -143,7 +143,7 @@ func weakCipherFinding(profile string, broken, legacy *suiteGroups, fs bool) (Fi
 	}
 	if len(parts) > 0 {
 		if legacy.n > 0 {
-			parts = append(parts, fmt.Sprintf("%d more only miss Mozilla's intermediate profile", legacy.n))
+			parts = append(parts, fmt.Sprintf("%d more only miss Mozilla's intermediate profile [%s]", legacy.n, legacy))
 		}
 		return Finding{Code: CodeWeakCipher, Severity: SeverityWarning, Message: strings.Join(parts, "; ")}, true
 	}

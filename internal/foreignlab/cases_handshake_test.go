@@ -41,7 +41,7 @@ func stock(extra F, checks ...check) verdict {
 		}
 	}
 	return verdict{Status: status, Reachable: true, Trusted: true, Findings: fs,
-		Absent: []string{probe.CodeChainOrder, codeWeakDH},
+		Absent: []string{probe.CodeChainOrder, probe.CodeWeakDH},
 		Facts:  []fact{has(probe.CodeWeakCipher, "(?i)intermediate")}, Checks: checks}
 }
 
@@ -87,8 +87,8 @@ func protocolCases() []labCase {
 		{Name: "openssl/dhe-1024", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			return on(foreignlab.StartOpenSSL(t, foreignlab.TLS{Cert: rsa(p), Versions: modern, DHParams: foreignlab.DHGroup1024(),
 				Ciphers: "ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=1"}))
-		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{codeWeakDH: warn},
-			Facts: []fact{has(codeWeakDH, "1024")}}},
+		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: F{probe.CodeWeakDH: warn},
+			Facts: []fact{has(probe.CodeWeakDH, "1024")}}},
 		// Each stack as Debian 12 ships it (nginx 1.22: TLS 1.0-1.2
 		// configured, 1.0 and 1.1 then refused by OpenSSL's security level
 		// 2; s_server: TLS 1.2-1.3; GnuTLS NORMAL: TLS 1.0-1.3).
@@ -108,7 +108,7 @@ func protocolCases() []labCase {
 		{Name: "gnutls/rc4-3des", Deep: true, Serve: func(t *testing.T, p *testlab.PKI) endpoint {
 			return on(foreignlab.StartGnuTLS(t, foreignlab.TLS{Cert: rsa(p), Ciphers: "NORMAL:+ARCFOUR-128:+3DES-CBC"}))
 		}, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true,
-			Findings: F{probe.CodeWeakCipher: warn, probe.CodeDeprecatedProtocol: warn}, Absent: []string{codeWeakDH},
+			Findings: F{probe.CodeWeakCipher: warn, probe.CodeDeprecatedProtocol: warn}, Absent: []string{probe.CodeWeakDH},
 			Facts:  []fact{has(probe.CodeWeakCipher, "RC4"), has(probe.CodeWeakCipher, "3DES")},
 			Checks: []check{cipherAccepted("RC4"), cipherAccepted("3DES")}}},
 	}
@@ -124,17 +124,17 @@ var (
 	// required: the server demands a certificate from the lab's root;
 	// the probe has none. Its TLS works; agents need a certificate.
 	required = verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{probe.CodeClientCertRequired: info},
-		Absent: []string{codeClientCertRejected, probe.CodeHandshakeFailed}}
+		Absent: []string{probe.CodeClientCertRejected, probe.CodeHandshakeFailed}}
 	// optional: the server asks, but serves a client without one.
 	optional = verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{},
-		Absent: []string{probe.CodeClientCertRequired, codeClientCertRejected, probe.CodeHandshakeFailed}}
-	unknownCA = has(codeClientCertRejected, `(?i)unknown (ca|certificate authority)`)
+		Absent: []string{probe.CodeClientCertRequired, probe.CodeClientCertRejected, probe.CodeHandshakeFailed}}
+	unknownCA = has(probe.CodeClientCertRejected, `(?i)unknown (ca|certificate authority)`)
 )
 
 // rejected: the certificate presented is refused: every agent configured
 // with it fails, while the server itself is fine.
 func rejected(facts ...fact) verdict {
-	return verdict{Status: probe.StatusCritical, Reachable: true, Trusted: true, Findings: F{codeClientCertRejected: crit},
+	return verdict{Status: probe.StatusCritical, Reachable: true, Trusted: true, Findings: F{probe.CodeClientCertRejected: crit},
 		Absent: []string{probe.CodeHandshakeFailed}, Facts: facts}
 }
 
@@ -210,7 +210,7 @@ func clientCertCases() []labCase {
 			ep.ClientCert = clientCert(p, true)
 			return ep
 		}, Want: verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: F{},
-			Absent: []string{codeClientCertRejected, probe.CodeHandshakeFailed}}},
+			Absent: []string{probe.CodeClientCertRejected, probe.CodeHandshakeFailed}}},
 	}
 }
 
@@ -221,7 +221,7 @@ func networkCases() []labCase {
 			Absent: []string{probe.CodeHandshakeFailed, probe.CodeTimeout}, Facts: facts}
 	}
 	silent := verdict{Status: probe.StatusDown, Reachable: false, Trusted: false, Findings: F{probe.CodeTimeout: crit},
-		Absent: []string{probe.CodeConnectionRefused, codeConnectionReset}}
+		Absent: []string{probe.CodeConnectionRefused, probe.CodeConnectionReset}}
 	raw := func(serve func(testing.TB) string, timeout time.Duration) func(t *testing.T, p *testlab.PKI) endpoint {
 		return func(t *testing.T, p *testlab.PKI) endpoint { return endpoint{Addr: serve(t), Timeout: timeout} }
 	}
@@ -242,8 +242,8 @@ func networkCases() []labCase {
 		// TCP accepted, then reset after the ClientHello: something
 		// listens, so this is not "refused".
 		{Name: "raw/reset", Serve: raw(testlab.ResetAfterHello, 0),
-			Want: verdict{Status: probe.StatusDown, Reachable: true, Trusted: false, Findings: F{codeConnectionReset: crit},
-				Absent: []string{probe.CodeConnectionRefused}, Facts: []fact{has(codeConnectionReset, "(?i)reset")}}},
+			Want: verdict{Status: probe.StatusDown, Reachable: true, Trusted: false, Findings: F{probe.CodeConnectionReset: crit},
+				Absent: []string{probe.CodeConnectionRefused}, Facts: []fact{has(probe.CodeConnectionReset, "(?i)reset")}}},
 		{Name: "raw/tarpit", Serve: raw(testlab.NeverAnswers, 3*time.Second), Want: silent},
 		{Name: "raw/drip", Serve: raw(testlab.Dripper, 3*time.Second), Want: silent},
 	}

@@ -43,21 +43,22 @@ type cliCase struct {
 }
 
 // The lab's root comes from --ca-file, in no public store: every chain
-// trusted thanks to it alone gets untrusted_elsewhere (agents without the
-// private root fail), which makes a healthy private server a warning.
+// trusted thanks to it alone gets untrusted_elsewhere as info (agents
+// without the private root fail, but the operator chose that root), so a
+// healthy private server stays ok.
 func cliCases() []cliCase {
-	elsewhere := F{probe.CodeUntrustedElsewhere: warn}
+	elsewhere := F{probe.CodeUntrustedElsewhere: info}
 	return []cliCase{
-		{Case: "nginx/healthy", Exit: 1, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: elsewhere,
+		{Case: "nginx/healthy", Exit: 0, Want: verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: elsewhere,
 			Facts: []fact{has(probe.CodeUntrustedElsewhere, "ca-file")}, Checks: []check{tlsVersion("TLS 1.3"), alpn("h2")}}},
 		{Case: "nginx/missing-intermediate-no-aia", Exit: 2, Want: verdict{Status: probe.StatusDown, Reachable: true, Trusted: false,
 			Findings: F{probe.CodeIncompleteChain: crit}, Absent: []string{probe.CodeUntrustedRoot, probe.CodeUntrustedElsewhere},
-			Facts: []fact{lacks(probe.CodeIncompleteChain, "--ca-file|add (it|that CA|the root)")}}},
+			Facts: []fact{lacks(probe.CodeIncompleteChain, noRootAdvice)}}},
 		{Case: "openssl/client-cert-rejected-tls13", ClientCert: true, Exit: 2, Want: verdict{Status: probe.StatusCritical, Reachable: true, Trusted: true,
-			Findings: F{codeClientCertRejected: crit, probe.CodeUntrustedElsewhere: warn}, Absent: []string{probe.CodeHandshakeFailed}}},
+			Findings: F{probe.CodeClientCertRejected: crit, probe.CodeUntrustedElsewhere: info}, Absent: []string{probe.CodeHandshakeFailed}}},
 		{Case: "raw/reset", Exit: 2, Want: verdict{Status: probe.StatusDown, Reachable: true, Trusted: false,
-			Findings: F{codeConnectionReset: crit}, Absent: []string{probe.CodeConnectionRefused}}},
-		{Case: "dovecot/starttls", Exit: 1, Want: verdict{Status: probe.StatusWarning, Reachable: true, Trusted: true, Findings: elsewhere,
+			Findings: F{probe.CodeConnectionReset: crit}, Absent: []string{probe.CodeConnectionRefused}}},
+		{Case: "dovecot/starttls", Exit: 0, Want: verdict{Status: probe.StatusOK, Reachable: true, Trusted: true, Findings: elsewhere,
 			Checks: []check{targetScheme("imap"), tlsVersion("TLS 1.3")}}},
 	}
 }

@@ -26,16 +26,14 @@ import (
 // Finding codes of the contract's additions that the probe package may not
 // define yet; the verdicts name them by their stable strings.
 const (
-	codeClientCertRejected = "client_cert_rejected"
-	codeConnectionReset    = "connection_reset"
-	codeWeakDH             = "weak_dh"
-)
-
-const (
 	crit = probe.SeverityCritical
 	warn = probe.SeverityWarning
 	info = probe.SeverityInfo
 )
+
+// noRootAdvice matches advice to add a root: wrong when the operator already
+// gave the root with --ca-file (naming that root is fine).
+const noRootAdvice = `(?i)add (it|that CA('s root)?|the root|a root)|root with --ca-file|--ca-file PATH`
 
 // F is a set of findings by code with the severity each must have.
 type F map[string]probe.Severity
@@ -298,7 +296,7 @@ func chainComplete(want bool) check {
 
 func stage(want string) check {
 	return func(r probe.Report, _ map[string]any) string {
-		if r.ExpiryStage != want {
+		if string(r.ExpiryStage) != want {
 			return fmt.Sprintf("expiry_stage: expected %s, got %s", want, r.ExpiryStage)
 		}
 		return ""
