@@ -9,8 +9,8 @@ import (
 )
 
 // Records are stored in a small binary form, not JSON: loading 100,000 of
-// them at start is on the critical path (issue 7: start to scheduling under
-// 2 s), and decoding JSON was most of it. The form is a version byte then
+// them at start is on the critical path (start to scheduling within 2 s),
+// and decoding JSON was most of it. The form is a version byte then
 // fields in a fixed order; a JSON value (first byte '{') is still read, so
 // files written before the codec keep working. Reports, read rarely and shown
 // as JSON anyway, stay JSON.
@@ -53,11 +53,46 @@ func encodeRecord(r *Record) []byte {
 	str(r.Fingerprint)
 	num(int64(r.FiredDays))
 	num(int64(r.HistoryCount))
-	// Fields added later go here, at the end: decodeRecord treats missing
-	// trailing fields as zero, so older values keep decoding.
+	// Fields added later go here, at the end, in groups: decodeRecord
+	// treats a missing trailing group as zero, so older values keep
+	// decoding.
 	num(int64(r.TransitionCount))
+	// Schema 2: the probe configuration a watch carries.
+	num(int64(len(r.Roots)))
+	for _, der := range r.Roots {
+		str(string(der))
+	}
+	str(r.ClientCertFile)
+	str(r.ClientKeyFile)
+	flags := int64(0)
+	if r.Policy.DenyPrivate {
+		flags |= 1
+	}
+	if r.MCP {
+		flags |= 2
+	}
+	num(flags)
+	for _, list := range [][]string{r.Policy.AllowCIDRs, r.Policy.DenyCIDRs} {
+		num(int64(len(list)))
+		for _, c := range list {
+			str(c)
+		}
+	}
+	str(r.TokenName)
+	str(r.CreatedBy)
+	str(r.ProbedBy)
+	var mcp []byte
+	if r.MCPInfo != nil {
+		mcp, _ = json.Marshal(r.MCPInfo) // a struct of strings and numbers: cannot fail
+	}
+	str(string(mcp))
 	return b
 }
+
+// maxListLen bounds every list a record holds (thresholds, roots, CIDRs).
+// It guards against a corrupt length only: it is far above what package
+// watch accepts, so that everything the validator accepts decodes.
+const maxListLen = 1024
 
 var errShortRecord = errors.New("truncated record")
 
@@ -78,11 +113,7 @@ func decodeRecord(raw []byte, r *Record) error {
 	r.Scheme = d.str()
 	r.TimeoutMS = int(d.num())
 	r.Schedule = d.str()
-	n := d.num()
-	if n < 0 || n > 64 {
-		return fmt.Errorf("record %q: %d thresholds", r.ID, n)
-	}
-	r.Thresholds = make([]int, n)
+	r.Thresholds = make([]int, d.count())
 	for i := range r.Thresholds {
 		r.Thresholds[i] = int(d.num())
 	}
@@ -98,8 +129,11 @@ func decodeRecord(raw []byte, r *Record) error {
 	r.Fingerprint = d.str()
 	r.FiredDays = int(d.num())
 	r.HistoryCount = int(d.num())
-	if len(d.b) > 0 {
+	if d.more() {
 		r.TransitionCount = int(d.num())
+	}
+	if d.more() {
+		decodeProbeConfig(&d, r)
 	}
 	if d.err != nil {
 		return fmt.Errorf("record %q: %w", r.ID, d.err)
@@ -107,9 +141,62 @@ func decodeRecord(raw []byte, r *Record) error {
 	return nil
 }
 
+// decodeProbeConfig reads the schema-2 group of encodeRecord.
+func decodeProbeConfig(d *decoder, r *Record) {
+	if n := d.count(); n > 0 {
+		r.Roots = make([][]byte, n)
+		for i := range r.Roots {
+			r.Roots[i] = []byte(d.str())
+		}
+	}
+	r.ClientCertFile = d.str()
+	r.ClientKeyFile = d.str()
+	flags := d.num()
+	r.Policy.DenyPrivate, r.MCP = flags&1 != 0, flags&2 != 0
+	r.Policy.AllowCIDRs = d.strs()
+	r.Policy.DenyCIDRs = d.strs()
+	r.TokenName = d.str()
+	r.CreatedBy = d.str()
+	r.ProbedBy = d.str()
+	if raw := d.str(); raw != "" && d.err == nil {
+		r.MCPInfo = new(MCPInfo)
+		if err := json.Unmarshal([]byte(raw), r.MCPInfo); err != nil {
+			d.err = fmt.Errorf("mcp info: %w", err)
+		}
+	}
+}
+
 type decoder struct {
 	b   []byte
 	err error
+}
+
+// more reports whether another group of fields follows.
+func (d *decoder) more() bool { return d.err == nil && len(d.b) > 0 }
+
+// count reads a list length.
+func (d *decoder) count() int {
+	n := d.num()
+	if n < 0 || n > maxListLen {
+		if d.err == nil {
+			d.err = fmt.Errorf("list of %d entries", n)
+		}
+		return 0
+	}
+	return int(n)
+}
+
+// strs reads a list of strings; nil when empty.
+func (d *decoder) strs() []string {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = d.str()
+	}
+	return out
 }
 
 func (d *decoder) num() int64 {

@@ -36,8 +36,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		if len(raw) == 0 || raw[0] != recordCodecV1 {
 			return // JSON form: json.Unmarshal's own business
 		}
-		if len(r.Thresholds) > 64 {
-			t.Fatalf("decoded %d thresholds, the codec allows 64", len(r.Thresholds))
+		if len(r.Thresholds) > maxListLen {
+			t.Fatalf("decoded %d thresholds, the codec allows %d", len(r.Thresholds), maxListLen)
 		}
 		var again Record
 		if err := decodeRecord(encodeRecord(&r), &again); err != nil {

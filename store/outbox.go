@@ -1,10 +1,11 @@
 package store
 
 // The outbox holds alert deliveries that have not been acknowledged by their
-// receiver yet (package alert writes and drains it). It lives in the same
-// bbolt file as the watches so that "the watcher decided to alert" and "the
-// alert is queued" survive a crash the same way, and it creates its own
-// bucket so that it needs no schema migration of the watch layout:
+// receiver yet (package alert plans and delivers them). It lives in the same
+// bbolt file as the watches, and entries enter it only inside the
+// transaction that records what caused them (Update.InTx), so that "the
+// watcher decided to alert" and "the alert is queued" survive a crash
+// together. Its buckets are created by the schema-2 migration:
 //
 //	outbox/entries  be64(id) -> entry (binary header + opaque payload)
 //	outbox/marks    key -> ""   (small persistent flags beside the queue)
@@ -34,7 +35,8 @@ var (
 
 // OutboxEntry is one pending delivery of one payload to one channel.
 type OutboxEntry struct {
-	// ID is assigned by Enqueue (increasing; never reused in a file).
+	// ID is assigned when the entry is enqueued (increasing; never reused
+	// in a file).
 	ID uint64
 	// Channel names the receiver (the alert channel's configured name).
 	Channel string
@@ -51,102 +53,43 @@ type OutboxEntry struct {
 	LastError string
 }
 
-// Outbox is a persistent FIFO of deliveries per channel. It is safe for
-// concurrent use; every write is committed (fsync) before the call returns.
+// Outbox is the delivery side of the queue: a persistent FIFO of deliveries
+// per channel. It is safe for concurrent use; every write is committed
+// (fsync) before the call returns.
 type Outbox struct {
 	db *bolt.DB
 }
 
-// NewOutbox opens the outbox in db, creating its buckets if needed. db must be
-// open for writing.
-func NewOutbox(db *bolt.DB) (*Outbox, error) {
-	if db == nil {
-		return nil, errors.New("store: outbox: nil database")
-	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		root, err := tx.CreateBucketIfNotExists(bOutbox)
-		if err != nil {
-			return err
-		}
-		if _, err := root.CreateBucketIfNotExists(bOutboxEntries); err != nil {
-			return err
-		}
-		_, err = root.CreateBucketIfNotExists(bOutboxMarks)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: create outbox buckets in %s: %w", db.Path(), err)
-	}
-	return &Outbox{db: db}, nil
+// OutboxTx is the outbox inside a write transaction (Update.InTx): what is
+// enqueued there commits, or not, with the update that caused it.
+type OutboxTx interface {
+	// Marked reports which of keys are set.
+	Marked(keys ...string) (map[string]bool, error)
+	// Enqueue stores entries and sets (true) or clears (false) marks, so
+	// that a flag such as "this channel was told the watch is down" can
+	// never disagree with what was queued.
+	Enqueue(marks map[string]bool, entries ...OutboxEntry) error
+	// OnCommit runs fn after the transaction has committed (not when it
+	// rolls back): the place to wake whoever delivers the entries.
+	OnCommit(fn func())
 }
 
-// Enqueue stores entries in one transaction and returns their ids in the same
-// order. Either all are stored or none.
-func (o *Outbox) Enqueue(entries ...OutboxEntry) ([]uint64, error) {
-	return o.EnqueueMarked(nil, entries...)
+type outboxTx struct{ tx *bolt.Tx }
+
+func (t outboxTx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
+
+func (t outboxTx) Marked(keys ...string) (map[string]bool, error) {
+	return marked(t.tx, keys), nil
 }
 
-// EnqueueMarked is Enqueue that also sets (true) or clears (false) marks in
-// the same transaction, so that a flag such as "this channel was told the
-// watch is down" can never disagree with what was queued.
-func (o *Outbox) EnqueueMarked(marks map[string]bool, entries ...OutboxEntry) ([]uint64, error) {
-	var ids []uint64
-	err := o.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		ids, err = enqueueMarked(tx, marks, entries)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: outbox enqueue %d entries: %w", len(entries), err)
-	}
-	return ids, nil
-}
-
-// EnqueueMarkedTx is EnqueueMarked inside a write transaction of the watch
-// store (store.Update.InTx): the entries and marks commit, or not, with the
-// watcher's update that caused them. It creates the outbox buckets if
-// needed.
-func EnqueueMarkedTx(tx *Tx, marks map[string]bool, entries ...OutboxEntry) error {
-	if _, err := createOutboxBuckets(tx.tx); err != nil {
-		return fmt.Errorf("store: outbox enqueue: %w", err)
-	}
-	if _, err := enqueueMarked(tx.tx, marks, entries); err != nil {
+func (t outboxTx) Enqueue(marks map[string]bool, entries ...OutboxEntry) error {
+	if _, err := enqueue(t.tx, marks, entries); err != nil {
 		return fmt.Errorf("store: outbox enqueue %d entries: %w", len(entries), err)
 	}
 	return nil
 }
 
-// MarkedTx is Marked inside a write transaction (see EnqueueMarkedTx).
-func MarkedTx(tx *Tx, keys ...string) (map[string]bool, error) {
-	root, err := createOutboxBuckets(tx.tx)
-	if err != nil {
-		return nil, fmt.Errorf("store: outbox marks: %w", err)
-	}
-	m := root.Bucket(bOutboxMarks)
-	out := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		if m.Get([]byte(k)) != nil {
-			out[k] = true
-		}
-	}
-	return out, nil
-}
-
-func createOutboxBuckets(tx *bolt.Tx) (*bolt.Bucket, error) {
-	root, err := tx.CreateBucketIfNotExists(bOutbox)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := root.CreateBucketIfNotExists(bOutboxEntries); err != nil {
-		return nil, err
-	}
-	if _, err := root.CreateBucketIfNotExists(bOutboxMarks); err != nil {
-		return nil, err
-	}
-	return root, nil
-}
-
-func enqueueMarked(tx *bolt.Tx, marks map[string]bool, entries []OutboxEntry) ([]uint64, error) {
+func enqueue(tx *bolt.Tx, marks map[string]bool, entries []OutboxEntry) ([]uint64, error) {
 	for i := range entries {
 		if entries[i].Channel == "" {
 			return nil, fmt.Errorf("entry %d has no channel", i)
@@ -185,16 +128,23 @@ func enqueueMarked(tx *bolt.Tx, marks map[string]bool, entries []OutboxEntry) ([
 	return ids, nil
 }
 
-// Marked reports which of keys are set.
-func (o *Outbox) Marked(keys ...string) (map[string]bool, error) {
+func marked(tx *bolt.Tx, keys []string) map[string]bool {
 	out := make(map[string]bool, len(keys))
-	err := o.db.View(func(tx *bolt.Tx) error {
-		m := outboxMarks(tx)
+	if m := outboxMarks(tx); m != nil {
 		for _, k := range keys {
 			if m.Get([]byte(k)) != nil {
 				out[k] = true
 			}
 		}
+	}
+	return out
+}
+
+// Marked reports which of keys are set.
+func (o *Outbox) Marked(keys ...string) (map[string]bool, error) {
+	var out map[string]bool
+	err := o.db.View(func(tx *bolt.Tx) error {
+		out = marked(tx, keys)
 		return nil
 	})
 	if err != nil {

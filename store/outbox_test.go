@@ -9,18 +9,34 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func openOutboxDB(t *testing.T, path string) (*bolt.DB, *Outbox) {
+func openOutboxDB(t testing.TB, path string) (*DB, testOutbox) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ob, err := NewOutbox(db)
-	if err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	return db, ob
+	return db, testOutbox{db.Outbox(), db}
+}
+
+// testOutbox enqueues in a transaction of its own, through the code of
+// OutboxTx.Enqueue, so that the queue can be tested without watches.
+type testOutbox struct {
+	*Outbox
+	db *DB
+}
+
+func (o testOutbox) Enqueue(entries ...OutboxEntry) ([]uint64, error) {
+	return o.EnqueueMarked(nil, entries...)
+}
+
+func (o testOutbox) EnqueueMarked(marks map[string]bool, entries ...OutboxEntry) ([]uint64, error) {
+	var ids []uint64
+	err := o.db.bolt.Update(func(tx *bolt.Tx) error {
+		var err error
+		ids, err = enqueue(tx, marks, entries)
+		return err
+	})
+	return ids, err
 }
 
 var outboxT0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
@@ -29,7 +45,7 @@ func entry(ch, payload string) OutboxEntry {
 	return OutboxEntry{Channel: ch, Payload: []byte(payload), CreatedAt: outboxT0}
 }
 
-func dueIDs(t *testing.T, ob *Outbox, now time.Time, limit int) []uint64 {
+func dueIDs(t *testing.T, ob testOutbox, now time.Time, limit int) []uint64 {
 	t.Helper()
 	due, err := ob.Due(now, limit)
 	if err != nil {
@@ -217,7 +233,7 @@ func TestOutboxCorruptEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bOutbox).Bucket(bOutboxEntries).Put(outboxKey(ids[0]), []byte{9, 9})
 	})
 	if err != nil {
@@ -276,15 +292,8 @@ func FuzzOutboxEntryDecode(f *testing.F) {
 // BenchmarkOutboxDueBacklog: a receiver down for hours leaves a long backlog
 // behind its head; each pass still has to find the other channels' work.
 func BenchmarkOutboxDueBacklog(b *testing.B) {
-	db, err := bolt.Open(filepath.Join(b.TempDir(), "b.db"), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
+	db, ob := openOutboxDB(b, filepath.Join(b.TempDir(), "b.db"))
 	defer db.Close()
-	ob, err := NewOutbox(db)
-	if err != nil {
-		b.Fatal(err)
-	}
 	payload := make([]byte, 800)
 	var batch []OutboxEntry
 	for i := 0; i < 10000; i++ {

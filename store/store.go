@@ -1,8 +1,9 @@
 // Package store persists tlswatch's watches in one bbolt file: the watch
 // records, each watch's probe history (the last 500 results plus every status
 // transition), the alert state (which expiry stage has fired for which
-// certificate fingerprint), an expiry index, and a schema version with a
-// migration path. It knows probe.Report but nothing of MCP.
+// certificate fingerprint), an expiry index, the alert outbox and the alert
+// feed, and a schema version with a migration path. It knows probe.Report
+// but nothing of MCP.
 //
 // Layout (all keys are bytes; times are big-endian so keys sort by time):
 //
@@ -14,6 +15,8 @@
 //	history      id + "/" + be64(checked_at unix ns) -> Report (JSON)
 //	transitions  id + "/" + be64(checked_at unix ns) -> Report (JSON)
 //	alerts       id + "/" + sha256 fingerprint -> Alert (JSON)
+//	outbox       entries: be64(seq) -> delivery; marks: key -> ""  (outbox.go)
+//	feed         be64(seq) -> FeedEntry (JSON)                      (feed.go)
 //
 // History is one flat bucket with composite keys rather than a nested bucket
 // per watch: at 100,000 watches a nested bucket costs at least a page each
@@ -40,6 +43,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/tlswatch/tlswatch/netpolicy"
 	"github.com/tlswatch/tlswatch/probe"
 )
 
@@ -52,10 +56,13 @@ var (
 	ErrLocked = errors.New("store: database is held by another process")
 	// ErrNewerSchema: the file was written by a newer tlswatch.
 	ErrNewerSchema = errors.New("store: database schema is newer than this binary")
+	// ErrSchemaMismatch: a read-only open of a file of another schema
+	// (read-only opens do not migrate).
+	ErrSchemaMismatch = errors.New("store: database schema differs from this binary's")
 )
 
 // SchemaVersion is the layout this binary writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // HistoryKeep is how many recent probe results are kept per watch; status
 // transitions are kept beyond it in their own bucket.
@@ -90,6 +97,24 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 2: the alert outbox (whose buckets schema-1 binaries created on
+	// first use, outside the migrations, so they may exist already with
+	// entries to keep) and the alert feed.
+	1: func(tx *bolt.Tx) error {
+		root, err := tx.CreateBucketIfNotExists(bOutbox)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bOutbox, err)
+		}
+		for _, b := range [][]byte{bOutboxEntries, bOutboxMarks} {
+			if _, err := root.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s/%s: %w", bOutbox, b, err)
+			}
+		}
+		if _, err := tx.CreateBucketIfNotExists(bFeed); err != nil {
+			return fmt.Errorf("create bucket %s: %w", bFeed, err)
+		}
+		return nil
+	},
 }
 
 // Options configure Open.
@@ -103,13 +128,14 @@ type Options struct {
 
 // DB is an open store. It is safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt   *bolt.DB
+	path   string
+	outbox *Outbox
 }
 
-// Bolt is the underlying handle, for packages that keep their own buckets in
-// the same file (the alert outbox) so that one fsync covers both.
-func (db *DB) Bolt() *bolt.DB { return db.bolt }
+// Outbox is the alert delivery queue in this file. Entries are enqueued
+// only inside Apply (Update.InTx), with the update that caused them.
+func (db *DB) Outbox() *Outbox { return db.outbox }
 
 // Open opens (creating if needed) the store at path and migrates it to
 // SchemaVersion. It returns an error wrapping ErrLocked when another process
@@ -137,7 +163,13 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	db := &DB{bolt: bdb, path: path}
+	db.outbox = &Outbox{db: bdb}
 	if opts.ReadOnly {
+		// Without a migration the buckets of a newer layout are missing.
+		if v, err := db.Schema(); err != nil || v != SchemaVersion {
+			bdb.Close()
+			return nil, fmt.Errorf("store: open %s read-only: schema %d, this binary reads %d (open it once read-write to migrate): %w", path, v, SchemaVersion, errors.Join(err, ErrSchemaMismatch))
+		}
 		return db, nil
 	}
 	if err := db.migrate(); err != nil {
@@ -226,6 +258,41 @@ type Record struct {
 	// callers' values are ignored.
 	HistoryCount    int `json:"history_count"`
 	TransitionCount int `json:"transition_count,omitempty"`
+
+	// How the watch is probed beyond its target, stored with it so that
+	// whichever process probes it does so the same way.
+
+	// Roots are extra trust roots (DER) given when the watch was created
+	// (--ca-file, ca_pem), added to the prober's own trust store.
+	Roots [][]byte `json:"roots,omitempty"`
+	// ClientCertFile and ClientKeyFile locate the client certificate named
+	// ClientCert (--client-cert NAME=CERT,KEY), so another process can load
+	// it; empty when only the name is known.
+	ClientCertFile string `json:"client_cert_file,omitempty"`
+	ClientKeyFile  string `json:"client_key_file,omitempty"`
+	// Policy is the outbound policy of the process that created the watch;
+	// a dial must pass it and the prober's own.
+	Policy netpolicy.Config `json:"policy"`
+	// MCP marks a watch that also checks the MCP protocol level.
+	MCP bool `json:"mcp,omitempty"`
+	// TokenName names an operator token for a protected MCP endpoint.
+	TokenName string `json:"token_name,omitempty"`
+	// CreatedBy is who created the watch (an OAuth subject); ProbedBy the
+	// node that probed it last (in a cluster).
+	CreatedBy string `json:"created_by,omitempty"`
+	ProbedBy  string `json:"probed_by,omitempty"`
+	// MCPInfo is what the latest MCP-level probe saw.
+	MCPInfo *MCPInfo `json:"mcp_info,omitempty"`
+}
+
+// MCPInfo is the MCP server behind an MCP-level watch, as its latest probe
+// saw it.
+type MCPInfo struct {
+	ProtocolVersion string  `json:"protocol_version"`
+	Server          string  `json:"server"`
+	ToolCount       int     `json:"tool_count"`
+	ToolsHash       string  `json:"tools_hash"`
+	LatencyMS       float64 `json:"latency_ms"`
 }
 
 // Identity is the key that makes Add idempotent: host (case-folded), port,
@@ -277,22 +344,17 @@ type Update struct {
 	Transition bool
 	// Alert is stored for (Record.ID, Alert.Fingerprint) when non-nil.
 	Alert *Alert
+	// Feed entries are appended to the alert feed (their Seq assigned).
+	Feed []FeedEntry
 	// InTx, when set, runs inside Apply's transaction right after this
 	// update is applied (never for an update that was dropped), so that
 	// work caused by the update commits atomically with it: the watcher
 	// queues alert deliveries (the outbox) this way, and a crash can then
 	// neither lose an alert whose stage is recorded as fired nor queue one
 	// whose state did not commit. An error aborts the whole transaction.
-	InTx func(tx *Tx) error
+	// It is the only way entries enter the outbox.
+	InTx func(tx OutboxTx) error
 }
-
-// Tx is a write transaction of Apply, handed to Update.InTx. It is valid
-// only during that call.
-type Tx struct{ tx *bolt.Tx }
-
-// OnCommit runs fn after the transaction has committed (not when it rolls
-// back): the place to wake whoever consumes what the hook wrote.
-func (t *Tx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
 
 // Apply writes the updates in one transaction (one fsync): the watcher groups
 // probe results this way so 100,000 probes an hour do not cost an fsync each.
@@ -306,8 +368,14 @@ func (db *DB) Apply(ups []Update) ([]bool, error) {
 				return fmt.Errorf("store: update watch %s: %w", ups[i].Record.ID, err)
 			}
 			applied[i] = ok
-			if ok && ups[i].InTx != nil {
-				if err := ups[i].InTx(&Tx{tx: tx}); err != nil {
+			if !ok {
+				continue
+			}
+			if err := appendFeed(tx, ups[i].Feed); err != nil {
+				return fmt.Errorf("store: update watch %s: %w", ups[i].Record.ID, err)
+			}
+			if ups[i].InTx != nil {
+				if err := ups[i].InTx(outboxTx{tx}); err != nil {
 					return fmt.Errorf("store: update watch %s: commit hook: %w", ups[i].Record.ID, err)
 				}
 			}
@@ -480,8 +548,9 @@ func putAlert(b *bolt.Bucket, id string, a *Alert) error {
 }
 
 // Delete removes a watch with its history, transitions, alert state and
-// index entries, and returns its last record.
-func (db *DB) Delete(id string) (Record, error) {
+// index entries, appends feed (its removal) to the alert feed in the same
+// transaction, and returns its last record.
+func (db *DB) Delete(id string, feed ...FeedEntry) (Record, error) {
 	var rec Record
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		raw := tx.Bucket(bWatches).Get([]byte(id))
@@ -514,7 +583,7 @@ func (db *DB) Delete(id string) (Record, error) {
 				return err
 			}
 		}
-		return nil
+		return appendFeed(tx, feed)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return Record{}, ErrNotFound

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tlswatch/tlswatch/netpolicy"
 	"github.com/tlswatch/tlswatch/probe"
 )
 
@@ -252,10 +254,30 @@ func TestRecordCodec(t *testing.T) {
 		t.Errorf("JSON record: %+v %v", j, err)
 	}
 	raw := encodeRecord(&r)
-	// A value from before TransitionCount existed (one trailing field less).
+	// r has no probe configuration: its schema-2 group is ten empty fields.
+	// Without that group it is a schema-1 value; one field less, a value
+	// from before TransitionCount existed.
+	const schema2Group = 10
+	var s1 Record
+	if err := decodeRecord(raw[:len(raw)-schema2Group], &s1); err != nil || s1.TransitionCount != 12 || s1.Roots != nil {
+		t.Errorf("schema-1 value: %+v %v", s1, err)
+	}
 	var older Record
-	if err := decodeRecord(raw[:len(raw)-1], &older); err != nil || older.TransitionCount != 0 || older.HistoryCount != 500 {
+	if err := decodeRecord(raw[:len(raw)-schema2Group-1], &older); err != nil || older.TransitionCount != 0 || older.HistoryCount != 500 {
 		t.Errorf("older value: %+v %v", older, err)
+	}
+	if err := decodeRecord(raw[:len(raw)-3], &got); err == nil {
+		t.Error("a record cut inside its schema-2 group decoded")
+	}
+	full := r
+	full.Roots = [][]byte{{1, 2, 3}, {4}}
+	full.ClientCertFile, full.ClientKeyFile = "/etc/c.pem", "/etc/k.pem"
+	full.Policy = netpolicy.Config{DenyPrivate: true, AllowCIDRs: []string{"10.1.0.0/16"}, DenyCIDRs: []string{"192.0.2.0/24", "::1/128"}}
+	full.MCP, full.TokenName, full.CreatedBy, full.ProbedBy = true, "prod", "alice", "node-2"
+	full.MCPInfo = &MCPInfo{ProtocolVersion: "2025-11-25", Server: "srv", ToolCount: 3, ToolsHash: "ab", LatencyMS: 1.5}
+	var gotFull Record
+	if err := decodeRecord(encodeRecord(&full), &gotFull); err != nil || !reflect.DeepEqual(gotFull, full) {
+		t.Errorf("probe configuration round trip:\n got %+v\nwant %+v (%v)", gotFull, full, err)
 	}
 	if err := decodeRecord(raw[:len(raw)/2], &got); err == nil {
 		t.Error("truncated record decoded")
