@@ -72,10 +72,9 @@ const maxFindings = 10
 // hostile server (certificate subjects end up in messages).
 const maxText = 1000
 
-// newAlert captures the event's facts; Action, Condition and DedupKey are
-// set per channel by the dispatcher.
-func newAlert(ev watch.Event, now time.Time) Alert {
-	w := ev.Watch
+// newAlert captures the facts of an event of watch w; Action, Condition and
+// DedupKey are set per channel by the dispatcher.
+func newAlert(w watch.Watch, ev watch.Event, now time.Time) Alert {
 	a := Alert{
 		Kind:      ev.Kind,
 		Level:     ev.Level,
@@ -86,7 +85,7 @@ func newAlert(ev watch.Event, now time.Time) Alert {
 		Timestamp: now.UTC(),
 	}
 	if a.Level == "" {
-		a.Level = LevelInfo
+		a.Level = watch.LevelInfo
 	}
 	if r := w.LastReport; r != nil {
 		a.Status = string(r.Status)

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tlswatch/tlswatch/watch"
 	"io"
 	"net"
 	"net/mail"
@@ -38,13 +39,6 @@ const (
 	TypeSlack     = "slack"
 	TypePagerDuty = "pagerduty"
 	TypeEmail     = "email"
-)
-
-// Levels, as in watch.Event.Level.
-const (
-	LevelInfo     = "info"
-	LevelWarning  = "warning"
-	LevelCritical = "critical"
 )
 
 // DefaultPagerDutyURL is the Events API v2 endpoint.
@@ -327,7 +321,7 @@ var channelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 func (c *Config) Validate() error {
 	a := &c.Alerts
 	if a.MinLevel == "" {
-		a.MinLevel = LevelWarning
+		a.MinLevel = watch.LevelWarning
 	}
 	if levelRank(a.MinLevel) == 0 {
 		return fmt.Errorf("alerts.min_level: %q is not one of info, warning, critical", a.MinLevel)
@@ -489,11 +483,11 @@ func checkAddress(s string) error {
 // levelRank orders levels; 0 means unknown.
 func levelRank(l string) int {
 	switch l {
-	case LevelInfo:
+	case watch.LevelInfo:
 		return 1
-	case LevelWarning:
+	case watch.LevelWarning:
 		return 2
-	case LevelCritical:
+	case watch.LevelCritical:
 		return 3
 	}
 	return 0

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"errors"
+	"github.com/tlswatch/tlswatch/watch"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -23,7 +24,7 @@ func TestLoadExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := cfg.Alerts
-	if a.MinLevel != LevelWarning || a.Retry.MaxBackoff != 5*time.Minute || a.Retry.GiveUpAfter != 24*time.Hour {
+	if a.MinLevel != watch.LevelWarning || a.Retry.MaxBackoff != 5*time.Minute || a.Retry.GiveUpAfter != 24*time.Hour {
 		t.Fatalf("alerts = %+v", a)
 	}
 	want := map[string]string{"ops-hook": TypeWebhook, "slack": TypeSlack, "pagerduty": TypePagerDuty, "mail": TypeEmail}
@@ -50,8 +51,7 @@ func TestLoadExampleConfig(t *testing.T) {
 		}
 	}
 	// And a dispatcher can be built from it.
-	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "t.db"))
-	if _, err := NewDispatcher(cfg, ob, Options{}); err != nil {
+	if _, err := NewDispatcher(cfg, Options{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -108,7 +108,7 @@ func TestParseConfigDefaultsAndQuotedNumbers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Alerts.Channels[0].Password != "12345" || cfg.Alerts.MinLevel != LevelWarning || cfg.Alerts.Retry.InitialBackoff != time.Second {
+	if cfg.Alerts.Channels[0].Password != "12345" || cfg.Alerts.MinLevel != watch.LevelWarning || cfg.Alerts.Retry.InitialBackoff != time.Second {
 		t.Fatalf("cfg = %+v", cfg.Alerts)
 	}
 	// No alerts section at all is valid: alerts are off.

@@ -64,10 +64,11 @@ func (o *Options) fill() {
 }
 
 // Dispatcher turns watch events into outbox entries (one per admitting
-// channel) and delivers them. Wire EnqueueTx as the watcher's commit hook
-// (watch.Config.OnOwnerStart), so entries commit with the state change that
-// caused them; it also implements watch.Notifier (WatchChanged), which
-// queues after the fact and so can lose an event to a crash in between.
+// channel) and delivers them. It is the watch.Alerter of the process that
+// owns the watches: Attach hands it the owned database's outbox and
+// returns EnqueueTx, the commit hook, so entries commit in the transaction
+// that records the change that caused them; Deliver delivers until the
+// ownership ends.
 //
 // Delivery is at least once: an entry is deleted from the outbox in the same
 // step that records success, after the receiver acknowledged it. A crash
@@ -76,19 +77,17 @@ func (o *Options) fill() {
 // Message-ID) and, for PagerDuty, the same dedup_key, so receivers can
 // discard the repeat. Nothing acknowledged and committed is ever resent.
 //
-// Exactly one Dispatcher may use an outbox: the process that runs the
-// scheduler (the database owner), or every event would be queued twice.
+// Exactly one Dispatcher may use an outbox: the process that owns the
+// watches, or every event would be queued twice.
 type Dispatcher struct {
 	cfg      Config
-	ob       *store.Outbox
 	opts     Options
 	log      *slog.Logger
 	channels map[string]*channelState
+	kick     chan struct{}
 
-	// mu serialises WatchChanged: it reads condition marks, decides and
-	// writes; two events of one watch must not interleave there.
-	mu   sync.Mutex
-	kick chan struct{}
+	mu sync.Mutex
+	ob watch.Outbox // of the current ownership period
 }
 
 type channelState struct {
@@ -96,20 +95,16 @@ type channelState struct {
 	sender sender
 }
 
-var _ watch.Notifier = (*Dispatcher)(nil)
+var _ watch.Alerter = (*Dispatcher)(nil)
 
-// NewDispatcher validates cfg and builds the channels' senders. ob is the
-// outbox in the watch database (store.NewOutbox on its bbolt handle).
-func NewDispatcher(cfg Config, ob *store.Outbox, opts Options) (*Dispatcher, error) {
-	if ob == nil {
-		return nil, errors.New("alert: nil outbox")
-	}
+// NewDispatcher validates cfg and builds the channels' senders.
+func NewDispatcher(cfg Config, opts Options) (*Dispatcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("alert: %w", err)
 	}
 	opts.fill()
 	d := &Dispatcher{
-		cfg: cfg, ob: ob, opts: opts, log: opts.Logger,
+		cfg: cfg, opts: opts, log: opts.Logger,
 		channels: map[string]*channelState{},
 		kick:     make(chan struct{}, 1),
 	}
@@ -136,13 +131,36 @@ func NewDispatcher(cfg Config, ob *store.Outbox, opts Options) (*Dispatcher, err
 	return d, nil
 }
 
-// ListChanged is ignored: adding or removing a watch is not an alert.
-func (d *Dispatcher) ListChanged() {}
+// Attach takes the outbox of the database this process now owns and
+// returns the commit hook that fills it.
+func (d *Dispatcher) Attach(ob watch.Outbox) watch.CommitHook {
+	d.mu.Lock()
+	d.ob = ob
+	d.mu.Unlock()
+	return d.EnqueueTx
+}
 
-// WatchChanged queues the event for every channel that admits it and
-// returns once the entries are committed, so an event the watcher has handed
-// over survives a crash. It costs one bbolt write (an fsync), and must not be
-// called from inside a write transaction on the same database.
+func (d *Dispatcher) outbox() watch.Outbox {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ob
+}
+
+// Deliver runs the delivery loop (Run) on the attached outbox until ctx
+// ends.
+func (d *Dispatcher) Deliver(ctx context.Context) {
+	if err := d.Run(ctx); err != nil {
+		d.log.Error("alert delivery stopped", "err", err)
+	}
+}
+
+// EnqueueTx queues, inside the watcher's commit (a watch.CommitHook), the
+// deliveries of every event of the change for every channel that admits
+// it, with the condition marks, so a crash can neither lose an alert whose
+// stage is recorded as fired nor queue one whose state was rolled back.
+// Delivery is kicked once the transaction commits. Transactions are
+// serialised by the store, which makes the read-decide-write of the marks
+// atomic.
 //
 // Admission per channel:
 //   - the watch went down, or an expiry stage was crossed: sent when the
@@ -151,57 +169,30 @@ func (d *Dispatcher) ListChanged() {}
 //   - the watch is back up, or its certificate rotated: sent as a resolve to
 //     every channel marked for the condition, whatever the level, so a
 //     channel told "down" always hears "up" and PagerDuty incidents close;
+//   - a watch added or removed: not an alert;
 //   - anything else: sent by level; PagerDuty receives only triggers and
 //     resolves, since other changes are not incidents.
-func (d *Dispatcher) WatchChanged(ev watch.Event) {
-	if len(d.channels) == 0 {
-		return
-	}
-	if err := d.enqueue(ev); err != nil {
-		d.log.Error("alert: could not queue alert; it will not be delivered",
-			"watch", ev.Watch.ID, "kind", ev.Kind, "err", err)
-		return
-	}
-	d.wake()
-}
-
-func (d *Dispatcher) enqueue(ev watch.Event) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	marks, entries, err := d.plan(ev, d.ob.Marked)
-	if err != nil || (len(entries) == 0 && len(marks) == 0) {
-		return err
-	}
-	_, err = d.ob.EnqueueMarked(marks, entries...)
-	return err
-}
-
-// EnqueueTx is WatchChanged inside the watcher's commit (a watch.CommitHook):
-// the event's outbox entries and condition marks are written in the very
-// transaction that records the event's state, so a crash can neither lose an
-// alert whose stage is recorded as fired nor queue one whose state was
-// rolled back. Delivery is kicked once the transaction commits. Serve wires
-// this instead of subscribing the Dispatcher as a Notifier, whose in-memory
-// queue a crash (or a burst that overflows it) would lose.
-//
-// It does not take d.mu: bbolt serialises write transactions, which makes
-// the read-decide-write of the marks atomic already (and taking the mutex
-// inside a transaction could deadlock with WatchChanged).
-func (d *Dispatcher) EnqueueTx(tx *store.Tx, ev watch.Event) error {
+func (d *Dispatcher) EnqueueTx(tx store.OutboxTx, c watch.Change) error {
 	if len(d.channels) == 0 {
 		return nil
 	}
-	marks, entries, err := d.plan(ev, func(keys ...string) (map[string]bool, error) { return store.MarkedTx(tx, keys...) })
-	if err != nil {
-		return err
+	queued := false
+	for _, ev := range c.Events {
+		marks, entries, err := d.plan(c.Watch, ev, tx.Marked)
+		if err != nil {
+			return err
+		}
+		if len(entries) == 0 && len(marks) == 0 {
+			continue
+		}
+		if err := tx.Enqueue(marks, entries...); err != nil {
+			return err
+		}
+		queued = true
 	}
-	if len(entries) == 0 && len(marks) == 0 {
-		return nil
+	if queued {
+		tx.OnCommit(d.wake)
 	}
-	if err := store.EnqueueMarkedTx(tx, marks, entries...); err != nil {
-		return err
-	}
-	tx.OnCommit(d.wake)
 	return nil
 }
 
@@ -214,40 +205,41 @@ func (d *Dispatcher) wake() {
 	}
 }
 
-// plan decides, per channel, what the event means (see WatchChanged) and
+// condition says which condition an event opens or closes, if any.
+func condition(w watch.Watch, ev watch.Event) (cond string, opens, resolves bool) {
+	switch {
+	case ev.Kind == watch.EventStatusChanged && w.State == watch.StateDown:
+		return ConditionDown, true, false
+	case ev.Kind == watch.EventStatusChanged && w.State == watch.StateUp:
+		return ConditionDown, false, true
+	case ev.Kind == watch.EventStageCrossed:
+		return ConditionExpiry, true, false
+	case ev.Kind == watch.EventRotated:
+		return ConditionExpiry, false, true
+	}
+	return "", false, false
+}
+
+// plan decides, per channel, what the event means (see EnqueueTx) and
 // returns the condition marks to set or clear and the outbox entries to
 // queue. marked reads the current marks.
-func (d *Dispatcher) plan(ev watch.Event, marked func(keys ...string) (map[string]bool, error)) (map[string]bool, []store.OutboxEntry, error) {
-	now := d.opts.Now()
-	base := newAlert(ev, now)
-
-	// Which condition the event opens or closes, if any.
-	var (
-		condition       string
-		opens, resolves bool
-	)
-	switch {
-	case ev.Kind == watch.EventStatusChanged && ev.Watch.State == watch.StateDown:
-		condition, opens = ConditionDown, true
-	case ev.Kind == watch.EventStatusChanged && ev.Watch.State == watch.StateUp:
-		condition, resolves = ConditionDown, true
-	case ev.Kind == watch.EventStageCrossed:
-		condition, opens = ConditionExpiry, true
-	case ev.Kind == watch.EventRotated:
-		condition, resolves = ConditionExpiry, true
+func (d *Dispatcher) plan(w watch.Watch, ev watch.Event, marked func(keys ...string) (map[string]bool, error)) (map[string]bool, []store.OutboxEntry, error) {
+	if ev.Kind == watch.EventWatchAdded || ev.Kind == watch.EventWatchRemoved {
+		return nil, nil, nil
 	}
-
+	now := d.opts.Now()
+	base := newAlert(w, ev, now)
+	cond, opens, resolves := condition(w, ev)
 	var keys []string
 	if resolves {
 		for name := range d.channels {
-			keys = append(keys, markKey(name, ev.Watch.ID, condition))
+			keys = append(keys, markKey(name, w.ID, cond))
 		}
 	}
 	told, err := marked(keys...)
 	if err != nil {
 		return nil, nil, err
 	}
-
 	marks := map[string]bool{}
 	var entries []store.OutboxEntry
 	for _, ch := range d.cfg.Alerts.Channels {
@@ -258,13 +250,13 @@ func (d *Dispatcher) plan(ev watch.Event, marked func(keys ...string) (map[strin
 			minLevel = d.cfg.Alerts.MinLevel
 		}
 		byLevel := levelRank(a.Level) >= levelRank(minLevel)
-		key := markKey(ch.Name, ev.Watch.ID, condition)
+		key := markKey(ch.Name, w.ID, cond)
 		switch {
 		case opens && byLevel:
-			a.Action, a.Condition = ActionTrigger, condition
+			a.Action, a.Condition = ActionTrigger, cond
 			marks[key] = true
 		case resolves && told[key]:
-			a.Action, a.Condition = ActionResolve, condition
+			a.Action, a.Condition = ActionResolve, cond
 			marks[key] = false
 		case byLevel && ch.Type != TypePagerDuty:
 			a.Action = ActionNotify
@@ -296,7 +288,7 @@ type Stats struct {
 	Dropped   int // permanent failure, gave up, or unknown channel
 }
 
-// Run delivers due entries until ctx ends, waking when WatchChanged queues
+// Run delivers due entries until ctx ends, waking when a commit queued
 // something or the earliest backoff expires. A panic in a pass is logged and
 // the loop goes on. It returns nil once ctx is cancelled and every
 // in-flight attempt has stopped; an attempt cut short stays queued.
@@ -319,13 +311,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case st.Delivered+st.Dropped > 0:
 			continue // progress: a channel's next entries may be ready now
 		default:
-			next, ok, err := d.ob.NextDue()
+			next, ok, err := d.outbox().NextDue()
 			switch {
 			case err != nil:
 				d.log.Error("alert: reading the outbox failed", "err", err)
 				wait = d.cfg.Alerts.Retry.MaxBackoff
 			case !ok:
-				wait = time.Hour // idle: WatchChanged kicks us
+				wait = time.Hour // idle: a commit kicks us
 			default:
 				wait = max(next.Sub(d.opts.Now()), 0)
 			}
@@ -350,7 +342,11 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (st Stats, err error) {
 			err = fmt.Errorf("alert: panic in delivery pass: %v\n%s", r, debug.Stack())
 		}
 	}()
-	due, err := d.ob.Due(d.opts.Now(), d.opts.Batch)
+	ob := d.outbox()
+	if ob == nil {
+		return st, errors.New("alert: no outbox attached")
+	}
+	due, err := ob.Due(d.opts.Now(), d.opts.Batch)
 	if err != nil {
 		return st, err
 	}
@@ -381,7 +377,7 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (st Stats, err error) {
 					smu.Unlock()
 				}
 			}()
-			s, cerr := d.deliverChannel(ctx, name, entries)
+			s, cerr := d.deliverChannel(ctx, ob, name, entries)
 			smu.Lock()
 			st.Delivered += s.Delivered
 			st.Retrying += s.Retrying
@@ -401,7 +397,7 @@ func (d *Dispatcher) DeliverDue(ctx context.Context) (st Stats, err error) {
 // it (Due enforces the same across passes). It also stops when the outbox
 // cannot be written: the outcome of a send could not be recorded, and going
 // on would resend in a loop.
-func (d *Dispatcher) deliverChannel(ctx context.Context, name string, entries []store.OutboxEntry) (st Stats, storeErr error) {
+func (d *Dispatcher) deliverChannel(ctx context.Context, ob watch.Outbox, name string, entries []store.OutboxEntry) (st Stats, storeErr error) {
 	cs := d.channels[name]
 	retry := d.cfg.Alerts.Retry
 	failed := false
@@ -411,7 +407,7 @@ func (d *Dispatcher) deliverChannel(ctx context.Context, name string, entries []
 		}
 		log := d.log.With("channel", name, "entry", e.ID)
 		drop := func(reason string, err error) {
-			if derr := d.ob.Drop(e.ID); derr != nil {
+			if derr := ob.Drop(e.ID); derr != nil {
 				storeErr = derr
 				return
 			}
@@ -446,7 +442,7 @@ func (d *Dispatcher) deliverChannel(ctx context.Context, name string, entries []
 		}
 		switch {
 		case err == nil:
-			if err := d.ob.MarkDelivered(e.ID); err != nil {
+			if err := ob.MarkDelivered(e.ID); err != nil {
 				// Sent but not recorded: it will be resent, and the
 				// receiver can drop it by delivery id.
 				return st, fmt.Errorf("delivered entry %d but could not record it: %w", e.ID, err)
@@ -464,7 +460,7 @@ func (d *Dispatcher) deliverChannel(ctx context.Context, name string, entries []
 			if errors.As(err, &ra) && ra.after > wait {
 				wait = min(ra.after, retry.MaxBackoff)
 			}
-			if rerr := d.ob.Reschedule(e.ID, now.Add(wait), attempts, err.Error()); rerr != nil {
+			if rerr := ob.Reschedule(e.ID, now.Add(wait), attempts, err.Error()); rerr != nil {
 				return st, rerr
 			}
 			log.Warn("alert: delivery failed, will retry", "attempts", attempts, "retry_in", wait, "err", err)

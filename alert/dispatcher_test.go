@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"encoding/base64"
 	"fmt"
+	"github.com/tlswatch/tlswatch/watch"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tlswatch/tlswatch/netpolicy"
+	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 )
 
@@ -32,9 +34,9 @@ func TestWebhookSignedPayload(t *testing.T) {
 	secret := "topsecret"
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{webhookChannel("hook", rcv.srv.URL+"/tlswatch", secret)}}}, ob, clock, nil)
 
-	d.WatchChanged(stageEvent("w_1", "7d", 6, LevelCritical))
+	d.commit(stageEvent("w_1", "7d", 6, watch.LevelCritical))
 	if n := pending(t, ob); n != 1 {
-		t.Fatalf("pending = %d before delivery, want 1 (queued durably by WatchChanged)", n)
+		t.Fatalf("pending = %d before delivery, want 1 (queued in the commit)", n)
 	}
 	if st := deliverDue(t, d); st.Delivered != 1 {
 		t.Fatalf("stats = %+v", st)
@@ -87,7 +89,7 @@ func TestSlackPayload(t *testing.T) {
 
 	ev := downEvent("w_9")
 	ev.Message = "down: subject <!channel> <https://evil.example|click> & more"
-	d.WatchChanged(ev)
+	d.commit(ev)
 	deliverDue(t, d)
 	got := rcv.accepted()
 	if len(got) != 1 {
@@ -109,7 +111,7 @@ func TestSlackPayload(t *testing.T) {
 	}
 
 	// Recovery reaches Slack too (it was told about the outage).
-	d.WatchChanged(upEvent("w_9"))
+	d.commit(upEvent("w_9"))
 	deliverDue(t, d)
 	got = rcv.accepted()
 	if len(got) != 2 {
@@ -127,17 +129,17 @@ func TestPagerDutyTriggerThenResolve(t *testing.T) {
 	clock := newClock()
 	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "t.db"))
 	pd := newReceiver(t, true)
-	ch := Channel{Name: "pd", Type: TypePagerDuty, URL: pd.srv.URL + "/v2/enqueue", RoutingKey: "R0UTING", MinLevel: LevelCritical}
+	ch := Channel{Name: "pd", Type: TypePagerDuty, URL: pd.srv.URL + "/v2/enqueue", RoutingKey: "R0UTING", MinLevel: watch.LevelCritical}
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{ch}}}, ob, clock, pd.roots())
 
-	d.WatchChanged(downEvent("w_1"))
-	d.WatchChanged(stageEvent("w_1", "14d", 12, LevelWarning)) // below min_level
+	d.commit(downEvent("w_1"))
+	d.commit(stageEvent("w_1", "14d", 12, watch.LevelWarning)) // below min_level
 	notify := upEvent("w_2")                                   // never down: nothing to resolve
-	notify.Level = LevelCritical
-	d.WatchChanged(notify)
+	notify.Level = watch.LevelCritical
+	d.commit(notify)
 	clock.Advance(time.Minute)
-	d.WatchChanged(upEvent("w_1"))
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(upEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	for deliverDue(t, d).Delivered > 0 {
 	}
 
@@ -178,11 +180,11 @@ func TestPagerDutyExpiryResolvedByRotation(t *testing.T) {
 	pd := newReceiver(t, false)
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{{Name: "pd", Type: TypePagerDuty, URL: pd.srv.URL, RoutingKey: "k"}}}}, ob, clock, nil)
 
-	d.WatchChanged(stageEvent("w_1", "30d", 29, LevelInfo)) // below warning: not sent
-	d.WatchChanged(stageEvent("w_1", "14d", 13, LevelWarning))
-	d.WatchChanged(stageEvent("w_1", "7d", 6, LevelCritical))
-	d.WatchChanged(rotatedEvent("w_1"))
-	d.WatchChanged(rotatedEvent("w_1")) // nothing open any more: not sent
+	d.commit(stageEvent("w_1", "30d", 29, watch.LevelInfo)) // below warning: not sent
+	d.commit(stageEvent("w_1", "14d", 13, watch.LevelWarning))
+	d.commit(stageEvent("w_1", "7d", 6, watch.LevelCritical))
+	d.commit(rotatedEvent("w_1"))
+	d.commit(rotatedEvent("w_1")) // nothing open any more: not sent
 	deliverDue(t, d)
 
 	var actions []string
@@ -214,7 +216,7 @@ func TestEmailOverSMTP(t *testing.T) {
 
 	ev := downEvent("w_7")
 	ev.Message = "down\r\nBcc: victim@example.com: naïve"
-	d.WatchChanged(ev)
+	d.commit(ev)
 	if st := deliverDue(t, d); st.Delivered != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
@@ -271,7 +273,7 @@ func TestEmailRequireTLS(t *testing.T) {
 	loose := ch
 	loose.Name, loose.RequireTLS = "loose", false
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{ch, loose}}}, ob, clock, nil)
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	st := deliverDue(t, d)
 	if st.Delivered != 1 || st.Retrying != 1 {
 		t.Fatalf("stats = %+v, want 1 delivered (loose) and 1 retrying (strict)", st)
@@ -304,7 +306,7 @@ func TestReceiverDownForAnHour(t *testing.T) {
 		webhookChannel("flaky", down.srv.URL, "s"), webhookChannel("healthy", up.srv.URL, "s"),
 	}}}, ob, clock, nil)
 
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	var attempts []time.Time
 	for i := 0; i < 100; i++ {
 		before := len(down.all())
@@ -366,7 +368,7 @@ func TestReceiverListenerClosedThenBack(t *testing.T) {
 	ln.Close() // nobody listens: connection refused
 
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{webhookChannel("hook", "http://"+addr+"/in", "s")}}}, ob, clock, nil)
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	if st := deliverDue(t, d); st.Retrying != 1 {
 		t.Fatalf("stats with the listener closed = %+v", st)
 	}
@@ -409,7 +411,7 @@ func TestRestartNeitherLosesNorResends(t *testing.T) {
 	b.setFail(func(int) int { return http.StatusBadGateway })
 	cfg := Config{Alerts: Alerts{Channels: []Channel{webhookChannel("a", a.srv.URL, "s"), webhookChannel("b", b.srv.URL, "s")}}}
 	d := newTestDispatcher(t, cfg, ob, clock, nil)
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	if st := deliverDue(t, d); st.Delivered != 1 || st.Retrying != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
@@ -438,7 +440,7 @@ func TestRestartNeitherLosesNorResends(t *testing.T) {
 		t.Fatalf("b saw delivery ids %v, want one id across retries", ids)
 	}
 	// The condition marks survived too: recovery reaches both channels.
-	d2.WatchChanged(upEvent("w_1"))
+	d2.commit(upEvent("w_1"))
 	deliverDue(t, d2)
 	if len(a.accepted()) != 2 || len(b.accepted()) != 2 {
 		t.Fatalf("recovery after restart: a %d, b %d", len(a.accepted()), len(b.accepted()))
@@ -460,7 +462,7 @@ func TestRunDeliversAfterFailures(t *testing.T) {
 		Retry:    Retry{InitialBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, GiveUpAfter: time.Hour},
 		Channels: []Channel{webhookChannel("hook", rcv.srv.URL, "s")},
 	}}
-	d, err := NewDispatcher(cfg, ob, Options{Logger: testLogger(t)})
+	d, err := newDispatcherFor(t, cfg, ob, Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,13 +470,13 @@ func TestRunDeliversAfterFailures(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	select {
 	case <-rcv.got:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no delivery within 10s")
 	}
-	d.WatchChanged(upEvent("w_1"))
+	d.commit(upEvent("w_1"))
 	select {
 	case r := <-rcv.got:
 		if a := decodeJSON[Alert](t, r.body); a.Action != ActionResolve {
@@ -527,14 +529,14 @@ func TestRunStopsDuringHangingSend(t *testing.T) {
 		}
 	})
 	defer close(release)
-	d, err := NewDispatcher(Config{Alerts: Alerts{Channels: []Channel{webhookChannel("hook", hang.srv.URL, "")}}}, ob, Options{Logger: testLogger(t)})
+	d, err := newDispatcherFor(t, Config{Alerts: Alerts{Channels: []Channel{webhookChannel("hook", hang.srv.URL, "")}}}, ob, Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	<-entered
 	cancel()
 	select {
@@ -560,9 +562,9 @@ func TestChannelOrderKeptAcrossFailures(t *testing.T) {
 		return 0
 	})
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{{Name: "pd", Type: TypePagerDuty, URL: pd.srv.URL, RoutingKey: "k"}}}}, ob, clock, nil)
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	deliverDue(t, d) // 429
-	d.WatchChanged(upEvent("w_1"))
+	d.commit(upEvent("w_1"))
 	if st := deliverDue(t, d); st.Delivered != 0 {
 		t.Fatalf("resolve went out while the trigger was backing off: %+v", st)
 	}
@@ -591,8 +593,8 @@ func TestPermanentFailuresDropped(t *testing.T) {
 				return 0
 			})
 			d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{webhookChannel("hook", rcv.srv.URL, "s")}}}, ob, clock, nil)
-			d.WatchChanged(downEvent("w_1"))
-			d.WatchChanged(stageEvent("w_2", "7d", 6, LevelCritical))
+			d.commit(downEvent("w_1"))
+			d.commit(stageEvent("w_2", "7d", 6, watch.LevelCritical))
 			st := deliverDue(t, d)
 			if st.Dropped != 1 || st.Delivered != 1 || pending(t, ob) != 0 {
 				t.Fatalf("stats = %+v, pending %d", st, pending(t, ob))
@@ -618,8 +620,8 @@ func TestGiveUp(t *testing.T) {
 		Channels: []Channel{webhookChannel("hook", rcv.srv.URL, "s")},
 	}}
 	d := newTestDispatcher(t, cfg, ob, clock, nil)
-	d.WatchChanged(downEvent("w_1"))
-	d.WatchChanged(downEvent("w_2"))
+	d.commit(downEvent("w_1"))
+	d.commit(downEvent("w_2"))
 	for i := 0; i < 50; i++ {
 		deliverDue(t, d)
 		next, ok, _ := ob.NextDue()
@@ -645,7 +647,7 @@ func TestGiveUp(t *testing.T) {
 func TestUnknownChannelDropped(t *testing.T) {
 	clock := newClock()
 	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "t.db"))
-	if _, err := ob.Enqueue(store.OutboxEntry{Channel: "gone", Payload: []byte(`{}`), CreatedAt: t0}); err != nil {
+	if err := ob.Enqueue(store.OutboxEntry{Channel: "gone", Payload: []byte(`{}`), CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 	rcv := newReceiver(t, false)
@@ -661,17 +663,17 @@ func TestAdmission(t *testing.T) {
 	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "t.db"))
 	crit := newReceiver(t, false)
 	info := newReceiver(t, false)
-	d := newTestDispatcher(t, Config{Alerts: Alerts{MinLevel: LevelWarning, Channels: []Channel{
+	d := newTestDispatcher(t, Config{Alerts: Alerts{MinLevel: watch.LevelWarning, Channels: []Channel{
 		webhookChannel("crit", crit.srv.URL, ""), webhookChannel("info", info.srv.URL, ""),
 	}}}, ob, clock, nil)
-	d.cfg.Alerts.Channels[0].MinLevel = LevelCritical
-	d.cfg.Alerts.Channels[1].MinLevel = LevelInfo
+	d.cfg.Alerts.Channels[0].MinLevel = watch.LevelCritical
+	d.cfg.Alerts.Channels[1].MinLevel = watch.LevelInfo
 
-	d.WatchChanged(stageEvent("w_1", "14d", 13, LevelWarning)) // info only
-	d.WatchChanged(upEvent("w_1"))                             // info only, as a notify (never down)
-	d.WatchChanged(rotatedEvent("w_1"))                        // info: resolve (told about expiry)
-	d.WatchChanged(downEvent("w_2"))                           // both
-	d.WatchChanged(upEvent("w_2"))                             // both: resolve
+	d.commit(stageEvent("w_1", "14d", 13, watch.LevelWarning)) // info only
+	d.commit(upEvent("w_1"))                                   // info only, as a notify (never down)
+	d.commit(rotatedEvent("w_1"))                              // info: resolve (told about expiry)
+	d.commit(downEvent("w_2"))                                 // both
+	d.commit(upEvent("w_2"))                                   // both: resolve
 	deliverDue(t, d)
 
 	actions := func(r *receiver) string {
@@ -688,9 +690,12 @@ func TestAdmission(t *testing.T) {
 	if got, want := actions(info), "w_1:stage_crossed:trigger w_1:status_changed:notify w_1:rotated:resolve w_2:status_changed:trigger w_2:status_changed:resolve"; got != want {
 		t.Errorf("info channel: %s\nwant %s", got, want)
 	}
-	d.ListChanged() // ignored
+	// Adding or removing a watch is not an alert.
+	for _, kind := range []string{watch.EventWatchAdded, watch.EventWatchRemoved} {
+		d.commit(event{watch.Event{Kind: kind, Level: watch.LevelCritical, Message: kind}, testWatch("w_3", watch.StateUp, probe.StatusOK, "none", 40)})
+	}
 	if pending(t, ob) != 0 {
-		t.Fatal("ListChanged queued something")
+		t.Fatal("adding or removing a watch queued an alert")
 	}
 }
 
@@ -706,7 +711,7 @@ func TestSenderPanicContained(t *testing.T) {
 	rcv := newReceiver(t, false)
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{webhookChannel("bad", rcv.srv.URL, ""), webhookChannel("good", rcv.srv.URL, "")}}}, ob, clock, nil)
 	d.channels["bad"].sender = panicSender{}
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	st := deliverDue(t, d)
 	if st.Delivered != 1 || st.Retrying != 1 {
 		t.Fatalf("stats = %+v", st)
@@ -725,7 +730,7 @@ func TestErrorsRedactURL(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{{Name: "slack", Type: TypeSlack, URL: "http://" + addr + "/services/T1/B2/SECRETTOKEN"}}}}, ob, clock, nil)
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	deliverDue(t, d)
 	p, _ := ob.Pending(0)
 	if len(p) != 1 || strings.Contains(p[0].LastError, "SECRETTOKEN") || !strings.Contains(p[0].LastError, addr) {
@@ -744,14 +749,14 @@ func TestOutboundPolicyApplies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := NewDispatcher(Config{Alerts: Alerts{Channels: []Channel{
+	d, err := newDispatcherFor(t, Config{Alerts: Alerts{Channels: []Channel{
 		webhookChannel("hook", rcv.srv.URL, "s"),
 		{Name: "mail", Type: TypeEmail, SMTP: srv.ln.Addr().String(), From: "a@example.com", To: []string{"b@example.com"}},
 	}}}, ob, Options{Now: clock.Now, DialContext: pol.Dialer(net.Dialer{Timeout: time.Second}).DialContext, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	if st := deliverDue(t, d); st.Dropped != 2 || st.Delivered != 0 {
 		t.Fatalf("stats = %+v, want both dropped by policy", st)
 	}
@@ -776,7 +781,7 @@ func TestWebhookWithoutSecretIsUnsigned(t *testing.T) {
 	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "t.db"))
 	rcv := newReceiver(t, false)
 	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{webhookChannel("hook", rcv.srv.URL, "")}}}, ob, clock, nil)
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	deliverDue(t, d)
 	got := rcv.accepted()
 	if len(got) != 1 || got[0].header.Get(HeaderSignature) != "" || got[0].header.Get(HeaderDelivery) == "" {
@@ -805,19 +810,16 @@ func TestBackoff(t *testing.T) {
 
 func TestNewDispatcherValidates(t *testing.T) {
 	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "t.db"))
-	_, err := NewDispatcher(Config{Alerts: Alerts{Channels: []Channel{{Name: "x", Type: TypeSlack, URL: "file:///etc/passwd"}}}}, ob, Options{})
+	_, err := newDispatcherFor(t, Config{Alerts: Alerts{Channels: []Channel{{Name: "x", Type: TypeSlack, URL: "file:///etc/passwd"}}}}, ob, Options{})
 	if err == nil || !strings.Contains(err.Error(), "alerts.channels[0].url: must be an http(s) URL") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := NewDispatcher(Config{}, nil, Options{}); err == nil {
-		t.Fatal("nil outbox accepted")
-	}
 	// With no channels, events are ignored.
-	d, err := NewDispatcher(Config{}, ob, Options{})
+	d, err := newDispatcherFor(t, Config{}, ob, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.WatchChanged(downEvent("w_1"))
+	d.commit(downEvent("w_1"))
 	if pending(t, ob) != 0 {
 		t.Fatal("queued without channels")
 	}

@@ -6,40 +6,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
+	"github.com/tlswatch/tlswatch/watch"
 )
 
-// TestEnqueueTxCommitsWithTheUpdate: EnqueueTx queues the event's deliveries
-// and condition marks inside the watcher's commit, wakes delivery only once
-// the commit is done, and leaves nothing behind when the commit rolls back.
+// TestEnqueueTxCommitsWithTheUpdate: the commit hook Attach returns queues
+// the deliveries of every event of a Change and the condition marks inside
+// the watcher's commit, wakes delivery only once the commit is done, and
+// leaves nothing behind when the commit rolls back.
 func TestEnqueueTxCommitsWithTheUpdate(t *testing.T) {
-	db, err := store.Open(filepath.Join(t.TempDir(), "tlswatch.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ob, err := store.NewOutbox(db.Bolt())
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := newClock()
-	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{
+	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "tlswatch.db"))
+	d, err := NewDispatcher(Config{Alerts: Alerts{Channels: []Channel{
 		webhookChannel("hook", "http://127.0.0.1:1/hook", "s"),
 		{Name: "pd", Type: TypePagerDuty, URL: "http://127.0.0.1:1/pd", RoutingKey: "k"},
-	}}}, ob, clock, nil)
-
-	rec := store.Record{ID: "w_1", Target: probe.TargetInfo{Host: "mcp.example.com", Port: 443}, Schedule: "@every 1h", State: "up"}
-	apply := func(hookErr error, evs ...string) error {
-		_, err := db.Apply([]store.Update{{Record: rec, Create: true, InTx: func(tx *store.Tx) error {
-			for _, kind := range evs {
-				ev := stageEvent("w_1", "7d", 5, LevelCritical)
-				if kind == "rotated" {
-					ev = rotatedEvent("w_1")
-				}
-				if err := d.EnqueueTx(tx, ev); err != nil {
-					return err
-				}
+	}}}, Options{Now: newClock().Now, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := d.Attach(ob.Outbox)
+	apply := func(hookErr error, evs ...event) error {
+		c := watch.Change{Watch: evs[0].Watch}
+		for _, ev := range evs {
+			c.Events = append(c.Events, ev.Event)
+		}
+		return ob.commit(c.Watch, func(tx store.OutboxTx) error {
+			if err := hook(tx, c); err != nil {
+				return err
 			}
 			select {
 			case <-d.kick:
@@ -47,11 +39,9 @@ func TestEnqueueTxCommitsWithTheUpdate(t *testing.T) {
 			default:
 			}
 			return hookErr
-		}}})
-		return err
+		})
 	}
-
-	if err := apply(errors.New("later update failed"), "stage"); err == nil {
+	if err := apply(errors.New("later update failed"), stageEvent("w_1", "7d", 5, watch.LevelCritical)); err == nil {
 		t.Fatal("Apply ignored the hook's error")
 	}
 	if n := pending(t, ob); n != 0 {
@@ -62,8 +52,10 @@ func TestEnqueueTxCommitsWithTheUpdate(t *testing.T) {
 		t.Error("delivery woken by a rolled-back commit")
 	default:
 	}
-
-	if err := apply(nil, "stage"); err != nil {
+	// One Change with a watch_added (not an alert) and a stage crossing.
+	added := stageEvent("w_1", "7d", 5, watch.LevelCritical)
+	added.Kind = watch.EventWatchAdded
+	if err := apply(nil, added, stageEvent("w_1", "7d", 5, watch.LevelCritical)); err != nil {
 		t.Fatal(err)
 	}
 	if n := pending(t, ob); n != 2 {
@@ -76,7 +68,7 @@ func TestEnqueueTxCommitsWithTheUpdate(t *testing.T) {
 	}
 	// The marks written in the transaction drive the next decision: the
 	// rotation resolves the expiry condition on both channels.
-	if err := apply(nil, "rotated"); err != nil {
+	if err := apply(nil, rotatedEvent("w_1")); err != nil {
 		t.Fatal(err)
 	}
 	pend, err := ob.Pending(0)

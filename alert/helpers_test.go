@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
@@ -52,18 +50,59 @@ func (c *testClock) Set(t time.Time) {
 
 func (c *testClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
-func openTestOutbox(t *testing.T, path string) (*bolt.DB, *store.Outbox) {
+// testOutbox is the outbox of a real watch database. Entries get there
+// only as they do in production: inside the commit of a watch's update.
+type testOutbox struct {
+	*store.Outbox
+	db *store.DB
+}
+
+func openTestOutbox(t *testing.T, path string) (*store.DB, *testOutbox) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := store.Open(path, store.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	ob, err := store.NewOutbox(db)
-	if err != nil {
-		t.Fatal(err)
+	return db, &testOutbox{Outbox: db.Outbox(), db: db}
+}
+
+// commit writes a watch's record with fn as its commit hook.
+func (o *testOutbox) commit(w watch.Watch, fn func(tx store.OutboxTx) error) error {
+	rec := store.Record{ID: w.ID, Target: w.Target, Schedule: "@every 1h", State: w.State}
+	_, err := o.db.Apply([]store.Update{{Record: rec, Create: true, InTx: fn}})
+	return err
+}
+
+// Enqueue queues entries as if a commit hook did.
+func (o *testOutbox) Enqueue(entries ...store.OutboxEntry) error {
+	return o.commit(watch.Watch{ID: "w_enqueue"}, func(tx store.OutboxTx) error { return tx.Enqueue(nil, entries...) })
+}
+
+// testDispatcher is a Dispatcher attached to a test outbox.
+type testDispatcher struct {
+	*Dispatcher
+	t  *testing.T
+	ob *testOutbox
+}
+
+// commit hands the dispatcher an event as the watcher does: inside
+// the commit of the change that caused it.
+func (d *testDispatcher) commit(ev event) {
+	d.t.Helper()
+	c := watch.Change{Watch: ev.Watch, Events: []watch.Event{ev.Event}}
+	if err := d.ob.commit(ev.Watch, func(tx store.OutboxTx) error { return d.EnqueueTx(tx, c) }); err != nil {
+		d.t.Fatal(err)
 	}
-	return db, ob
+}
+
+func newDispatcherFor(t *testing.T, cfg Config, ob *testOutbox, opts Options) (*testDispatcher, error) {
+	d, err := NewDispatcher(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	d.Attach(ob.Outbox)
+	return &testDispatcher{Dispatcher: d, t: t, ob: ob}, nil
 }
 
 // testLogger sends the dispatcher's log to the test log (shown on failure).
@@ -79,16 +118,16 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newTestDispatcher(t *testing.T, cfg Config, ob *store.Outbox, clock *testClock, roots *x509.CertPool) *Dispatcher {
+func newTestDispatcher(t *testing.T, cfg Config, ob *testOutbox, clock *testClock, roots *x509.CertPool) *testDispatcher {
 	t.Helper()
-	d, err := NewDispatcher(cfg, ob, Options{Now: clock.Now, RootCAs: roots, Timeout: 5 * time.Second, Logger: testLogger(t)})
+	d, err := newDispatcherFor(t, cfg, ob, Options{Now: clock.Now, RootCAs: roots, Timeout: 5 * time.Second, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-func deliverDue(t *testing.T, d *Dispatcher) Stats {
+func deliverDue(t *testing.T, d *testDispatcher) Stats {
 	t.Helper()
 	st, err := d.DeliverDue(t.Context())
 	if err != nil {
@@ -97,7 +136,7 @@ func deliverDue(t *testing.T, d *Dispatcher) Stats {
 	return st
 }
 
-func pending(t *testing.T, ob *store.Outbox) int {
+func pending(t *testing.T, ob *testOutbox) int {
 	t.Helper()
 	n, err := ob.Len()
 	if err != nil {
@@ -127,24 +166,31 @@ func testWatch(id, state string, status probe.Status, stage string, days int) wa
 	}
 }
 
-func downEvent(id string) watch.Event {
+// event is one watcher event with the watch it is about, as a Change
+// carries them.
+type event struct {
+	watch.Event
+	Watch watch.Watch
+}
+
+func downEvent(id string) event {
 	w := testWatch(id, watch.StateDown, probe.StatusDown, "none", 40)
 	w.ConsecutiveFailures = 3
-	return watch.Event{Kind: watch.EventStatusChanged, Level: LevelCritical, Message: "mcp.example.com:443 is down: connection refused", Watch: w}
+	return event{watch.Event{Kind: watch.EventStatusChanged, Level: watch.LevelCritical, Message: "mcp.example.com:443 is down: connection refused"}, w}
 }
 
-func upEvent(id string) watch.Event {
-	return watch.Event{Kind: watch.EventStatusChanged, Level: LevelInfo, Message: "mcp.example.com:443 is up again", Watch: testWatch(id, watch.StateUp, probe.StatusOK, "none", 40)}
+func upEvent(id string) event {
+	return event{watch.Event{Kind: watch.EventStatusChanged, Level: watch.LevelInfo, Message: "mcp.example.com:443 is up again"}, testWatch(id, watch.StateUp, probe.StatusOK, "none", 40)}
 }
 
-func stageEvent(id, stage string, days int, level string) watch.Event {
-	return watch.Event{Kind: watch.EventStageCrossed, Level: level, Message: "certificate of mcp.example.com:443 expires in " + stage, Watch: testWatch(id, watch.StateUp, probe.StatusCritical, stage, days)}
+func stageEvent(id, stage string, days int, level string) event {
+	return event{watch.Event{Kind: watch.EventStageCrossed, Level: level, Message: "certificate of mcp.example.com:443 expires in " + stage}, testWatch(id, watch.StateUp, probe.StatusCritical, stage, days)}
 }
 
-func rotatedEvent(id string) watch.Event {
+func rotatedEvent(id string) event {
 	w := testWatch(id, watch.StateUp, probe.StatusOK, "none", 89)
 	w.LastReport.Leaf.SHA256 = "ffee0011"
-	return watch.Event{Kind: watch.EventRotated, Level: LevelInfo, Message: "certificate of mcp.example.com:443 rotated", Watch: w}
+	return event{watch.Event{Kind: watch.EventRotated, Level: watch.LevelInfo, Message: "certificate of mcp.example.com:443 rotated"}, w}
 }
 
 // receiver is a local HTTP endpoint that records every request and answers

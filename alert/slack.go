@@ -60,7 +60,7 @@ func slackPayload(a *Alert) slackMessage {
 	}
 	var findings []string
 	for _, f := range a.Findings {
-		if f.Severity == LevelInfo {
+		if f.Severity == watch.LevelInfo {
 			continue
 		}
 		findings = append(findings, fmt.Sprintf("• `%s` (%s) %s", slackEscape(f.Code), slackEscape(f.Severity), slackEscape(f.Message)))
@@ -78,9 +78,9 @@ func slackIcon(a *Alert) string {
 		return ":large_green_circle:"
 	}
 	switch a.Level {
-	case LevelCritical:
+	case watch.LevelCritical:
 		return ":red_circle:"
-	case LevelWarning:
+	case watch.LevelWarning:
 		return ":large_orange_circle:"
 	}
 	return ":large_blue_circle:"

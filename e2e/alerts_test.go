@@ -23,6 +23,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/tlswatch/tlswatch/alert"
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // --- a serve process the test can SIGKILL ---
@@ -304,7 +305,7 @@ func checkStageAlert(t *testing.T, d delivery, watchID string) {
 		t.Errorf("delivery id header %q, body id %q", d.id, a.ID)
 	}
 	if a.Kind != "stage_crossed" || a.ExpiryStage != "7d" || a.WatchID != watchID || a.Action != alert.ActionTrigger ||
-		a.Level != alert.LevelCritical || a.Fingerprint == "" || a.DaysRemaining == nil || *a.DaysRemaining > 5 {
+		a.Level != watch.LevelCritical || a.Fingerprint == "" || a.DaysRemaining == nil || *a.DaysRemaining > 5 {
 		t.Errorf("stage alert: %+v", a)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -63,6 +64,7 @@ type Policy struct {
 	denyPrivate bool
 	allow       []netip.Prefix
 	deny        []netip.Prefix
+	cfg         Config
 }
 
 // Config is the operator's choice (--deny-private, --allow-cidr, --deny-cidr).
@@ -74,7 +76,8 @@ type Config struct {
 
 // New validates cfg. Errors name the flag.
 func New(cfg Config) (*Policy, error) {
-	p := &Policy{denyPrivate: cfg.DenyPrivate}
+	p := &Policy{denyPrivate: cfg.DenyPrivate,
+		cfg: Config{DenyPrivate: cfg.DenyPrivate, AllowCIDRs: slices.Clone(cfg.AllowCIDRs), DenyCIDRs: slices.Clone(cfg.DenyCIDRs)}}
 	var err error
 	if p.allow, err = parsePrefixes("--allow-cidr", cfg.AllowCIDRs); err != nil {
 		return nil, err
@@ -109,6 +112,16 @@ func parsePrefixes(field string, list []string) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// Config is what the policy was built from (the zero Config for a nil
+// Policy), so that a watch can carry the policy of the process that
+// created it.
+func (p *Policy) Config() Config {
+	if p == nil {
+		return Config{}
+	}
+	return p.cfg
 }
 
 // Check returns a *BlockedError when a is refused. A nil Policy allows

@@ -96,7 +96,7 @@ func TestReadOnlyServer(t *testing.T) {
 // one (stdio, static token) nothing is claimed.
 func TestAuditNamesTheSubject(t *testing.T) {
 	var buf bytes.Buffer
-	deps := Deps{Watch: newFakeWatch(), Probe: fakeProbe, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
+	deps := Deps{Watch: newFakeWatch(t), Probe: fakeProbe, Logger: slog.New(slog.NewTextHandler(&buf, nil))}
 	var add, remove Tool
 	for _, tl := range AllTools(deps) {
 		switch tl.Def.Name {
@@ -114,8 +114,8 @@ func TestAuditNamesTheSubject(t *testing.T) {
 		want string
 	}{
 		{context.Background(), add, map[string]any{"target": "a.example.com"}, ""},
-		{alice, add, map[string]any{"target": "b.example.com"}, `msg="watch added" id=w_b.example.com target=b.example.com:443 by=alice`},
-		{alice, remove, map[string]any{"target": "b.example.com"}, `msg="watch removed" id=w_b.example.com target=b.example.com:443 by=alice`},
+		{alice, add, map[string]any{"target": "b.example.com"}, `msg="watch added" id=w_`},
+		{alice, remove, map[string]any{"target": "b.example.com"}, `msg="watch removed" id=w_`},
 	} {
 		buf.Reset()
 		req := mcp.CallToolRequest{}
@@ -124,8 +124,21 @@ func TestAuditNamesTheSubject(t *testing.T) {
 		if err != nil || res.IsError {
 			t.Fatalf("%s %v: %v %+v", c.tool.Def.Name, c.args, err, res)
 		}
-		if got := buf.String(); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
-			t.Errorf("%s %v logged %q, want %q", c.tool.Def.Name, c.args, got, c.want)
+		got := buf.String()
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) || (c.want != "" && !strings.Contains(got, " target=b.example.com:443 by=alice")) {
+			t.Errorf("%s %v logged %q, want %q with the target and by=alice", c.tool.Def.Name, c.args, got, c.want)
+		}
+	}
+	// The watch keeps who created it.
+	req := mcp.CallToolRequest{}
+	req.Params.Name, req.Params.Arguments = "watch_endpoint", map[string]any{"target": "c.example.com"}
+	if res, err := add.Handler(alice, req); err != nil || res.IsError {
+		t.Fatalf("watch_endpoint: %v %+v", err, res)
+	}
+	ws, _ := deps.Watch.List(context.Background())
+	for _, w := range ws {
+		if want := map[string]string{"c.example.com": "alice"}[w.Target.Host]; w.CreatedBy != want {
+			t.Errorf("%s: created_by %q, want %q", w.Target.Host, w.CreatedBy, want)
 		}
 	}
 }

@@ -3,87 +3,46 @@ package tools
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/tlswatch/tlswatch/internal/testlab"
-	"github.com/tlswatch/tlswatch/probe"
-	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
+	"github.com/tlswatch/tlswatch/watch/owner"
+	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
-// list_expiring through the MCP path (issues 3 and 7): a JSON-RPC
-// tools/call handled by the MCP server over the real watch.Service (the
-// owning process, 100,000 watches in bbolt, ~1,200 of them expiring within
-// 30 days or down), up to the response marshalled to the bytes the
-// transport writes:
+// list_expiring through the MCP path: a JSON-RPC tools/call handled by the
+// MCP server over the real watch.Service (the owning process, 100,000
+// watches in bbolt, ~1,200 of them expiring within 30 days or down), up to
+// the response marshalled to the bytes the transport writes:
 //
 //	go test -run '^$' -bench 'ListExpiringTool100k' -benchtime 20x -count 5 ./tools/
 //
-// The database (the same shape as watch's BenchmarkExpiring30) is built
-// once per benchmark run, about 10 s.
+// The database (watchtest.FillDatabase, as watch/owner's benchmarks) is
+// built once per benchmark run, about 10 s.
 
 const benchToolWatches = 100_000
 
 func benchToolDB(b *testing.B) string {
 	b.Helper()
-	sc := testlab.Start(b, testlab.NewPKI(b), testlab.ScenarioValid)
-	tgt := probe.Target{Host: sc.Host, Port: sc.Port, IP: sc.IP, Timeout: 5 * time.Second}
-	rep, err := probe.Run(context.Background(), tgt, probe.Options{Roots: sc.Roots, Now: sc.Now})
-	if err != nil || rep.Leaf == nil {
-		b.Fatalf("seed probe: %v %+v", err, rep.Findings)
-	}
+	rep := watchtest.SeedReport(b)
 	dir, err := os.MkdirTemp("", "tlswatch-tools-bench-")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(dir, "bench.db")
-	db, err := store.Open(path, store.Options{})
-	if err != nil {
+	if err := watchtest.FillDatabase(path, benchToolWatches, rep); err != nil {
 		b.Fatal(err)
-	}
-	defer db.Close()
-	now := time.Now()
-	const batch = 2000
-	for i := 0; i < benchToolWatches; i += batch {
-		ups := make([]store.Update, 0, batch)
-		for j := i; j < i+batch; j++ {
-			days, state := 31+j%360, "up"
-			switch {
-			case j%100 == 7:
-				days = j % 30 // 1%: within 30 days
-			case j%500 == 11:
-				state = "down" // 0.2%
-			}
-			notAfter := now.Add(time.Duration(days)*24*time.Hour + time.Hour)
-			r := rep
-			r.Target.Host = fmt.Sprintf("host%06d.example.com", j)
-			r.CheckedAt = now.Add(-time.Duration(j%3600) * time.Second)
-			leaf := *r.Leaf
-			leaf.NotAfter, leaf.DaysRemaining, leaf.SHA256 = notAfter, days, fmt.Sprintf("%064x", j)
-			r.Leaf = &leaf
-			rec := store.Record{ID: fmt.Sprintf("w_%016x", uint64(j)*0x9e3779b97f4a7c15), Target: r.Target,
-				Schedule: "@every 6h", Thresholds: []int{30, 14, 7, 1}, FailureThreshold: 3, CreatedAt: now, UpdatedAt: now,
-				State: state, LastCheckedAt: r.CheckedAt, LastStatus: string(r.Status), NotAfter: notAfter, Fingerprint: leaf.SHA256}
-			ups = append(ups, store.Update{Record: rec, Create: true, Report: &r})
-		}
-		if _, err := db.Apply(ups); err != nil {
-			b.Fatal(err)
-		}
 	}
 	return path
 }
 
 func BenchmarkListExpiringTool100k(b *testing.B) {
 	path := benchToolDB(b)
-	m, err := watch.Open(context.Background(), watch.Config{DBPath: path, NoScheduler: true,
-		Probe: func(context.Context, probe.Target, probe.Options) (probe.Report, error) {
-			return probe.Report{}, fmt.Errorf("benchmark: no probes")
-		}})
+	m, err := owner.Open(context.Background(), owner.Config{DBPath: path, Engine: watch.Config{NoScheduler: true}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,17 +81,17 @@ func BenchmarkListExpiringTool100k(b *testing.B) {
 	// text block again).
 	b.Run("stage=service", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := m.Expiring(ctx, 30); err != nil {
+			if _, err := m.Expiring(ctx, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("stage=encode-once", func(b *testing.B) {
-		ws, err := m.Expiring(ctx, 30)
+		l, err := m.Expiring(ctx, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		v := ExpiringList{WithinDays: 30, Watches: normalizeWatches(ws)}
+		v := ExpiringList{WithinDays: l.WithinDays, Watches: normalizeWatches(l.Watches)}
 		for b.Loop() {
 			if _, err := json.Marshal(v); err != nil {
 				b.Fatal(err)

@@ -26,7 +26,8 @@ func (s *specWatch) Add(ctx context.Context, spec watch.Spec) (watch.Watch, erro
 }
 
 // TestClientCertByName: check_tls and inspect_chain present the operator's
-// certificate named by client_cert, watch_endpoint stores the name, and a
+// certificate named by client_cert, watch_endpoint stores the name and the
+// files it stands for (so another process can load it), and a
 // name that was not loaded (or a path) is an isError naming client_cert.
 func TestClientCertByName(t *testing.T) {
 	cert := tls.Certificate{Certificate: [][]byte{{1}}}
@@ -39,9 +40,9 @@ func TestClientCertByName(t *testing.T) {
 		seen = append(seen, o.ClientCert)
 		mu.Unlock()
 	}
-	sw := &specWatch{fakeWatch: newFakeWatch()}
+	sw := &specWatch{fakeWatch: newFakeWatch(t)}
 	h := newHarness(t, Deps{
-		ClientCerts: map[string]tls.Certificate{"partner": cert},
+		ClientCerts: map[string]watch.ClientCert{"partner": {Name: "partner", CertFile: "/etc/tlswatch/partner.crt", KeyFile: "/etc/tlswatch/partner.key", Pair: cert}},
 		Watch:       sw,
 		Probe: func(ctx context.Context, tg probe.Target, o probe.Options) (probe.Report, error) {
 			record(o)
@@ -70,7 +71,7 @@ func TestClientCertByName(t *testing.T) {
 	if res := h.call("watch_endpoint", map[string]any{"target": "mtls.example.com", "client_cert": "partner"}); res.IsError {
 		t.Fatalf("watch_endpoint: %s", text(res))
 	}
-	if len(sw.specs) != 1 || sw.specs[0].ClientCert != "partner" {
+	if len(sw.specs) != 1 || sw.specs[0].ClientCert != "partner" || sw.specs[0].ClientCertFile != "/etc/tlswatch/partner.crt" || sw.specs[0].ClientKeyFile != "/etc/tlswatch/partner.key" {
 		t.Errorf("watch specs: %+v", sw.specs)
 	}
 

@@ -2,15 +2,17 @@ package tools
 
 import (
 	"context"
-	"fmt"
-	"sort"
+	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/tlswatch/tlswatch/mcpcheck"
 	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
+	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
 // fakeProbe returns a canned Report per host; hosts starting with "down"
@@ -44,131 +46,81 @@ func fakeProbe(_ context.Context, t probe.Target, _ probe.Options) (probe.Report
 	return r, nil
 }
 
-// fakeWatch is an in-memory watch.Service.
+// fakeWatch is the real watch engine on a bbolt file in a temporary
+// directory, probing with fakeProbe on a clock pinned at the fake probe's
+// time; fire injects a Change as if the watcher had committed one. It
+// passes the watch.Service conformance suite (TestFakeWatchConformance).
 type fakeWatch struct {
+	*watch.Engine
 	mu        sync.Mutex
-	watches   map[string]watch.Watch
 	notifiers map[int]watch.Notifier
 	next      int
 }
 
 var _ watch.Service = (*fakeWatch)(nil)
 
-func newFakeWatch() *fakeWatch {
-	return &fakeWatch{watches: map[string]watch.Watch{}, notifiers: map[int]watch.Notifier{}}
+func newFakeWatch(t testing.TB) *fakeWatch { return newFakeWatchWith(t, fakeProbe) }
+
+func newFakeWatchWith(t testing.TB, probeFn watch.ProbeFunc) *fakeWatch {
+	db, err := store.Open(filepath.Join(t.TempDir(), "tlswatch.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := watchtest.NewClock(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+	eng, err := watch.NewEngine(db, watch.Config{Prober: &watch.Prober{Probe: probeFn}, Clock: clock, NoScheduler: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		eng.Close()
+		db.Close()
+	})
+	return &fakeWatch{Engine: eng, notifiers: map[int]watch.Notifier{}}
 }
 
-func (f *fakeWatch) Add(ctx context.Context, spec watch.Spec) (watch.Watch, error) {
-	if _, err := watch.ParseSchedule(spec.Schedule); err != nil {
-		return watch.Watch{}, err
-	}
-	rep, _ := fakeProbe(ctx, spec.Target, probe.Options{})
-	f.mu.Lock()
-	id := "w_" + spec.Target.Host
-	w := watch.Watch{ID: id, Target: rep.Target, Schedule: spec.Schedule, ThresholdsDays: spec.Thresholds,
-		State: watch.StateUp, LastReport: &rep, LastCheckedAt: &rep.CheckedAt, CreatedAt: rep.CheckedAt, FailureThreshold: 3}
-	_, existed := f.watches[id]
-	f.watches[id] = w
-	ns := f.notifierList()
-	f.mu.Unlock()
-	if !existed {
-		for _, n := range ns {
-			n.ListChanged()
-		}
-	}
-	return w, nil
-}
-
-func (f *fakeWatch) notifierList() []watch.Notifier {
-	var ns []watch.Notifier
-	for _, n := range f.notifiers {
-		ns = append(ns, n)
-	}
-	return ns
-}
-
-func (f *fakeWatch) Remove(_ context.Context, id, target string) (watch.Watch, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if id == "" {
-		t, err := probe.ParseTarget(target, "", "", 0)
-		if err != nil {
-			return watch.Watch{}, err
-		}
-		id = "w_" + t.Host
-	}
-	w, ok := f.watches[id]
-	if !ok {
-		return watch.Watch{}, watch.ErrNotFound
-	}
-	delete(f.watches, id)
-	return w, nil
-}
-
-func (f *fakeWatch) Get(_ context.Context, id string) (watch.Watch, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w, ok := f.watches[id]
-	if !ok {
-		return watch.Watch{}, fmt.Errorf("%w: %s", watch.ErrNotFound, id)
-	}
-	return w, nil
-}
-
-func (f *fakeWatch) List(context.Context) ([]watch.Watch, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []watch.Watch
-	for _, w := range f.watches {
-		out = append(out, w)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-func (f *fakeWatch) Expiring(ctx context.Context, days int) ([]watch.Watch, error) {
-	ws, _ := f.List(ctx)
-	var out []watch.Watch
-	for _, w := range ws {
-		if w.LastReport != nil && w.LastReport.Leaf != nil && w.LastReport.Leaf.DaysRemaining <= days {
-			out = append(out, w)
-		}
-	}
-	return out, nil
-}
-
-func (f *fakeWatch) History(_ context.Context, id string, limit int) ([]probe.Report, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w, ok := f.watches[id]
-	if !ok {
-		return nil, watch.ErrNotFound
-	}
-	return []probe.Report{*w.LastReport}, nil
-}
-
+// Subscribe registers n with the engine and for fire.
 func (f *fakeWatch) Subscribe(n watch.Notifier) func() {
+	cancel := f.Engine.Subscribe(n)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.next++
 	k := f.next
 	f.notifiers[k] = n
 	return func() {
+		cancel()
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		delete(f.notifiers, k)
 	}
 }
 
-// fire sends an event for watch id to every notifier.
-func (f *fakeWatch) fire(id, kind, level string) {
+// id is the id of the watch of host.
+func (f *fakeWatch) id(host string) string {
+	ws, _ := f.List(context.Background())
+	for _, w := range ws {
+		if w.Target.Host == host {
+			return w.ID
+		}
+	}
+	return "w_none"
+}
+
+// fire tells every notifier of an event of the watch of host.
+func (f *fakeWatch) fire(host, kind, level string) {
+	w, _ := f.Get(context.Background(), f.id(host))
 	f.mu.Lock()
-	w := f.watches[id]
-	ns := f.notifierList()
+	ns := make([]watch.Notifier, 0, len(f.notifiers))
+	for _, n := range f.notifiers {
+		ns = append(ns, n)
+	}
 	f.mu.Unlock()
 	for _, n := range ns {
-		n.WatchChanged(watch.Event{Kind: kind, Level: level, Message: kind + " " + id, Watch: w})
+		n.Changed(watch.Change{Watch: w, Events: []watch.Event{{Kind: kind, Level: level, Message: kind + " " + host}}})
 	}
+}
+
+func TestFakeWatchConformance(t *testing.T) {
+	watchtest.Conformance(t, func(t *testing.T) watch.Service { return newFakeWatchWith(t, watchtest.Probe) })
 }
 
 // fakeInspect wraps fakeProbe's Report in a ChainReport.

@@ -22,7 +22,7 @@ func FuzzToolArguments(f *testing.F) {
 		f.Add(seed)
 	}
 	// Every engine is faked: a fuzzed target must never reach DNS or a socket.
-	tools := AllTools(Deps{Probe: fakeProbe, InspectChain: fakeInspect, MCPCheck: fakeMCPCheck, Watch: newFakeWatch()})
+	tools := AllTools(Deps{Probe: fakeProbe, InspectChain: fakeInspect, MCPCheck: fakeMCPCheck, Watch: newFakeWatch(f)})
 	f.Fuzz(func(t *testing.T, args string) {
 		for _, tl := range tools {
 			req := mcp.CallToolRequest{}

@@ -40,10 +40,21 @@ func typed[A, R any](fn handlerFunc[A, R]) server.ToolHandlerFunc {
 		}
 		out, summary, err := fn(ctx, req, args)
 		if err != nil {
-			return mcp.NewToolResultError(err.Error()), nil
+			return mcp.NewToolResultError(errorText(err)), nil
 		}
 		return structuredResult(out, summary), nil
 	}
+}
+
+// errorText is what an isError result says: a bad argument (a
+// *probe.FieldError, whichever layer found it) as "field: reason", with
+// nothing before the field; any other error as is.
+func errorText(err error) string {
+	var fe *probe.FieldError
+	if errors.As(err, &fe) {
+		return fe.Error()
+	}
+	return err.Error()
 }
 
 // structuredResult carries out as structuredContent, the summary as the

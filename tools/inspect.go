@@ -82,16 +82,11 @@ func inspectChainTool(d Deps) Tool {
 		if err != nil {
 			return probe.ChainReport{}, "", err
 		}
-		cc, err := d.clientCert(a.ClientCert)
+		opts, err := d.options(a.DiagnoseArgs)
 		if err != nil {
 			return probe.ChainReport{}, "", err
 		}
-		opts := d.ProbeOptions
 		opts.IncludePEM = a.IncludePEM
-		a.apply(&opts)
-		if cc != nil {
-			opts.ClientCert, opts.ClientCertName = cc, strings.TrimSpace(a.ClientCert)
-		}
 		release, err := d.acquire(ctx)
 		if err != nil {
 			return probe.ChainReport{}, "", err

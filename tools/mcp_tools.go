@@ -132,8 +132,8 @@ func checkMCPEndpointTool(d Deps) Tool {
 		if err != nil {
 			return mcpcheck.Result{}, "", err
 		}
-		popts := d.ProbeOptions
-		if popts.ClientCert, err = d.clientCert(a.ClientCert); err != nil {
+		popts, err := d.options(DiagnoseArgs{ClientCert: a.ClientCert})
+		if err != nil {
 			return mcpcheck.Result{}, "", err
 		}
 		release, err := d.acquire(ctx)

@@ -113,7 +113,7 @@ func TestRedactEveryTool(t *testing.T) {
 	}
 	// The watch fake answers from the target name: put the secret there.
 	host := secret + ".example.com"
-	fw := newFakeWatch()
+	fw := newFakeWatch(t)
 	h := newHarness(t, Deps{Probe: leaky, Watch: fw, Redact: redact.New(secret)}, "2025-11-25")
 	for _, call := range []struct {
 		tool string
@@ -130,7 +130,7 @@ func TestRedactEveryTool(t *testing.T) {
 			t.Errorf("%s: %s", call.tool, wire)
 		}
 	}
-	for _, uri := range []string{URIWatches, WatchURI("w_" + host)} {
+	for _, uri := range []string{URIWatches, WatchURI(fw.id(host))} {
 		req := mcp.ReadResourceRequest{}
 		req.Params.URI = uri
 		res, err := h.c.ReadResource(context.Background(), req)

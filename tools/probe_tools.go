@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -87,14 +86,9 @@ func checkTLSTool(d Deps) Tool {
 		if err != nil {
 			return probe.Report{}, "", err
 		}
-		cc, err := d.clientCert(a.ClientCert)
+		opts, err := d.options(a)
 		if err != nil {
 			return probe.Report{}, "", err
-		}
-		opts := d.ProbeOptions
-		a.apply(&opts)
-		if cc != nil {
-			opts.ClientCert, opts.ClientCertName = cc, strings.TrimSpace(a.ClientCert)
 		}
 		r, err := d.runProbeWith(ctx, t, opts)
 		if err != nil {

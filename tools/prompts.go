@@ -9,6 +9,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // Prompt is a prompt and its handler.
@@ -60,11 +62,11 @@ func fleetReportPrompt() Prompt {
 		mcp.WithArgument("within_days", mcp.ArgumentDescription("Expiry horizon in days (default 30)")),
 	)
 	return Prompt{Def: def, Handler: func(_ context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		days := defaultWithinDays
+		days := watch.DefaultExpiringDays
 		if v := strings.TrimSpace(req.Params.Arguments["within_days"]); v != "" {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > maxWithinDays {
-				return nil, fmt.Errorf("within_days: %q is not a whole number of days from 0 to %d", v, maxWithinDays)
+			if err != nil || n < 0 || n > watch.MaxExpiringDays {
+				return nil, fmt.Errorf("within_days: %q is not a whole number of days from 0 to %d", v, watch.MaxExpiringDays)
 			}
 			days = n
 		}

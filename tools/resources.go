@@ -52,7 +52,7 @@ func expiringResource(d Deps) Resource {
 		mcp.WithMIMEType(mimeJSON),
 	)
 	return Resource{Def: def, Handler: func(ctx context.Context, _ mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-		out, err := d.listExpiring(ctx, defaultWithinDays)
+		out, err := d.listExpiring(ctx, nil)
 		if err != nil {
 			return nil, err
 		}

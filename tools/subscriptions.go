@@ -191,21 +191,29 @@ func (s *Subscriptions) Subscribers() (sessions map[string][]string, streams int
 	return sessions, len(s.streams)
 }
 
-// WatchChanged implements watch.Notifier: the watch's own resource, the list
-// and the expiring view changed; the event also goes out as a log alert.
-func (s *Subscriptions) WatchChanged(ev watch.Event) {
-	defer s.recoverNotify("WatchChanged")
-	s.NotifyUpdated(WatchURI(ev.Watch.ID), URIWatches, URIExpiring)
-	s.alert(ev)
+// Changed implements watch.Notifier: one committed Change of one watch. A
+// watch added or removed changes the list (list_changed); every change
+// updates the watch's own resource, the list and the expiring view, once;
+// each event but the addition and the removal also goes out as a log
+// alert.
+func (s *Subscriptions) Changed(c watch.Change) {
+	defer s.recoverNotify("Changed")
+	if c.ListChanged() {
+		s.listChanged()
+	}
+	s.NotifyUpdated(WatchURI(c.Watch.ID), URIWatches, URIExpiring)
+	for _, ev := range c.Events {
+		if ev.Kind != watch.EventWatchAdded && ev.Kind != watch.EventWatchRemoved {
+			s.alert(c.Watch, ev)
+		}
+	}
 }
 
-// ListChanged implements watch.Notifier: a watch was added or removed.
-// notifications/resources/list_changed goes to every legacy session and to
-// the listen streams that opted in to it (2026-07-28 makes every
-// notification opt-in; mcp-go's broadcast would also reach a stdio session
-// whose modern client did not ask).
-func (s *Subscriptions) ListChanged() {
-	defer s.recoverNotify("ListChanged")
+// listChanged sends notifications/resources/list_changed to every legacy
+// session and to the listen streams that opted in to it (2026-07-28 makes
+// every notification opt-in; mcp-go's broadcast would also reach a stdio
+// session whose modern client did not ask).
+func (s *Subscriptions) listChanged() {
 	if s.srv == nil {
 		return
 	}
@@ -219,8 +227,6 @@ func (s *Subscriptions) ListChanged() {
 	for _, ls := range streams {
 		s.sendToStream(ls, method, nil)
 	}
-	// What the lists show changed too.
-	s.NotifyUpdated(URIWatches, URIExpiring)
 }
 
 // recipients snapshots, under the lock, the legacy (2025-11-25) sessions,
@@ -313,10 +319,10 @@ func (s *Subscriptions) sendToStream(ls *listenStream, method string, params map
 	}
 }
 
-// alert sends an event as notifications/message at its level to every
-// session whose logging level admits it, and to listen streams that declared
-// a log level.
-func (s *Subscriptions) alert(ev watch.Event) {
+// alert sends an event of watch w as notifications/message at its level to
+// every session whose logging level admits it, and to listen streams that
+// declared a log level.
+func (s *Subscriptions) alert(w watch.Watch, ev watch.Event) {
 	if s.srv == nil {
 		return
 	}
@@ -329,12 +335,12 @@ func (s *Subscriptions) alert(ev watch.Event) {
 	data := map[string]any{
 		"event":   ev.Kind,
 		"message": s.secrets.String(ev.Message),
-		"watch":   ev.Watch.ID,
-		"target":  targetLabel(ev.Watch.Target, ev.Watch.ID),
-		"state":   ev.Watch.State,
-		"uri":     WatchURI(ev.Watch.ID),
+		"watch":   w.ID,
+		"target":  targetLabel(w.Target, w.ID),
+		"state":   w.State,
+		"uri":     WatchURI(w.ID),
 	}
-	if r := ev.Watch.LastReport; r != nil {
+	if r := w.LastReport; r != nil {
 		data["status"] = r.Status
 		data["expiry_stage"] = r.ExpiryStage
 	}

@@ -1,12 +1,12 @@
 package tools
 
 import (
-	"crypto/tls"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // TargetArgs are the target fields every probing tool takes (DESIGN.md).
@@ -25,11 +25,22 @@ func (a TargetArgs) probeTarget(prefix string) (probe.Target, error) {
 	return t, prefixField(prefix, err)
 }
 
-// apply sets the opt-in and opt-out checks on opts.
-func (a DiagnoseArgs) apply(opts *probe.Options) {
+// options are the server's probe options with the call's opt-in and
+// opt-out checks and its client certificate.
+func (d Deps) options(a DiagnoseArgs) (probe.Options, error) {
+	cc, err := d.clientCert(a.ClientCert)
+	if err != nil {
+		return probe.Options{}, err
+	}
+	opts := d.ProbeOptions
 	opts.Deep = a.Deep
 	opts.NoRevocation = opts.NoRevocation || a.NoRevocation
 	opts.SingleAddress = opts.SingleAddress || a.SingleAddress
+	if cc != nil {
+		pair := cc.Pair
+		opts.ClientCert, opts.ClientCertName = &pair, cc.Name
+	}
+	return opts, nil
 }
 
 func (a TargetArgs) parse() (probe.Target, error) {
@@ -51,7 +62,7 @@ type DiagnoseArgs struct {
 
 // clientCert resolves a client_cert argument to one of the operator's
 // certificates; "" means none. An unknown name is an error naming the field.
-func (d Deps) clientCert(name string) (*tls.Certificate, error) {
+func (d Deps) clientCert(name string) (*watch.ClientCert, error) {
 	name = strings.TrimSpace(name)
 	if name == "" {
 		return nil, nil

@@ -5,8 +5,6 @@
 package tools
 
 import (
-	"context"
-	"crypto/tls"
 	"log/slog"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -19,15 +17,12 @@ import (
 	"github.com/tlswatch/tlswatch/watch"
 )
 
-// ProbeFunc has the signature of probe.Run; tests may pass a fake.
-type ProbeFunc func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error)
-
 // Deps is what the handlers need. The zero value is usable: Probe defaults to
 // probe.Run, Logger to a discarding logger, and a nil Watch makes the watch
 // tools answer isError "watching is not available".
 type Deps struct {
 	// Probe runs one probe. Default probe.Run.
-	Probe ProbeFunc
+	Probe watch.ProbeFunc
 	// InspectChain details a served chain. Default probe.InspectChain.
 	InspectChain InspectFunc
 	// AnalyzePEM analyses pasted certificates. Default probe.AnalyzePEM.
@@ -38,8 +33,8 @@ type Deps struct {
 	ProbeOptions probe.Options
 	// ClientCerts are the operator's mTLS client certificates by name
 	// (--client-cert NAME=CERT,KEY). Tools take a name (client_cert), never
-	// a path.
-	ClientCerts map[string]tls.Certificate
+	// a path; a watch records the files the name stands for.
+	ClientCerts map[string]watch.ClientCert
 	// MCPTokens are the operator's bearer tokens for protected MCP
 	// endpoints by name (--mcp-token NAME=ENV_VAR or NAME=@FILE). Tools
 	// take a name (token_name), so a token never passes through the model.

@@ -269,7 +269,7 @@ func TestCheckTLS(t *testing.T) {
 }
 
 func TestBadArguments(t *testing.T) {
-	h := newHarness(t, Deps{Watch: newFakeWatch()}, "2025-11-25")
+	h := newHarness(t, Deps{Watch: newFakeWatch(t)}, "2025-11-25")
 	cases := []struct {
 		tool  string
 		args  any
@@ -348,14 +348,14 @@ func TestWatchUnavailable(t *testing.T) {
 }
 
 func TestWatchTools(t *testing.T) {
-	fw := newFakeWatch()
+	fw := newFakeWatch(t)
 	h := newHarness(t, Deps{Watch: fw}, "2025-11-25")
 	res := h.call("watch_endpoint", map[string]any{"target": "mcp.example.com", "schedule": "@every 1s"})
 	if res.IsError {
 		t.Fatalf("watch_endpoint: %s", text(res))
 	}
 	w := decode[watch.Watch](t, res)
-	if w.ID != "w_mcp.example.com" || w.Schedule != "@every 1s" || !slices.Equal(w.ThresholdsDays, []int{30, 14, 7, 1}) || w.LastReport == nil {
+	if !strings.HasPrefix(w.ID, "w_") || w.Schedule != "@every 1s" || !slices.Equal(w.ThresholdsDays, []int{30, 14, 7, 1}) || w.LastReport == nil {
 		t.Errorf("watch = %+v", w)
 	}
 
@@ -452,11 +452,11 @@ func TestScanProgress(t *testing.T) {
 }
 
 func TestResources(t *testing.T) {
-	fw := newFakeWatch()
+	fw := newFakeWatch(t)
 	h := newHarness(t, Deps{Watch: fw}, "2025-11-25")
 	h.call("watch_endpoint", map[string]any{"target": "mcp.example.com"})
 	ctx := context.Background()
-	for _, uri := range []string{URIWatches, URIExpiring, WatchURI("w_mcp.example.com")} {
+	for _, uri := range []string{URIWatches, URIExpiring, WatchURI(fw.id("mcp.example.com"))} {
 		req := mcp.ReadResourceRequest{}
 		req.Params.URI = uri
 		res, err := h.c.ReadResource(ctx, req)
@@ -512,7 +512,7 @@ func waitNote(t *testing.T, ch <-chan mcp.JSONRPCNotification, method, uri strin
 }
 
 func TestSubscriptionsLegacy(t *testing.T) {
-	fw := newFakeWatch()
+	fw := newFakeWatch(t)
 	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
@@ -546,14 +546,14 @@ func TestSubscriptionsLegacy(t *testing.T) {
 	waitNote(t, bNotes, "notifications/resources/list_changed", "", 2*time.Second)
 
 	sub := mcp.SubscribeRequest{}
-	sub.Params.URI = WatchURI("w_mcp.example.com")
+	sub.Params.URI = WatchURI(fw.id("mcp.example.com"))
 	if err := a.Subscribe(ctx, sub); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelWarning}}); err != nil {
 		t.Fatal(err)
 	}
-	fw.fire("w_mcp.example.com", watch.EventStageCrossed, "warning")
+	fw.fire("mcp.example.com", watch.EventStageCrossed, "warning")
 	waitNote(t, aNotes, "notifications/resources/updated", sub.Params.URI, 2*time.Second)
 	n := waitNote(t, aNotes, "notifications/message", "", 2*time.Second)
 	if fmt.Sprint(n.Params.AdditionalFields["level"]) != "warning" {
@@ -580,7 +580,7 @@ func TestSubscriptionsLegacy(t *testing.T) {
 }
 
 func TestSubscriptionsModern(t *testing.T) {
-	fw := newFakeWatch()
+	fw := newFakeWatch(t)
 	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
@@ -600,7 +600,7 @@ func TestSubscriptionsModern(t *testing.T) {
 	if c.ProtocolVersion() != "2026-07-28" {
 		t.Skipf("in-process client negotiated %s", c.ProtocolVersion())
 	}
-	fw.Add(ctx, watch.Spec{Target: probe.Target{Host: "mcp.example.com", Port: 443}})
+	fw.Add(ctx, watch.Spec{Target: "mcp.example.com"})
 	// 2026-07-28: the log level travels in the listen request's _meta.
 	if err := c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelWarning}}); err != nil {
 		t.Fatal(err)
@@ -611,15 +611,15 @@ func TestSubscriptionsModern(t *testing.T) {
 	}
 	defer stop()
 	waitFor(t, func() bool { _, n := srv.Subs.Subscribers(); return n == 1 })
-	fw.fire("w_mcp.example.com", watch.EventStageCrossed, "warning")
+	fw.fire("mcp.example.com", watch.EventStageCrossed, "warning")
 	n := waitNote(t, notes, "notifications/resources/updated", URIExpiring, 2*time.Second)
 	if n.Params.Meta[mcp.MetaKeySubscriptionID] == nil {
 		t.Errorf("update not tagged with the subscription id: %+v", n.Params.Meta)
 	}
 	waitNote(t, notes, "notifications/message", "", 2*time.Second)
 	// A watch nobody listens to stays quiet.
-	fw.Add(ctx, watch.Spec{Target: probe.Target{Host: "other.example.com", Port: 443}})
-	fw.fire("w_other.example.com", watch.EventRotated, "info")
+	fw.Add(ctx, watch.Spec{Target: "other.example.com"})
+	fw.fire("other.example.com", watch.EventRotated, "info")
 	quiet := time.After(200 * time.Millisecond)
 drain:
 	for {

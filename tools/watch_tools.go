@@ -13,14 +13,6 @@ import (
 	"github.com/tlswatch/tlswatch/watch"
 )
 
-// Bounds of the listing tools.
-const (
-	defaultWithinDays   = 30
-	maxWithinDays       = 3650
-	defaultHistoryLimit = 20
-	maxHistoryLimit     = 500
-)
-
 // watchService is the watcher, or the error the watch tools answer when
 // none is wired (the database could not be opened).
 func (d Deps) watchService() (watch.Service, error) {
@@ -80,13 +72,17 @@ func (d Deps) audit(ctx context.Context, what string, w watch.Watch) {
 
 // --- watch_endpoint ---
 
-// WatchArgs are watch_endpoint's arguments.
+// WatchArgs are watch_endpoint's arguments. Package watch validates and
+// defaults them (ranges and defaults below are its).
 type WatchArgs struct {
 	TargetArgs
 	Schedule         string `json:"schedule,omitempty" jsonschema:"When to probe: a cron spec (5 fields, or 6 with seconds) or @every DURATION such as @every 1h; default @every 6h."`
-	ThresholdsDays   []int  `json:"thresholds_days,omitempty" jsonschema:"Expiry stages in days that alert once per certificate when crossed; each 1 to 365; default [30, 14, 7, 1]."`
+	ThresholdsDays   []int  `json:"thresholds_days,omitempty" jsonschema:"Expiry stages in days that alert once per certificate when crossed; each 1 to 365, at most 16; default [30, 14, 7, 1]."`
 	FailureThreshold int    `json:"failure_threshold,omitempty" jsonschema:"Consecutive failed probes before the watch is down: 1 to 100; default 3."`
 	ClientCert       string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) on every probe of the watch: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is watched too (client_cert_expiring)."`
+	CAPEM            string `json:"ca_pem,omitempty" jsonschema:"Extra trust roots for this watch (a private CA): PEM CERTIFICATE blocks, at most 16. The watch stores them and every probe trusts them in addition to the server's trust store."`
+	MCP              bool   `json:"mcp,omitempty" jsonschema:"Also watch the MCP protocol level of the endpoint (an https URL of an MCP server)."`
+	TokenName        string `json:"token_name,omitempty" jsonschema:"For mcp: the NAME of an operator token that the probe presents to a protected MCP endpoint (never the token itself)."`
 }
 
 func watchEndpointTool(d Deps) Tool {
@@ -103,34 +99,11 @@ func watchEndpointTool(d Deps) Tool {
 		if err != nil {
 			return watch.Watch{}, "", err
 		}
-		t, err := a.probeTarget("")
+		spec, err := d.watchSpec(ctx, a)
 		if err != nil {
 			return watch.Watch{}, "", err
 		}
-		// Validate here too so a bad spec is named before anything is stored.
-		sched, err := watch.ParseSchedule(a.Schedule)
-		if err != nil {
-			return watch.Watch{}, "", err
-		}
-		thresholds, err := watch.NormalizeThresholds(a.ThresholdsDays)
-		if err != nil {
-			return watch.Watch{}, "", err
-		}
-		if a.FailureThreshold < 0 || a.FailureThreshold > 100 {
-			return watch.Watch{}, "", fieldErr("failure_threshold", "%d out of range 1-100", a.FailureThreshold)
-		}
-		// Only a name the operator loaded; the watch stores the name and
-		// every probe presents that certificate.
-		if _, err := d.clientCert(a.ClientCert); err != nil {
-			return watch.Watch{}, "", err
-		}
-		w, err := svc.Add(ctx, watch.Spec{
-			Target:           t,
-			Schedule:         sched.Spec,
-			Thresholds:       thresholds,
-			FailureThreshold: a.FailureThreshold,
-			ClientCert:       strings.TrimSpace(a.ClientCert),
-		})
+		w, err := svc.Add(ctx, spec)
 		if err != nil {
 			return watch.Watch{}, "", fmt.Errorf("watch_endpoint: %w", err)
 		}
@@ -138,6 +111,23 @@ func watchEndpointTool(d Deps) Tool {
 		normalizeWatch(&w)
 		return w, watchSummary(w), nil
 	})}
+}
+
+// watchSpec passes the arguments through, with what this server adds: the
+// files of the named client certificate (only a name it loaded), its
+// outbound policy, which the watch keeps, and who is calling.
+func (d Deps) watchSpec(ctx context.Context, a WatchArgs) (watch.Spec, error) {
+	spec := watch.Spec{Target: a.Target, IP: a.IP, SNI: a.SNI, TimeoutMS: a.TimeoutMS, Schedule: a.Schedule,
+		Thresholds: a.ThresholdsDays, FailureThreshold: a.FailureThreshold, CAPEM: a.CAPEM, MCP: a.MCP,
+		TokenName: a.TokenName, Policy: d.ProbeOptions.Policy.Config(), CreatedBy: createdBy(ctx)}
+	cc, err := d.clientCert(a.ClientCert)
+	if err != nil {
+		return watch.Spec{}, err
+	}
+	if cc != nil {
+		spec.ClientCert, spec.ClientCertFile, spec.ClientKeyFile = cc.Name, cc.CertFile, cc.KeyFile
+	}
+	return spec, nil
 }
 
 // --- unwatch_endpoint ---
@@ -163,18 +153,6 @@ func unwatchEndpointTool(d Deps) Tool {
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a UnwatchArgs) (UnwatchResult, string, error) {
 		id, target := strings.TrimSpace(a.ID), strings.TrimSpace(a.Target)
-		if id == "" && target == "" {
-			return UnwatchResult{}, "", fieldErr("id", "required: give id or target")
-		}
-		if id != "" && target != "" {
-			return UnwatchResult{}, "", fieldErr("id", "give id or target, not both")
-		}
-		if target != "" {
-			// Name a malformed target before asking the store about it.
-			if _, err := (TargetArgs{Target: target}).probeTarget(""); err != nil {
-				return UnwatchResult{}, "", err
-			}
-		}
 		svc, err := d.watchService()
 		if err != nil {
 			return UnwatchResult{}, "", err
@@ -254,31 +232,25 @@ func listExpiringTool(d Deps) Tool {
 		annotate("List expiring", true, false, true, false),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a ExpiringArgs) (ExpiringList, string, error) {
-		days := defaultWithinDays
-		if a.WithinDays != nil {
-			days = *a.WithinDays
-			if days < 0 || days > maxWithinDays {
-				return ExpiringList{}, "", fieldErr("within_days", "%d out of range 0-%d", days, maxWithinDays)
-			}
-		}
-		out, err := d.listExpiring(ctx, days)
+		out, err := d.listExpiring(ctx, a.WithinDays)
 		if err != nil {
 			return ExpiringList{}, "", err
 		}
-		return out, watchesSummary(out.Watches, fmt.Sprintf("no watch expires within %d days, is expired or down", days)), nil
+		return out, watchesSummary(out.Watches, fmt.Sprintf("no watch expires within %d days, is expired or down", out.WithinDays)), nil
 	})}
 }
 
-func (d Deps) listExpiring(ctx context.Context, days int) (ExpiringList, error) {
+// listExpiring is list_expiring for within (nil: the default window).
+func (d Deps) listExpiring(ctx context.Context, within *int) (ExpiringList, error) {
 	svc, err := d.watchService()
 	if err != nil {
 		return ExpiringList{}, err
 	}
-	ws, err := svc.Expiring(ctx, days)
+	l, err := svc.Expiring(ctx, within)
 	if err != nil {
 		return ExpiringList{}, fmt.Errorf("list expiring: %w", err)
 	}
-	return ExpiringList{WithinDays: days, Watches: normalizeWatches(ws)}, nil
+	return ExpiringList{WithinDays: l.WithinDays, Watches: normalizeWatches(l.Watches)}, nil
 }
 
 // --- get_history ---
@@ -304,21 +276,11 @@ func getHistoryTool(d Deps) Tool {
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a HistoryArgs) (History, string, error) {
 		id := strings.TrimSpace(a.ID)
-		if id == "" {
-			return History{}, "", fieldErr("id", "required (see list_watches)")
-		}
-		limit := a.Limit
-		if limit == 0 {
-			limit = defaultHistoryLimit
-		}
-		if limit < 1 || limit > maxHistoryLimit {
-			return History{}, "", fieldErr("limit", "%d out of range 1-%d", a.Limit, maxHistoryLimit)
-		}
 		svc, err := d.watchService()
 		if err != nil {
 			return History{}, "", err
 		}
-		rs, err := svc.History(ctx, id, limit)
+		rs, err := svc.History(ctx, id, a.Limit)
 		if err != nil {
 			return History{}, "", notFound(err, "id", id)
 		}

@@ -1,7 +1,10 @@
-// Package watch schedules probes of watched endpoints (robfig/cron/v3),
-// keeps each watch's state machine (up/down, expiry stages, rotation) and
-// sends notifications out through the Notifier interface. It persists through
-// package store and never speaks JSON-RPC itself.
+// Package watch keeps watched endpoints: it validates and defaults what a
+// watch is made of, schedules its probes on a min-heap of fire times (cron
+// specs parsed by robfig/cron/v3), runs the state machine (up/down, expiry
+// stages, rotation), commits results through one group-committing writer,
+// and tells Notifiers what changed. It persists through the Store interface
+// (package store implements it) and never speaks JSON-RPC itself; sharing
+// one database between processes is package watch/owner's job.
 package watch
 
 import (
@@ -9,7 +12,9 @@ import (
 	"errors"
 	"time"
 
+	"github.com/tlswatch/tlswatch/netpolicy"
 	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
 )
 
 // Watch states (DESIGN.md).
@@ -19,14 +24,12 @@ const (
 	StateDown    = "down"
 )
 
-// Defaults of DESIGN.md.
+// Event levels (MCP log levels).
 const (
-	DefaultSchedule         = "@every 6h"
-	DefaultFailureThreshold = 3
+	LevelInfo     = "info"
+	LevelWarning  = "warning"
+	LevelCritical = "critical"
 )
-
-// DefaultThresholds are the expiry stages in days.
-var DefaultThresholds = []int{30, 14, 7, 1}
 
 // Watch is the record shown per watch by watch_endpoint, list_watches,
 // list_expiring and tlswatch://watches/{id}. JSON names are the contract.
@@ -41,7 +44,7 @@ type Watch struct {
 	LastReport          *probe.Report    `json:"last_report,omitempty"`
 	CreatedAt           time.Time        `json:"created_at"`
 
-	// Additive fields.
+	// Additive fields: how the watch is probed.
 	FailureThreshold int    `json:"failure_threshold"`
 	TimeoutMS        int    `json:"timeout_ms,omitempty"`
 	Path             string `json:"path,omitempty"`
@@ -49,16 +52,69 @@ type Watch struct {
 	// Scheme is the STARTTLS scheme of the target ("smtp", ...); empty for
 	// direct TLS. Part of the watch's identity.
 	Scheme string `json:"scheme,omitempty"`
+	// CARoots summarises the extra trust roots the watch carries (never
+	// their PEM).
+	CARoots []RootInfo `json:"ca_roots,omitempty"`
+	// OutboundPolicy is the policy of the process that created the watch,
+	// when it was stricter than the default; every probe applies it.
+	OutboundPolicy *PolicyInfo `json:"outbound_policy,omitempty"`
+	// MCPLevel: the watch also checks the MCP protocol level.
+	MCPLevel  bool   `json:"mcp_level,omitempty"`
+	TokenName string `json:"token_name,omitempty"`
+	CreatedBy string `json:"created_by,omitempty"`
+	ProbedBy  string `json:"probed_by,omitempty"`
+	// MCP is what the latest MCP-level probe saw.
+	MCP *MCPInfo `json:"mcp,omitempty"`
 }
 
-// Spec is what watch_endpoint (and `tlswatch watch add`) asks for. The zero
-// values of Schedule, Thresholds and FailureThreshold mean the defaults.
+// RootInfo names one extra trust root of a watch.
+type RootInfo struct {
+	Subject string `json:"subject"`
+	SHA256  string `json:"sha256"`
+}
+
+// PolicyInfo is an outbound policy as a watch shows it.
+type PolicyInfo struct {
+	DenyPrivate bool     `json:"deny_private,omitempty"`
+	AllowCIDRs  []string `json:"allow_cidrs,omitempty"`
+	DenyCIDRs   []string `json:"deny_cidrs,omitempty"`
+}
+
+// MCPInfo is the MCP server behind an MCP-level watch.
+type MCPInfo = store.MCPInfo
+
+// Spec is what watch_endpoint (and `tlswatch watch add`) asks for, as the
+// caller got it: Add validates and defaults every field (zero values mean
+// the defaults) and reports a bad one as a *probe.FieldError naming it.
 type Spec struct {
-	Target           probe.Target
+	// Target, IP, SNI and TimeoutMS are the target fields of DESIGN.md.
+	Target    string
+	IP        string
+	SNI       string
+	TimeoutMS int
+
 	Schedule         string
 	Thresholds       []int
 	FailureThreshold int
-	ClientCert       string
+
+	// ClientCert names the client certificate presented on every probe;
+	// ClientCertFile and ClientKeyFile say where the caller's process loaded
+	// it from, so that another process can load it too (paths, never keys).
+	ClientCert     string
+	ClientCertFile string
+	ClientKeyFile  string
+	// CAPEM holds extra trust roots (PEM CERTIFICATE blocks) stored with
+	// the watch and added to the prober's trust store.
+	CAPEM string
+	// Policy is the outbound policy of the caller's process
+	// (--deny-private, --allow-cidr, --deny-cidr).
+	Policy netpolicy.Config
+	// MCP makes the watch an MCP-level watch; TokenName names an operator
+	// token for a protected MCP endpoint.
+	MCP       bool
+	TokenName string
+	// CreatedBy is the caller's identity (an OAuth subject).
+	CreatedBy string
 }
 
 // Event kinds a Notifier receives.
@@ -66,48 +122,114 @@ const (
 	EventStatusChanged = "status_changed" // watch went up or down, or last_report.status changed
 	EventStageCrossed  = "stage_crossed"  // expiry stage crossed (fires once per certificate)
 	EventRotated       = "rotated"        // leaf fingerprint changed
+	EventWatchAdded    = "watch_added"    // a watch was created
+	EventWatchRemoved  = "watch_removed"  // a watch was removed
 )
 
-// Event is one change worth telling subscribers about.
+// Event is one thing worth telling about a watch.
 type Event struct {
 	Kind    string
 	Level   string // "info", "warning" or "critical": the MCP log level to use
 	Message string
-	Watch   Watch
 }
 
-// Notifier receives what the watcher decides to tell. Implementations MUST be
-// safe for concurrent use and MUST NOT block for long (buffer or drop).
-// The MCP implementation lives in package tools.
+// Change is everything one committed write did to one watch: the events
+// decided on one probe result, or one Add or Remove, with the watch as it
+// is after the write.
+type Change struct {
+	Watch  Watch
+	Events []Event
+}
+
+// Has reports whether the change carries an event of that kind.
+func (c Change) Has(kind string) bool {
+	for _, e := range c.Events {
+		if e.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// ListChanged reports whether the change added or removed the watch.
+func (c Change) ListChanged() bool { return c.Has(EventWatchAdded) || c.Has(EventWatchRemoved) }
+
+// Notifier receives what the watcher decides to tell, once per committed
+// Change. Implementations MUST be safe for concurrent use and MUST NOT block
+// for long (buffer or drop). The MCP implementation lives in package tools.
 type Notifier interface {
-	// WatchChanged: the watch's resource changed in a way that matters
-	// (status change, stage crossing, rotation). One call per event.
-	WatchChanged(ev Event)
-	// ListChanged: a watch was added or removed.
-	ListChanged()
+	Changed(c Change)
 }
 
-// Sentinel errors.
+// ExpiringList is what Expiring returns: the window used and the watches.
+type ExpiringList struct {
+	WithinDays int     `json:"within_days"`
+	Watches    []Watch `json:"watches"`
+}
+
+// AlertEntry is one event of the durable alert feed.
+type AlertEntry struct {
+	// ID is this entry's cursor: Alerts(after=ID) continues after it.
+	ID          string    `json:"id"`
+	Time        time.Time `json:"time"`
+	Kind        string    `json:"kind"`
+	Level       string    `json:"level"`
+	Message     string    `json:"message"`
+	WatchID     string    `json:"watch_id"`
+	Target      string    `json:"target"`
+	State       string    `json:"state,omitempty"`
+	Status      string    `json:"status,omitempty"`
+	ExpiryStage string    `json:"expiry_stage,omitempty"`
+	// Subject is who created the watch (an OAuth subject).
+	Subject string `json:"subject,omitempty"`
+}
+
+// AlertFeed is one page of the alert feed.
+type AlertFeed struct {
+	Alerts []AlertEntry `json:"alerts"`
+	// Next is the cursor to pass as after for the next page (the given
+	// cursor when there is nothing new).
+	Next string `json:"next"`
+	// Missed counts entries after the cursor that the feed no longer holds
+	// (it keeps the newest store.FeedKeep).
+	Missed int `json:"missed,omitempty"`
+}
+
+// Errors.
 var (
 	ErrNotFound = errors.New("watch not found")
+	// ErrClosed is returned by calls on a closed service.
+	ErrClosed = errors.New("watch: closed")
 )
 
 // Service is what tools and the CLI use. Methods MUST be safe for concurrent
-// use, honour ctx, and return *probe.FieldError for bad input.
+// use, honour ctx, return *probe.FieldError for bad input and wrap
+// ErrNotFound for an unknown watch. Every method but Subscribe takes a
+// context first and returns one value and an error, or only an error: that
+// is what lets package watch/owner forward any of them to another process
+// through one generic path.
 type Service interface {
-	// Add creates or updates (idempotent per target) a watch and probes it
-	// once now; the returned Watch carries that first Report. The write is
-	// durable before Add returns.
+	// Add creates or updates (idempotent per target identity: host, port,
+	// sni, ip, STARTTLS scheme) a watch and probes it once now; the
+	// returned Watch carries that first Report. Durable before it returns.
 	Add(ctx context.Context, spec Spec) (Watch, error)
 	// Remove deletes a watch by id, or by target string when id is empty.
 	Remove(ctx context.Context, id, target string) (Watch, error)
+	// Get returns one watch with its latest Report.
 	Get(ctx context.Context, id string) (Watch, error)
+	// List returns all watches (id order) with their latest Report.
 	List(ctx context.Context) ([]Watch, error)
-	// Expiring returns watches whose leaf expires within days, already
-	// expired, or down; soonest expiry first.
-	Expiring(ctx context.Context, withinDays int) ([]Watch, error)
-	// History returns the last limit Reports of one watch, newest first.
+	// Expiring returns the watches whose leaf expires within withinDays
+	// (whole days remaining at most that; nil means DefaultExpiringDays, 0
+	// only what is at or past expiry), is already expired, or that are
+	// down; soonest expiry first.
+	Expiring(ctx context.Context, withinDays *int) (ExpiringList, error)
+	// History returns the last limit Reports of one watch, newest first (0
+	// means DefaultHistoryLimit).
 	History(ctx context.Context, id string, limit int) ([]probe.Report, error)
+	// Alerts returns up to limit alert feed entries after the cursor (""
+	// means from the oldest kept; limit 0 means DefaultAlertsLimit).
+	Alerts(ctx context.Context, after string, limit int) (AlertFeed, error)
 	// Subscribe registers a Notifier; the returned func removes it.
 	Subscribe(n Notifier) (cancel func())
 }

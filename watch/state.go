@@ -8,13 +8,6 @@ import (
 	"github.com/tlswatch/tlswatch/store"
 )
 
-// Event levels (MCP log levels).
-const (
-	LevelInfo     = "info"
-	LevelWarning  = "warning"
-	LevelCritical = "critical"
-)
-
 // stageExpired is the FiredDays value of the "expired" stage: more severe
 // than any threshold (which are >= 1).
 const stageExpired = -1
@@ -163,7 +156,7 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 // "" when none applies.
 func stageOf(notAfter, at time.Time, thresholds []int) (days int, stage string) {
 	if len(thresholds) == 0 {
-		thresholds = DefaultThresholds
+		thresholds = probe.DefaultThresholds
 	}
 	s := probe.ExpiryStage(notAfter, at, thresholds)
 	if s == probe.StageExpired {

@@ -31,7 +31,7 @@ type machine struct {
 
 func newMachine() *machine {
 	return &machine{rec: store.Record{ID: "w_t", Target: probe.TargetInfo{Host: "a.test", Port: 443},
-		Thresholds: DefaultThresholds, FailureThreshold: 3, State: StatePending}, alerts: map[string]store.Alert{}, at: now0}
+		Thresholds: probe.DefaultThresholds, FailureThreshold: 3, State: StatePending}, alerts: map[string]store.Alert{}, at: now0}
 }
 
 func (m *machine) step(rep *probe.Report) []string {
@@ -126,17 +126,17 @@ func TestStageOf(t *testing.T) {
 		th    []int
 		stage string
 	}{
-		{31 * 24 * time.Hour, DefaultThresholds, ""},
-		{30*24*time.Hour + time.Hour, DefaultThresholds, "30d"}, // 30 whole days
-		{14 * 24 * time.Hour, DefaultThresholds, "14d"},
-		{8 * 24 * time.Hour, DefaultThresholds, "14d"},
-		{7*24*time.Hour + time.Minute, DefaultThresholds, "7d"},
-		{time.Hour, DefaultThresholds, "1d"},
+		{31 * 24 * time.Hour, probe.DefaultThresholds, ""},
+		{30*24*time.Hour + time.Hour, probe.DefaultThresholds, "30d"}, // 30 whole days
+		{14 * 24 * time.Hour, probe.DefaultThresholds, "14d"},
+		{8 * 24 * time.Hour, probe.DefaultThresholds, "14d"},
+		{7*24*time.Hour + time.Minute, probe.DefaultThresholds, "7d"},
+		{time.Hour, probe.DefaultThresholds, "1d"},
 		// not_after is inclusive (RFC 5280, crypto/x509): at that very
 		// instant the certificate is still valid, as the Report says.
-		{0, DefaultThresholds, "1d"},
-		{-time.Nanosecond, DefaultThresholds, "expired"},
-		{-time.Hour, DefaultThresholds, "expired"},
+		{0, probe.DefaultThresholds, "1d"},
+		{-time.Nanosecond, probe.DefaultThresholds, "expired"},
+		{-time.Hour, probe.DefaultThresholds, "expired"},
 		{50 * 24 * time.Hour, []int{60, 3}, "60d"},
 	} {
 		_, s := stageOf(at.Add(c.left), at, c.th)
@@ -173,7 +173,7 @@ func TestNormalizeThresholds(t *testing.T) {
 	if got, _ := NormalizeThresholds(nil); fmt.Sprint(got) != "[30 14 7 1]" {
 		t.Errorf("default = %v", got)
 	}
-	for _, bad := range [][]int{{0}, {-1}, {366}, {30, 400}} {
+	for _, bad := range [][]int{{0}, {-1}, {366}, {30, 400}, make([]int, MaxThresholds+1)} {
 		_, err := NormalizeThresholds(bad)
 		var fe *probe.FieldError
 		if !errors.As(err, &fe) || fe.Field != "thresholds_days" {

@@ -1,19 +1,63 @@
 package watch
 
+// Every input of the watch service is validated and defaulted here, and
+// only here: tools and the command line pass what they were given, and map
+// the *probe.FieldError that comes back to their own names. The limits are
+// also what the store must be able to hold (a test writes the largest
+// accepted values and reads them back).
+
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/tlswatch/tlswatch/netpolicy"
 	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
 )
 
-// MaxThresholdDays bounds thresholds_days: a stage further out than a year
-// would alert on every freshly issued certificate.
-const MaxThresholdDays = 365
+// Defaults of DESIGN.md.
+const (
+	DefaultSchedule         = "@every 6h"
+	DefaultFailureThreshold = 3
+	DefaultExpiringDays     = 30
+	DefaultHistoryLimit     = 20
+	DefaultAlertsLimit      = 100
+)
+
+// Limits.
+const (
+	// MaxThresholdDays bounds thresholds_days: a stage further out than a
+	// year would alert on every freshly issued certificate.
+	MaxThresholdDays = 365
+	// MaxThresholds bounds how many stages one watch has.
+	MaxThresholds = 16
+	// MaxScheduleLen bounds a schedule spec.
+	MaxScheduleLen = 256
+	// MaxFailureThreshold: a watch that needs more consecutive failures
+	// to be called down is a typo.
+	MaxFailureThreshold = 100
+	MaxExpiringDays     = 3650
+	MaxHistoryLimit     = store.HistoryKeep
+	MaxAlertsLimit      = 1000
+	// MaxRoots and MaxCAPEMBytes bound the extra trust roots of a watch.
+	MaxRoots      = 16
+	MaxCAPEMBytes = 64 << 10
+	// MaxCIDRs bounds each list of a stored outbound policy.
+	MaxCIDRs = 64
+	// MaxSubjectLen bounds created_by.
+	MaxSubjectLen = 256
+)
 
 // scheduleParser accepts the standard five fields, an optional leading
 // seconds field, CRON_TZ= prefixes and the descriptors (@every 1s, @hourly,
@@ -41,6 +85,9 @@ func ParseSchedule(spec string) (Schedule, error) {
 	}
 	bad := func(reason string) (Schedule, error) {
 		return Schedule{}, &probe.FieldError{Field: "schedule", Reason: reason}
+	}
+	if len(spec) > MaxScheduleLen {
+		return bad(fmt.Sprintf("too long (%d characters, at most %d)", len(spec), MaxScheduleLen))
 	}
 	if strings.HasPrefix(spec, "@every") {
 		// Check before cron does: cron silently rounds sub-second delays up to
@@ -97,22 +144,24 @@ func parseCron(spec string) (s cron.Schedule, err error) {
 	return scheduleParser.Parse(spec)
 }
 
-// NormalizeThresholds validates thresholds_days: every value in 1..365,
-// duplicates removed, sorted descending. Nil or empty means DefaultThresholds.
-// Errors are *probe.FieldError{Field: "thresholds_days"}.
+// NormalizeThresholds validates thresholds_days: at most MaxThresholds
+// values, each in 1..MaxThresholdDays, duplicates removed, sorted
+// descending. Nil or empty means probe.DefaultThresholds. Errors are
+// *probe.FieldError{Field: "thresholds_days"}.
 func NormalizeThresholds(days []int) ([]int, error) {
 	if len(days) == 0 {
-		return append([]int(nil), DefaultThresholds...), nil
+		return slices.Clone(probe.DefaultThresholds), nil
 	}
-	seen := make(map[int]bool, len(days))
+	if len(days) > MaxThresholds {
+		return nil, &probe.FieldError{Field: "thresholds_days", Reason: fmt.Sprintf("%d values, at most %d", len(days), MaxThresholds)}
+	}
 	out := make([]int, 0, len(days))
 	for _, d := range days {
 		if d < 1 || d > MaxThresholdDays {
 			return nil, &probe.FieldError{Field: "thresholds_days",
 				Reason: fmt.Sprintf("%d out of range 1-%d", d, MaxThresholdDays)}
 		}
-		if !seen[d] {
-			seen[d] = true
+		if !slices.Contains(out, d) {
 			out = append(out, d)
 		}
 	}
@@ -120,14 +169,216 @@ func NormalizeThresholds(days []int) ([]int, error) {
 	return out, nil
 }
 
-// validateFailureThreshold: zero means the default; a watch that needs more
-// than 100 consecutive failures to be called down is a typo.
-func normalizeFailureThreshold(n int) (int, error) {
+// config is a validated Spec: the configuration part of a store.Record.
+type config struct {
+	target store.Record // Target, Scheme, Path, TimeoutMS only
+	sched  Schedule
+	th     []int
+	ft     int
+	roots  [][]byte
+	spec   Spec // the strings that passed validation as they are
+}
+
+// CheckSpec validates spec as Add does, for a caller that must reject bad
+// input before it opens anything (the command line would otherwise create
+// the database for nothing).
+func CheckSpec(spec Spec) error {
+	_, err := validate(spec)
+	return err
+}
+
+// validate checks and defaults every field of a Spec.
+func validate(s Spec) (config, error) {
+	var c config
+	var err error
+	if c.target, err = targetRecord(s.Target, s.IP, s.SNI, s.TimeoutMS); err != nil {
+		return c, err
+	}
+	if c.sched, err = ParseSchedule(s.Schedule); err != nil {
+		return c, err
+	}
+	if c.th, err = NormalizeThresholds(s.Thresholds); err != nil {
+		return c, err
+	}
+	if c.ft, err = failureThreshold(s.FailureThreshold); err != nil {
+		return c, err
+	}
+	if c.roots, err = parseRoots(s.CAPEM); err != nil {
+		return c, err
+	}
+	if err := checkNames(s); err != nil {
+		return c, err
+	}
+	if err := checkPolicy(s.Policy); err != nil {
+		return c, err
+	}
+	c.spec = s
+	c.spec.ClientCert = strings.TrimSpace(s.ClientCert)
+	return c, nil
+}
+
+// apply writes the configuration into r (a new record or the one being
+// updated), keeping r's identity, state and creator.
+func (c *config) apply(r *store.Record) {
+	r.Target, r.Scheme, r.Path, r.TimeoutMS = c.target.Target, c.target.Scheme, c.target.Path, c.target.TimeoutMS
+	r.Schedule, r.Thresholds, r.FailureThreshold = c.sched.Spec, c.th, c.ft
+	r.Roots = c.roots
+	r.ClientCert, r.ClientCertFile, r.ClientKeyFile = c.spec.ClientCert, c.spec.ClientCertFile, c.spec.ClientKeyFile
+	r.Policy = c.spec.Policy
+	r.MCP, r.TokenName = c.spec.MCP, c.spec.TokenName
+	if r.CreatedBy == "" {
+		r.CreatedBy = c.spec.CreatedBy
+	}
+}
+
+// targetRecord parses the target fields (probe.ParseTarget is their one
+// validator) into the identity a watch is stored under: SNI is empty when it
+// is the host.
+func targetRecord(target, ip, sni string, timeoutMS int) (store.Record, error) {
+	t, err := probe.ParseTarget(target, ip, sni, timeoutMS)
+	if err != nil {
+		return store.Record{}, err
+	}
+	r := store.Record{Target: probe.TargetInfo{Host: t.Host, Port: t.Port, SNI: t.SNI, IP: t.IP},
+		Scheme: t.Scheme, Path: t.Path, TimeoutMS: int(t.Timeout / time.Millisecond)}
+	if r.Target.SNI == r.Target.Host {
+		r.Target.SNI = ""
+	}
+	return r, nil
+}
+
+func failureThreshold(n int) (int, error) {
 	if n == 0 {
 		return DefaultFailureThreshold, nil
 	}
-	if n < 1 || n > 100 {
-		return 0, &probe.FieldError{Field: "failure_threshold", Reason: fmt.Sprintf("%d out of range 1-100", n)}
+	if n < 1 || n > MaxFailureThreshold {
+		return 0, &probe.FieldError{Field: "failure_threshold", Reason: fmt.Sprintf("%d out of range 1-%d", n, MaxFailureThreshold)}
+	}
+	return n, nil
+}
+
+// parseRoots reads the extra trust roots of a watch: PEM CERTIFICATE
+// blocks, each a parseable certificate. Errors name "ca_pem".
+func parseRoots(text string) ([][]byte, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, nil
+	}
+	bad := func(format string, a ...any) ([][]byte, error) {
+		return nil, &probe.FieldError{Field: "ca_pem", Reason: fmt.Sprintf(format, a...)}
+	}
+	if len(text) > MaxCAPEMBytes {
+		return bad("%d bytes, at most %d", len(text), MaxCAPEMBytes)
+	}
+	var roots [][]byte
+	rest := []byte(text)
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return bad("certificate %d: %v", len(roots)+1, err)
+		}
+		if !slices.ContainsFunc(roots, func(r []byte) bool { return string(r) == string(block.Bytes) }) {
+			roots = append(roots, block.Bytes)
+		}
+	}
+	switch {
+	case len(roots) == 0:
+		return bad("no PEM CERTIFICATE block found")
+	case len(roots) > MaxRoots:
+		return bad("%d certificates, at most %d", len(roots), MaxRoots)
+	}
+	return roots, nil
+}
+
+// rootInfos summarises roots for the watch record.
+func rootInfos(roots [][]byte) []RootInfo {
+	var out []RootInfo
+	for _, der := range roots {
+		sum := sha256.Sum256(der)
+		info := RootInfo{SHA256: hex.EncodeToString(sum[:])}
+		if c, err := x509.ParseCertificate(der); err == nil {
+			info.Subject = c.Subject.String()
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// nameRE is the form of the names a watch refers to (a client
+// certificate, an operator token): what the operator's flags accept.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func checkNames(s Spec) error {
+	for _, f := range []struct{ field, value string }{{"client_cert", strings.TrimSpace(s.ClientCert)}, {"token_name", s.TokenName}} {
+		if f.value != "" && !nameRE.MatchString(f.value) {
+			return &probe.FieldError{Field: f.field, Reason: fmt.Sprintf("%q: a name is 1-64 letters, digits, '.', '_' or '-'", f.value)}
+		}
+	}
+	if (s.ClientCertFile != "" || s.ClientKeyFile != "") && (s.ClientCert == "" || s.ClientCertFile == "" || s.ClientKeyFile == "") {
+		return &probe.FieldError{Field: "client_cert", Reason: "certificate and key files need a name and each other"}
+	}
+	if len(s.CreatedBy) > MaxSubjectLen {
+		return &probe.FieldError{Field: "created_by", Reason: fmt.Sprintf("%d characters, at most %d", len(s.CreatedBy), MaxSubjectLen)}
+	}
+	return nil
+}
+
+func checkPolicy(p netpolicy.Config) error {
+	if len(p.AllowCIDRs) > MaxCIDRs || len(p.DenyCIDRs) > MaxCIDRs {
+		return &probe.FieldError{Field: "policy", Reason: fmt.Sprintf("at most %d CIDRs per list", MaxCIDRs)}
+	}
+	if _, err := netpolicy.New(p); err != nil {
+		return &probe.FieldError{Field: "policy", Reason: err.Error()}
+	}
+	return nil
+}
+
+// ExpiringDays defaults (nil) and checks list_expiring's window; Expiring
+// applies it, and a caller may ask first (see CheckSpec).
+func ExpiringDays(days *int) (int, error) {
+	if days == nil {
+		return DefaultExpiringDays, nil
+	}
+	if *days < 0 || *days > MaxExpiringDays {
+		return 0, &probe.FieldError{Field: "within_days", Reason: fmt.Sprintf("%d out of range 0-%d", *days, MaxExpiringDays)}
+	}
+	return *days, nil
+}
+
+// limit defaults (0) and checks a page size.
+func limit(field string, n, def, maxN int) (int, error) {
+	if n == 0 {
+		return def, nil
+	}
+	if n < 1 || n > maxN {
+		return 0, &probe.FieldError{Field: field, Reason: fmt.Sprintf("%d out of range 1-%d", n, maxN)}
+	}
+	return n, nil
+}
+
+// required checks an id.
+func required(field, v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", &probe.FieldError{Field: field, Reason: "required"}
+	}
+	return v, nil
+}
+
+// parseCursor reads an alert feed cursor ("" is the start).
+func parseCursor(after string) (uint64, error) {
+	if after == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(after, 10, 64)
+	if err != nil {
+		return 0, &probe.FieldError{Field: "after", Reason: fmt.Sprintf("%q is not a cursor of this feed", after)}
 	}
 	return n, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -58,6 +57,7 @@ func timeoutMillis(s string) (int, error) {
 var flagOf = map[string]string{
 	"ip": "--ip", "sni": "--sni", "timeout_ms": "--timeout",
 	"schedule": "--schedule", "thresholds_days": "--thresholds", "within_days": "--within",
+	"ca_pem": "--ca-file", "client_cert": "--client-cert",
 }
 
 // flagNames rewrites a *probe.FieldError so that it names the flag a person
@@ -71,27 +71,6 @@ func flagNames(err error) error {
 		return &probe.FieldError{Field: n, Reason: fe.Reason}
 	}
 	return err
-}
-
-// loadClientCerts loads --client-cert NAME=CERT,KEY specs; errors name the
-// flag.
-func loadClientCerts(specs []string) (map[string]tls.Certificate, error) {
-	certs, err := probe.LoadClientCerts(specs)
-	var fe *probe.FieldError
-	if errors.As(err, &fe) {
-		return nil, fmt.Errorf("--%s: %s", fe.Field, fe.Reason)
-	}
-	return certs, err
-}
-
-// probeOptions builds the probe options from the configured trust store.
-func probeOptions(cfg Config) (probe.Options, error) {
-	roots, err := loadRoots(cfg.CAFiles) // its errors name --ca-file and the file
-	if err != nil {
-		return probe.Options{}, err
-	}
-	custom, err := customRoots(cfg.CAFiles)
-	return probe.Options{Roots: roots, CustomRoots: custom, Cache: probe.NewCache()}, err
 }
 
 func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
@@ -115,24 +94,17 @@ func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
 	if err != nil {
 		return exitUnknown, err
 	}
-	opts, err := probeOptions(cfg)
+	if len(clientCerts) > 1 {
+		return exitUnknown, errors.New("--client-cert: check presents one client certificate; give the flag once")
+	}
+	cfg.ClientCerts = clientCerts
+	opts, certs, err := probeSetup(cfg)
 	if err != nil {
 		return exitUnknown, err
 	}
 	opts.Deep, opts.NoRevocation, opts.SingleAddress = *deep, *noRevocation, *singleAddress
-	cfg.ClientCerts = clientCerts
-	certs, err := loadClientCerts(cfg.ClientCerts)
-	if err != nil {
-		return exitUnknown, err
-	}
-	switch len(certs) {
-	case 0:
-	case 1:
-		for name, cert := range certs {
-			opts.ClientCert, opts.ClientCertName = &cert, name
-		}
-	default:
-		return exitUnknown, errors.New("--client-cert: check presents one client certificate; give the flag once")
+	for _, c := range certs {
+		opts.ClientCert, opts.ClientCertName = &c.Pair, c.Name
 	}
 	rep, err := probe.Run(ctx, t, opts)
 	if err != nil {

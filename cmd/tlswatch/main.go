@@ -55,11 +55,11 @@ type command struct {
 	run     func(ctx context.Context, c *cli, args []string) (int, error)
 }
 
-var commands []command
-
-func init() {
-	// Assigned in init because the help command refers to the table.
-	commands = []command{
+// commands is the table of subcommands. A function, not a variable: the
+// help command reads the table, which a variable's initializer could not
+// refer to.
+func commands() []command {
+	return []command{
 		{"serve", "run the MCP server (stdio, or streamable HTTP with --http)", runServe},
 		{"check", "probe one target and print a report", runCheck},
 		{"watch", "add, list or remove watched endpoints (watch add|ls|rm)", runWatch},
@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUnknown
 	}
 	name := rest[0]
-	for _, cmd := range commands {
+	for _, cmd := range commands() {
 		if cmd.name == name {
 			code, err := cmd.run(ctx, c, rest[1:])
 			if err != nil {

@@ -54,7 +54,7 @@ func runScan(ctx context.Context, c *cli, args []string) (int, error) {
 	if err != nil {
 		return exitUnknown, err
 	}
-	opts, err := probeOptions(cfg)
+	opts, _, err := probeSetup(cfg)
 	if err != nil {
 		return exitUnknown, err
 	}

@@ -22,8 +22,6 @@ import (
 
 	"github.com/tlswatch/tlswatch/auth"
 	"github.com/tlswatch/tlswatch/metrics"
-	"github.com/tlswatch/tlswatch/netpolicy"
-	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/tools"
 	"github.com/tlswatch/tlswatch/watch"
 )
@@ -47,57 +45,23 @@ const (
 // stdio, until stdin closes. On stdio nothing but protocol reaches stdout;
 // every log line goes to stderr.
 func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.Writer) error {
-	creds, err := loadCredentials(cfg)
+	pr, err := prober(cfg)
+	if err != nil {
+		return err
+	}
+	creds, err := loadCredentials(cfg, pr.ClientCerts)
 	if err != nil {
 		return err
 	}
 	stderr = creds.secrets.Writer(stderr) // no log line shows a secret, whatever a server echoes
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-
-	roots, err := loadRoots(cfg.CAFiles)
+	pr.Logger = logger.With("component", "watch")
+	alerts, err := alertDispatcher(cfg, pr.Base, logger)
 	if err != nil {
 		return err
 	}
-	custom, err := customRoots(cfg.CAFiles)
-	if err != nil {
-		return err
-	}
-	// Every dial of every probe (and AIA, OCSP, MCP requests, alert
-	// receivers) passes the outbound policy at dial time; the default policy
-	// refuses cloud metadata and link-local addresses (target_blocked).
-	policy, err := netpolicy.New(netpolicy.Config{DenyPrivate: cfg.DenyPrivate, AllowCIDRs: cfg.AllowCIDRs, DenyCIDRs: cfg.DenyCIDRs})
-	if err != nil {
-		return err
-	}
-	hooks, err := alertHooks(cfg, policy, roots, logger)
-	if err != nil {
-		return err
-	}
-	cache := probe.NewCache() // every probe of this process shares it
-	probeOpts := probe.Options{Roots: roots, CustomRoots: custom, Policy: policy, Cache: cache}
-	probeFn := func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
-		// The watcher passes its own Thresholds and Now; the trust store and
-		// the outbound policy are always the operator's.
-		opts.Roots, opts.CustomRoots, opts.Policy, opts.Cache = roots, custom, policy, cache
-		if opts.ClientCert == nil && opts.ClientCertName != "" {
-			// A watch names its client certificate. One this process
-			// does not have (the operator dropped the flag, or another
-			// serve on the same --db added the watch) is not presented:
-			// a server that requires it then fails the probe visibly
-			// (client_cert_required, down) instead of the watch going
-			// silent.
-			if c, ok := creds.clientCerts[opts.ClientCertName]; ok {
-				opts.ClientCert = &c
-			} else {
-				logger.Warn("watch names a client certificate this process did not load; probing without it",
-					"client_cert", opts.ClientCertName, "target", t.Host)
-			}
-		}
-		return probe.Run(ctx, t, opts)
-	}
-
-	deps := tools.Deps{Probe: probeFn, ProbeOptions: probeOpts, ClientCerts: creds.clientCerts, MCPTokens: creds.mcpTokens, Redact: creds.secrets, Logger: logger}
-	svc, closeWatch, err := openWatch(ctx, cfg, probeFn, hooks, logger)
+	deps := tools.Deps{ProbeOptions: pr.Base, ClientCerts: pr.ClientCerts, MCPTokens: creds.mcpTokens, Redact: creds.secrets, Logger: logger}
+	svc, closeWatch, err := openWatch(ctx, cfg, pr, alerts, logger)
 	if err != nil {
 		// The probing tools still work; the watch tools say why they do not.
 		logger.Warn("watching is not available", "db", cfg.DBPath, "err", err)
@@ -120,7 +84,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	if cfg.HTTPAddr == "" {
 		return serveStdio(ctx, srv.MCPServer, stdin, stdout, stderr)
 	}
-	return serveHTTP(ctx, cfg, srv.MCPServer, deps.Watch, roots, logger, stderr)
+	return serveHTTP(ctx, cfg, srv.MCPServer, deps.Watch, pr.Base.Roots, logger, stderr)
 }
 
 // serveStdio speaks MCP on stdin/stdout until stdin closes or ctx ends.

@@ -5,27 +5,27 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/tlswatch/tlswatch/alert"
 	"github.com/tlswatch/tlswatch/watch"
+	"github.com/tlswatch/tlswatch/watch/owner"
 )
 
 // openWatch builds the watch.Service for serve from cfg.DBPath: the owner of
-// the database runs the scheduler, a second serve on the same --db follows
-// it (see package watch). The close func stops the scheduler and releases
-// the database.
-func openWatch(ctx context.Context, cfg Config, probeFn watch.ProbeFunc, hooks *ownerHooks, logger *slog.Logger) (watch.Service, func(), error) {
+// the database runs the engine (and delivers alerts, when alerts is set), a
+// second serve on the same --db follows it (see package watch/owner). The
+// close func stops the engine and releases the database.
+func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.Dispatcher, logger *slog.Logger) (watch.Service, func(), error) {
 	if cfg.DBPath == "" {
 		return nil, nil, fmt.Errorf("no --db path")
 	}
-	wcfg := watch.Config{
-		DBPath:      cfg.DBPath,
-		Probe:       probeFn,
-		MinInterval: cfg.MinInterval,
-		Logger:      logger.With("component", "watch"),
+	ocfg := owner.Config{
+		DBPath: cfg.DBPath,
+		Engine: watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch")},
 	}
-	if hooks != nil {
-		wcfg.OnOwnerStart, wcfg.OnOwner = hooks.start, hooks.run
+	if alerts != nil {
+		ocfg.Alerts = alerts
 	}
-	m, err := watch.Open(ctx, wcfg)
+	m, err := owner.Open(ctx, ocfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open watch database %s: %w", cfg.DBPath, err)
 	}

@@ -39,21 +39,27 @@ Examples:
   tlswatch check mcp.example.com --ip 203.0.113.7 --timeout 3s
   tlswatch check mtls.example.com --client-cert me=client.crt,client.key
 `,
-	"watch": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--thresholds 30,14,7,1]
+	"watch": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--timeout DURATION]
+                          [--thresholds 30,14,7,1] [--ca-file PATH] [--client-cert NAME=CERT,KEY] [--mcp]
        tlswatch watch ls [--json]
        tlswatch watch rm ID|TARGET [--json]
 
 Manages the watches that 'tlswatch serve' probes on a schedule; the
 database (--db) is shared with the server.
 `,
-	"watch add": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--thresholds 30,14,7,1]
+	"watch add": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--timeout DURATION]
+                          [--thresholds 30,14,7,1] [--ca-file PATH] [--client-cert NAME=CERT,KEY] [--mcp]
 
 Adds a watch (or updates the one for the same target) and probes it once now.
-SPEC is a cron spec or @every DURATION (default "@every 6h").
+SPEC is a cron spec or @every DURATION (default "@every 6h"). The watch keeps
+how it must be probed: the roots of --ca-file (by content), the client
+certificate's name and files, SNI, IP and timeout, so 'tlswatch serve'
+probes it the same way without those flags.
 
 Examples:
   tlswatch watch add mcp.example.com
   tlswatch watch add https://mcp.example.com/mcp --schedule "@every 1h" --thresholds 21,7,1
+  tlswatch watch add internal.example.net --ca-file /etc/ssl/private-root.pem
 `,
 	"watch ls": `usage: tlswatch watch ls [--json]
 
@@ -66,8 +72,8 @@ Removes a watch by its id (w_...) or by its target.
 `,
 	"expiring": `usage: tlswatch expiring [--within DAYS] [--json]
 
-Lists watches whose certificate expires within DAYS (default 30), already
-expired, or down; soonest first. --json prints {"within_days": N, "watches": [...]},
+Lists watches whose certificate expires within DAYS (default 30; 0 lists
+only those at or past expiry), already expired, or down; soonest first. --json prints {"within_days": N, "watches": [...]},
 the same as the list_expiring tool.
 `,
 	"scan": `usage: tlswatch scan FILE|- [--concurrency N] [--timeout DURATION] [--json]
@@ -88,7 +94,7 @@ func mainUsage() string {
 	var b strings.Builder
 	b.WriteString(usageText["tlswatch"])
 	b.WriteString("\ntlswatch diagnoses and watches the TLS health of servers, first of all\nremote MCP servers over HTTPS.\n\nCommands:\n")
-	for _, cmd := range commands {
+	for _, cmd := range commands() {
 		fmt.Fprintf(&b, "  %-9s %s\n", cmd.name, cmd.summary)
 	}
 	b.WriteString("\nShared flags (before or after the command):\n")
@@ -145,7 +151,7 @@ func runHelp(ctx context.Context, c *cli, args []string) (int, error) {
 		fmt.Fprint(c.stdout, mainUsage())
 		return exitOK, nil
 	}
-	for _, cmd := range commands {
+	for _, cmd := range commands() {
 		if cmd.name == args[0] && cmd.name != "help" {
 			return cmd.run(ctx, c, append(append([]string(nil), args[1:]...), "-h"))
 		}

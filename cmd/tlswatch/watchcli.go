@@ -12,24 +12,19 @@ import (
 
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
+	"github.com/tlswatch/tlswatch/watch/owner"
 )
 
 // withWatches opens the watch service on the configured database, runs fn
 // and closes it. The CLI never runs the scheduler: a `tlswatch serve` does.
-func (c *cli) withWatches(ctx context.Context, fn func(watch.Service) error) error {
-	cfg, err := c.config(true)
+func (c *cli) withWatches(ctx context.Context, cfg Config, fn func(watch.Service) error) error {
+	pr, err := prober(cfg)
 	if err != nil {
 		return err
 	}
-	opts, err := probeOptions(cfg)
-	if err != nil {
-		return err
-	}
-	m, err := watch.Open(ctx, watch.Config{
-		DBPath:      cfg.DBPath,
-		Probe:       probeWith(opts),
-		MinInterval: cfg.MinInterval,
-		NoScheduler: true,
+	m, err := owner.Open(ctx, owner.Config{
+		DBPath: cfg.DBPath,
+		Engine: watch.Config{Prober: pr, MinInterval: cfg.MinInterval, NoScheduler: true},
 	})
 	if err != nil {
 		return fmt.Errorf("--db %s: %w", cfg.DBPath, err)
@@ -38,23 +33,10 @@ func (c *cli) withWatches(ctx context.Context, fn func(watch.Service) error) err
 	return flagNames(fn(m))
 }
 
-// probeWith adapts probe.Run to the watcher, adding the trust store.
-func probeWith(base probe.Options) watch.ProbeFunc {
-	return func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error) {
-		opts.Roots, opts.CustomRoots, opts.Cache = base.Roots, base.CustomRoots, base.Cache
-		return probe.Run(ctx, t, opts)
-	}
-}
-
-// watchesJSON and expiringJSON are the shapes of the list_watches and
-// list_expiring tools.
+// watchesJSON is the shape of the list_watches tool (list_expiring's is
+// watch.ExpiringList).
 type watchesJSON struct {
 	Watches []watch.Watch `json:"watches"`
-}
-
-type expiringJSON struct {
-	WithinDays int           `json:"within_days"`
-	Watches    []watch.Watch `json:"watches"`
 }
 
 func runWatch(ctx context.Context, c *cli, args []string) (int, error) {
@@ -80,22 +62,29 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 	tf := addTargetFlags(fs)
 	schedule := fs.String("schedule", "", "cron spec or @every `spec` (default \"@every 6h\")")
 	thresholds := fs.String("thresholds", "", "expiry stages in `days`, comma-separated (default 30,14,7,1)")
+	mcpLevel := fs.Bool("mcp", false, "also watch the MCP protocol level of the endpoint (an https URL of an MCP server)")
+	var clientCerts stringList
+	fs.Var(&clientCerts, "client-cert", "present this mTLS client certificate on every probe of the watch: `NAME=CERT,KEY` (PEM files; the watch keeps the name and the paths)")
 	asJSON := fs.Bool("json", false, "print the watch as JSON")
 	raw, err := c.parse(fs, args, "target: missing (usage: tlswatch watch add TARGET)")
 	if err != nil {
 		return exitUnknown, err
 	}
-	t, err := tf.target(raw)
+	cfg, err := c.config(true)
 	if err != nil {
 		return exitUnknown, err
 	}
-	days, err := parseThresholds(*thresholds)
+	if len(clientCerts) > 1 {
+		return exitUnknown, errors.New("--client-cert: a watch presents one client certificate; give the flag once")
+	}
+	cfg.ClientCerts = clientCerts
+	spec, err := watchSpec(cfg, tf, raw, *schedule, *thresholds, *mcpLevel)
 	if err != nil {
 		return exitUnknown, err
 	}
 	var w watch.Watch
-	err = c.withWatches(ctx, func(svc watch.Service) (err error) {
-		w, err = svc.Add(ctx, watch.Spec{Target: t, Schedule: *schedule, Thresholds: days})
+	err = c.withWatches(ctx, cfg, func(svc watch.Service) (err error) {
+		w, err = svc.Add(ctx, spec)
 		return err
 	})
 	if err != nil {
@@ -111,6 +100,37 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 		fmt.Fprintf(c.stdout, "first probe: %s  %s\n", pal.status(r.Status), verdict(*r))
 	}
 	return exitOK, nil
+}
+
+// watchSpec is what `watch add` asks the watch service for: the flags as
+// given (package watch validates them), the --ca-file roots by content and
+// the --client-cert name with its files, so that whichever process probes
+// the watch trusts and presents the same.
+func watchSpec(cfg Config, tf *targetFlags, target, schedule, thresholds string, mcpLevel bool) (watch.Spec, error) {
+	timeoutMS, err := timeoutMillis(tf.timeout)
+	if err != nil {
+		return watch.Spec{}, err
+	}
+	days, err := parseThresholds(thresholds)
+	if err != nil {
+		return watch.Spec{}, err
+	}
+	// Load them as a probe would: a bad file is an error now, not at the
+	// first scheduled probe.
+	_, certs, err := probeSetup(cfg)
+	if err != nil {
+		return watch.Spec{}, err
+	}
+	roots, err := caPEM(cfg.CAFiles)
+	if err != nil {
+		return watch.Spec{}, err
+	}
+	spec := watch.Spec{Target: target, IP: tf.ip, SNI: tf.sni, TimeoutMS: timeoutMS, Schedule: schedule,
+		Thresholds: days, CAPEM: roots, MCP: mcpLevel}
+	for _, cc := range certs {
+		spec.ClientCert, spec.ClientCertFile, spec.ClientKeyFile = cc.Name, cc.CertFile, cc.KeyFile
+	}
+	return spec, flagNames(watch.CheckSpec(spec))
 }
 
 // parseThresholds parses "30,14,7,1"; range checks are the watcher's.
@@ -143,8 +163,12 @@ func runWatchList(ctx context.Context, c *cli, args []string) (int, error) {
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
+	cfg, err := c.config(true)
+	if err != nil {
+		return exitUnknown, err
+	}
 	ws := []watch.Watch{}
-	err := c.withWatches(ctx, func(svc watch.Service) error {
+	err = c.withWatches(ctx, cfg, func(svc watch.Service) error {
 		l, err := svc.List(ctx)
 		ws = append(ws, l...)
 		return err
@@ -170,8 +194,12 @@ func runWatchRemove(ctx context.Context, c *cli, args []string) (int, error) {
 	if err != nil {
 		return exitUnknown, err
 	}
+	cfg, err := c.config(true)
+	if err != nil {
+		return exitUnknown, err
+	}
 	var w watch.Watch
-	err = c.withWatches(ctx, func(svc watch.Service) (err error) {
+	err = c.withWatches(ctx, cfg, func(svc watch.Service) (err error) {
 		// An id first; a target when no watch has that id.
 		if w, err = svc.Remove(ctx, arg, ""); errors.Is(err, watch.ErrNotFound) {
 			w, err = svc.Remove(ctx, "", arg)
@@ -193,35 +221,45 @@ func runWatchRemove(ctx context.Context, c *cli, args []string) (int, error) {
 
 func runExpiring(ctx context.Context, c *cli, args []string) (int, error) {
 	fs := newFlagSet("expiring", c)
-	within := fs.String("within", "30", "list certificates expiring within `days`")
+	within := fs.String("within", "", "list certificates expiring within `days` (default 30; 0: only those at or past expiry)")
 	asJSON := fs.Bool("json", false, `print {"within_days": N, "watches": [...]} as the list_expiring tool does`)
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
-	days, err := strconv.Atoi(*within)
+	var days *int // nil: the watch service's default
+	if *within != "" {
+		n, err := strconv.Atoi(*within)
+		if err != nil {
+			return exitUnknown, fmt.Errorf("--within: %q is not a whole number of days", *within)
+		}
+		days = &n
+	}
+	if _, err := watch.ExpiringDays(days); err != nil {
+		return exitUnknown, flagNames(err)
+	}
+	cfg, err := c.config(true)
 	if err != nil {
-		return exitUnknown, fmt.Errorf("--within: %q is not a whole number of days", *within)
+		return exitUnknown, err
 	}
-	if days < 0 {
-		return exitUnknown, fmt.Errorf("--within: %d is negative", days)
-	}
-	ws := []watch.Watch{}
-	err = c.withWatches(ctx, func(svc watch.Service) error {
-		l, err := svc.Expiring(ctx, days)
-		ws = append(ws, l...)
+	l := watch.ExpiringList{Watches: []watch.Watch{}}
+	err = c.withWatches(ctx, cfg, func(svc watch.Service) (err error) {
+		l, err = svc.Expiring(ctx, days)
 		return err
 	})
 	if err != nil {
 		return exitUnknown, err
 	}
-	if *asJSON {
-		return exitOK, writeJSON(c.stdout, expiringJSON{WithinDays: days, Watches: ws})
+	if l.Watches == nil {
+		l.Watches = []watch.Watch{}
 	}
-	if len(ws) == 0 {
-		fmt.Fprintf(c.stdout, "nothing expires within %d days, and no watch is down\n", days)
+	if *asJSON {
+		return exitOK, writeJSON(c.stdout, l)
+	}
+	if len(l.Watches) == 0 {
+		fmt.Fprintf(c.stdout, "nothing expires within %d days, and no watch is down\n", l.WithinDays)
 		return exitOK, nil
 	}
-	writeWatchTable(c.stdout, ws, colorFor(c.stdout), time.Now())
+	writeWatchTable(c.stdout, l.Watches, colorFor(c.stdout), time.Now())
 	return exitOK, nil
 }
 

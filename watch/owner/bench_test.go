@@ -1,4 +1,4 @@
-package watch
+package owner
 
 import (
 	"context"
@@ -15,22 +15,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlswatch/tlswatch/internal/testlab"
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
+	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
-// Benchmarks at the scale of issue 7: 100,000 watches in one database.
+// Benchmarks at the scale of 100,000 watches in one database.
 //
-//	go test -run '^$' -bench . -benchtime 10x -count 5 ./watch/ | tee new.txt
+//	go test -run '^$' -bench . -benchtime 10x -count 5 ./watch/owner/ | tee new.txt
 //	benchstat new.txt
 //
 // The database is built once per process (about 10 s) with one realistic
-// Report per watch (taken from a real probe of a loopback server). 1% of the
-// watches expire within 30 days and 0.2% are down, so Expiring(30) returns
-// about 1,200 watches, each with its last Report.
+// Report per watch (watchtest.FillDatabase). 1% of the watches expire
+// within 30 days and 0.2% are down, so Expiring(30) returns about 1,200
+// watches, each with its last Report.
 
 const benchWatches = 100_000
+
+var days30 = 30
 
 var (
 	benchOnce sync.Once
@@ -39,73 +41,20 @@ var (
 	benchDir  string
 )
 
-func benchReport(b *testing.B) probe.Report {
-	p := testlab.NewPKI(b)
-	srv := serveLab(b, leafIn(p, 90*24*time.Hour))
-	rep, err := realProbe(p, nil)(context.Background(), srv.target(5*time.Second), probe.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return rep
-}
-
 func benchDatabase(b *testing.B) string {
 	benchOnce.Do(func() {
-		rep := benchReport(b)
+		rep := watchtest.SeedReport(b)
 		benchDir, benchErr = os.MkdirTemp("", "tlswatch-bench-")
 		if benchErr != nil {
 			return
 		}
 		benchDB = filepath.Join(benchDir, "bench.db")
-		benchErr = fillDatabase(benchDB, benchWatches, rep)
+		benchErr = watchtest.FillDatabase(benchDB, benchWatches, rep)
 	})
 	if benchErr != nil {
 		b.Fatal(benchErr)
 	}
 	return benchDB
-}
-
-func fillDatabase(path string, n int, rep probe.Report) error {
-	db, err := store.Open(path, store.Options{})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	now := time.Now()
-	scheds := []string{"@every 6h", "@every 1h", "0 * * * *", "@every 30m"}
-	const batch = 2000
-	for i := 0; i < n; i += batch {
-		ups := make([]store.Update, 0, batch)
-		for j := i; j < i+batch && j < n; j++ {
-			days := 31 + j%360 // 31..390 days out
-			state := StateUp
-			switch {
-			case j%100 == 7:
-				days = j % 30 // 1%: within 30 days
-			case j%500 == 11:
-				state = StateDown // 0.2%: down
-			}
-			notAfter := now.Add(time.Duration(days)*24*time.Hour + time.Hour)
-			r := rep
-			r.Target.Host = fmt.Sprintf("host%06d.example.com", j)
-			r.CheckedAt = now.Add(-time.Duration(j%3600) * time.Second)
-			leaf := *r.Leaf
-			leaf.NotAfter = notAfter
-			leaf.DaysRemaining = days
-			leaf.SHA256 = fmt.Sprintf("%064x", j)
-			r.Leaf = &leaf
-			id := fmt.Sprintf("w_%016x", uint64(j)*0x9e3779b97f4a7c15)
-			rec := store.Record{ID: id, Target: r.Target, Schedule: scheds[j%len(scheds)],
-				Thresholds: DefaultThresholds, FailureThreshold: 3, CreatedAt: now, UpdatedAt: now,
-				State: state, LastCheckedAt: r.CheckedAt, LastStatus: string(r.Status),
-				NotAfter: notAfter, Fingerprint: leaf.SHA256}
-			ups = append(ups, store.Update{Record: rec, Create: true, Report: &r})
-		}
-		if _, err := db.Apply(ups); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func noProbe(ctx context.Context, t probe.Target, o probe.Options) (probe.Report, error) {
@@ -134,7 +83,7 @@ func rssBytes() int64 {
 func BenchmarkOpen100k(b *testing.B) {
 	path := benchDatabase(b)
 	cfg := testConfig(path, noProbe)
-	cfg.StartupSpread = time.Hour // no overdue probes inside the benchmark
+	cfg.Engine.StartupSpread = time.Hour // no overdue probes inside the benchmark
 	var heap int64
 	for b.Loop() {
 		m, err := Open(context.Background(), cfg)
@@ -157,7 +106,7 @@ func BenchmarkOpen100k(b *testing.B) {
 
 func benchManager(b *testing.B) *Manager {
 	cfg := testConfig(benchDatabase(b), noProbe)
-	cfg.NoScheduler = true
+	cfg.Engine.NoScheduler = true
 	m, err := Open(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -173,17 +122,17 @@ func BenchmarkExpiring30(b *testing.B) {
 	// The first call after start reads the Reports from bbolt and caches
 	// them; report it apart from the steady state.
 	start := time.Now()
-	if _, err := m.Expiring(ctx, 30); err != nil {
+	if _, err := m.Expiring(ctx, &days30); err != nil {
 		b.Fatal(err)
 	}
 	first := time.Since(start)
 	n := 0
 	for b.Loop() {
-		ws, err := m.Expiring(ctx, 30)
+		ws, err := m.Expiring(ctx, &days30)
 		if err != nil {
 			b.Fatal(err)
 		}
-		n = len(ws)
+		n = len(ws.Watches)
 	}
 	b.ReportMetric(float64(n), "watches")
 	b.ReportMetric(float64(first.Microseconds())/1000, "first-call-ms")
@@ -204,7 +153,7 @@ func BenchmarkExpiring30Follower(b *testing.B) {
 	_ = m
 	ctx := context.Background()
 	for b.Loop() {
-		if _, err := f.Expiring(ctx, 30); err != nil {
+		if _, err := f.Expiring(ctx, &days30); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -222,7 +171,7 @@ func cpuTime() time.Duration {
 // cpu-%core is the share of one core that rate costs.
 func BenchmarkHistoryWrite100kPerHour(b *testing.B) {
 	path := benchDatabase(b)
-	rep := benchReport(b)
+	rep := watchtest.SeedReport(b)
 	db, err := store.Open(path, store.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -294,7 +243,7 @@ func BenchmarkIdleRSS100k(b *testing.B) {
 // rssChild is the child of BenchmarkIdleRSS100k.
 func rssChild(say func(string, ...any)) int {
 	cfg := testConfig(os.Getenv("TLSWATCH_TEST_DB"), noProbe)
-	cfg.StartupSpread = time.Hour
+	cfg.Engine.StartupSpread = time.Hour
 	if os.Getenv("TLSWATCH_TEST_SMAPS") != "" {
 		db, err := store.Open(cfg.DBPath, store.Options{})
 		if err != nil {
@@ -333,7 +282,7 @@ func rssChild(say func(string, ...any)) int {
 }
 
 // list_watches over 100,000 watches: every record and last Report decoded.
-// For scale only; it is not a goal of issue 7.
+// For scale only; no target is set for it.
 func BenchmarkList100k(b *testing.B) {
 	m := benchManager(b)
 	ctx := context.Background()

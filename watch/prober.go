@@ -1,0 +1,267 @@
+package watch
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/tlswatch/tlswatch/netpolicy"
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
+)
+
+// ProbeFunc runs one probe. It has the signature of probe.Run, which is the
+// default; tests may pass a fake. An error means nothing could be attempted
+// (the target is invalid); every server-side failure is a Report with
+// status down.
+type ProbeFunc func(ctx context.Context, t probe.Target, opts probe.Options) (probe.Report, error)
+
+// ClientCert is one of the operator's client certificates (mTLS) with the
+// files it was loaded from, so that a watch can name them for another
+// process.
+type ClientCert struct {
+	Name     string
+	CertFile string // absolute
+	KeyFile  string // absolute
+	Pair     tls.Certificate
+}
+
+// LoadClientCerts loads --client-cert NAME=CERT,KEY specs (probe checks the
+// form and loads the pair); errors are *probe.FieldError on "client-cert".
+func LoadClientCerts(specs []string) (map[string]ClientCert, error) {
+	out := make(map[string]ClientCert, len(specs))
+	for _, spec := range specs {
+		pairs, err := probe.LoadClientCerts([]string{spec})
+		if err != nil {
+			return nil, err
+		}
+		name, files, _ := strings.Cut(spec, "=")
+		certFile, keyFile, _ := strings.Cut(files, ",")
+		if _, dup := out[name]; dup {
+			return nil, &probe.FieldError{Field: "client-cert", Reason: fmt.Sprintf("name %q given twice", name)}
+		}
+		c := ClientCert{Name: name, CertFile: absPath(certFile), KeyFile: absPath(keyFile), Pair: pairs[name]}
+		out[name] = c
+	}
+	return out, nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// Prober is the one builder of a watch's probe: this process's base options
+// (its trust store, outbound policy and client certificates) plus the
+// configuration the watch carries (extra roots, client certificate, the
+// creating process's outbound policy, SNI, IP, timeout, STARTTLS, path).
+// Every process that probes a watch goes through it, so a watch is probed
+// the same way whichever process owns it. Safe for concurrent use; the zero
+// value probes with the system roots and the default policy.
+type Prober struct {
+	// Base are this process's options; Roots nil means the system roots.
+	Base probe.Options
+	// ClientCerts are this process's client certificates by name.
+	ClientCerts map[string]ClientCert
+	// Probe runs the probe. Default probe.Run.
+	Probe ProbeFunc
+	// Logger receives what a probe had to do without. Default: discard.
+	Logger *slog.Logger
+
+	mu       sync.Mutex
+	pools    map[string]*x509.CertPool
+	policies map[string]*netpolicy.Policy
+	files    map[string]loadedCert
+}
+
+type loadedCert struct {
+	certMod, keyMod time.Time
+	pair            tls.Certificate
+}
+
+// cacheMax bounds each cache of the Prober (distinct root sets, policies,
+// client certificate files); past it the cache starts over.
+const cacheMax = 256
+
+// Run probes one watch at now.
+func (p *Prober) Run(ctx context.Context, rec *store.Record, now time.Time) (probe.Report, error) {
+	t, o := p.Options(rec, now)
+	run := p.Probe
+	if run == nil {
+		run = probe.Run
+	}
+	return run(ctx, t, o)
+}
+
+// Options builds the target and options of one probe of rec at now.
+//
+// Trust: the base roots plus the watch's own. Policy: a dial must pass both
+// the base policy and the one stored with the watch. Client certificate:
+// the watch's files when it has them, else this process's certificate of
+// that name, else none (logged; the server's refusal then shows in the
+// Report rather than the watch going silent).
+func (p *Prober) Options(rec *store.Record, now time.Time) (probe.Target, probe.Options) {
+	o := p.Base
+	o.Now = now
+	o.Thresholds = slices.Clone(rec.Thresholds)
+	if len(rec.Roots) > 0 {
+		o.Roots = p.pool(rec.Roots)
+	}
+	if pol := p.policy(rec.Policy); pol != nil {
+		base := o.Control
+		o.Control = func(network, address string, c syscall.RawConn) error {
+			if err := pol.Control(network, address, c); err != nil {
+				return err
+			}
+			if base != nil {
+				return base(network, address, c)
+			}
+			return nil
+		}
+	}
+	if rec.ClientCert != "" {
+		o.ClientCertName = rec.ClientCert
+		o.ClientCert = p.clientCert(rec)
+	}
+	t := probe.Target{Host: rec.Target.Host, Port: rec.Target.Port, SNI: rec.Target.SNI, IP: rec.Target.IP,
+		Path: rec.Path, Scheme: rec.Scheme, Timeout: timeoutOf(rec)}
+	return t, o
+}
+
+// timeoutOf is the whole-probe deadline of a watch.
+func timeoutOf(rec *store.Record) time.Duration {
+	timeout := time.Duration(rec.TimeoutMS) * time.Millisecond
+	if timeout <= 0 || timeout > probe.MaxTimeout {
+		timeout = probe.DefaultTimeout
+	}
+	return timeout
+}
+
+func (p *Prober) logger() *slog.Logger {
+	if p.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Logger
+}
+
+// pool is the base roots plus roots, built once per distinct set.
+func (p *Prober) pool(roots [][]byte) *x509.CertPool {
+	h := sha256.New()
+	for _, r := range roots {
+		h.Write(r)
+	}
+	key := string(h.Sum(nil))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pool, ok := p.pools[key]; ok {
+		return pool
+	}
+	base := p.Base.Roots
+	if base == nil {
+		base, _ = probe.SystemRoots()
+	}
+	pool := base.Clone()
+	for _, der := range roots {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			pool.AddCert(c)
+		}
+	}
+	if p.pools == nil || len(p.pools) >= cacheMax {
+		p.pools = make(map[string]*x509.CertPool)
+	}
+	p.pools[key] = pool
+	return pool
+}
+
+// policy compiles a stored policy; nil when it adds nothing to the default
+// every probe applies.
+func (p *Prober) policy(c netpolicy.Config) *netpolicy.Policy {
+	if !c.DenyPrivate && len(c.AllowCIDRs) == 0 && len(c.DenyCIDRs) == 0 {
+		return nil
+	}
+	key := fmt.Sprint(c.DenyPrivate, c.AllowCIDRs, c.DenyCIDRs)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pol, ok := p.policies[key]; ok {
+		return pol
+	}
+	pol, err := netpolicy.New(c)
+	if err != nil {
+		// Validated when the watch was added: only a hand-edited file gets
+		// here. Refuse everything rather than dial without the policy.
+		p.logger().Error("watch: stored outbound policy does not compile; probing refused", "err", err)
+		pol, _ = netpolicy.New(netpolicy.Config{DenyCIDRs: []string{"0.0.0.0/0", "::/0"}})
+	}
+	if p.policies == nil || len(p.policies) >= cacheMax {
+		p.policies = make(map[string]*netpolicy.Policy)
+	}
+	p.policies[key] = pol
+	return pol
+}
+
+// clientCert resolves the watch's client certificate (see Options).
+func (p *Prober) clientCert(rec *store.Record) *tls.Certificate {
+	if rec.ClientCertFile != "" {
+		pair, err := p.loadFiles(rec.ClientCertFile, rec.ClientKeyFile)
+		if err == nil {
+			return pair
+		}
+		p.logger().Warn("watch: cannot load the watch's client certificate; trying this process's of that name",
+			"client_cert", rec.ClientCert, "err", err)
+	}
+	if c, ok := p.ClientCerts[rec.ClientCert]; ok {
+		pair := c.Pair
+		return &pair
+	}
+	p.logger().Warn("watch names a client certificate this process cannot load; probing without it",
+		"client_cert", rec.ClientCert, "target", rec.Target.Host)
+	return nil
+}
+
+// loadFiles loads a certificate and key pair, again only when a file
+// changed (a renewed client certificate is picked up at the next probe).
+func (p *Prober) loadFiles(certFile, keyFile string) (*tls.Certificate, error) {
+	ci, err := os.Stat(certFile)
+	if err != nil {
+		return nil, err
+	}
+	ki, err := os.Stat(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	key := certFile + "\x00" + keyFile
+	p.mu.Lock()
+	lc, ok := p.files[key]
+	p.mu.Unlock()
+	if ok && lc.certMod.Equal(ci.ModTime()) && lc.keyMod.Equal(ki.ModTime()) {
+		return &lc.pair, nil
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if pair.Leaf == nil {
+		if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	p.mu.Lock()
+	if p.files == nil || len(p.files) >= cacheMax {
+		p.files = make(map[string]loadedCert)
+	}
+	p.files[key] = loadedCert{certMod: ci.ModTime(), keyMod: ki.ModTime(), pair: pair}
+	p.mu.Unlock()
+	return &pair, nil
+}

@@ -1,0 +1,502 @@
+package watch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
+)
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return "w_" + hex.EncodeToString(b[:])
+}
+
+// Add creates or updates a watch and probes it once now (see Service).
+func (e *Engine) Add(ctx context.Context, spec Spec) (Watch, error) {
+	c, err := validate(spec)
+	if err != nil {
+		return Watch{}, err
+	}
+	ident := c.target.Identity()
+	l := &e.addLock[idHash(ident)%uint64(len(e.addLock))]
+	l.Lock()
+	defer l.Unlock()
+
+	// The record as it will be, before the probe (which uses its config).
+	now := e.clock.Now()
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return Watch{}, ErrClosed
+	}
+	rec := store.Record{ID: newID(), CreatedAt: now, State: StatePending}
+	if en, ok := e.entries[e.byIdent[ident]]; ok {
+		rec = en.rec
+	}
+	e.mu.Unlock()
+	c.apply(&rec)
+	rec.UpdatedAt = now
+
+	rep, err := e.probe(ctx, rec)
+	if err != nil {
+		return Watch{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		// The caller gave up mid-probe; its timeout is not the server's.
+		return Watch{}, fmt.Errorf("watch: add %s: %w", targetName(rec.Target), err)
+	}
+	done := make(chan error, 1)
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return Watch{}, ErrClosed
+	}
+	en, exists := e.entries[e.byIdent[ident]]
+	if exists {
+		// Keep state (failures, fingerprint, fired stages) from memory, take
+		// the new configuration.
+		c.apply(&en.rec)
+		en.rec.UpdatedAt = now
+		en.sched = c.sched
+	} else {
+		en = &entry{rec: rec, sched: c.sched, hash: idHash(rec.ID)}
+		e.entries[rec.ID] = en
+		e.byIdent[ident] = rec.ID
+	}
+	w := e.applyLocked(en, &rep, true, !exists, done)
+	e.reschedule(en, e.clock.Now())
+	e.mu.Unlock()
+
+	select {
+	case err := <-done:
+		if err != nil {
+			if !exists {
+				// Not on disk: do not keep probing a watch that a restart
+				// would not know.
+				e.mu.Lock()
+				if e.entries[w.ID] == en {
+					e.dropLocked(w.ID)
+				}
+				e.mu.Unlock()
+			}
+			return Watch{}, fmt.Errorf("watch: add %s: %w", targetName(rec.Target), err)
+		}
+	case <-ctx.Done():
+		// The write is queued and will commit; the caller just stops waiting.
+		return Watch{}, fmt.Errorf("watch: add %s: %w", targetName(rec.Target), ctx.Err())
+	}
+	return w, nil
+}
+
+// applyLocked runs the state machine on a report and queues the write that
+// persists it; create allows the record to be new, added marks a watch Add
+// creates, done (if set) receives the commit's error. It returns the watch
+// as written, with its own copy of the Report. Caller holds e.mu (and has
+// checked e.closed).
+func (e *Engine) applyLocked(en *entry, rep *probe.Report, create, added bool, done chan error) Watch {
+	now := e.clock.Now()
+	out := evaluate(en.rec, rep, now, func(fp string) (store.Alert, bool) {
+		if a, ok := en.alerts[fp]; ok {
+			return a, true
+		}
+		a, ok, err := e.st.Alert(en.rec.ID, fp)
+		if err != nil {
+			e.log.Error("watch: read alert state", "id", en.rec.ID, "err", err)
+		}
+		return a, ok
+	})
+	out.rec.ProbedBy = e.cfg.Node
+	en.rec = out.rec
+	en.last = nil
+	if cacheable(&out.rec, now) {
+		en.last = rep
+	}
+	if out.alert != nil {
+		if en.alerts == nil {
+			en.alerts = make(map[string]store.Alert, 1)
+		}
+		en.alerts[out.alert.Fingerprint] = *out.alert
+	}
+	events := out.events
+	if added {
+		events = append([]Event{{Kind: EventWatchAdded, Level: LevelInfo,
+			Message: fmt.Sprintf("watching %s as %s (%s)", targetName(out.rec.Target), out.rec.ID, out.rec.Schedule)}}, events...)
+	}
+	// The writer encodes rep, the cache keeps it, subscribers and the
+	// caller each get a copy of their own.
+	var change *Change
+	if len(events) > 0 {
+		c := *rep
+		change = &Change{Watch: toWatch(out.rec, &c), Events: events}
+	}
+	op := &writeOp{
+		up: store.Update{Record: out.rec, Create: create, Report: rep, Transition: out.transition, Alert: out.alert,
+			Feed: feedEntries(change, now)},
+		done:   done,
+		urgent: done != nil || change != nil,
+		change: change,
+	}
+	// The op enters the writer's queue while e.mu is still held, so writes
+	// of one watch commit in the order its state changed.
+	e.writes <- op
+	ret := *rep
+	return toWatch(out.rec, &ret)
+}
+
+// feedEntries are the alert feed entries of a Change.
+func feedEntries(c *Change, at time.Time) []store.FeedEntry {
+	if c == nil {
+		return nil
+	}
+	w := &c.Watch
+	out := make([]store.FeedEntry, len(c.Events))
+	for i, ev := range c.Events {
+		out[i] = store.FeedEntry{Time: at.UTC(), Kind: ev.Kind, Level: ev.Level, Message: ev.Message,
+			WatchID: w.ID, Target: targetName(w.Target), State: w.State, Subject: w.CreatedBy}
+		if r := w.LastReport; r != nil {
+			out[i].Status, out[i].Stage = string(r.Status), string(r.ExpiryStage)
+		}
+	}
+	return out
+}
+
+// Remove deletes a watch by id, or by target string when id is empty.
+func (e *Engine) Remove(_ context.Context, id, target string) (Watch, error) {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return Watch{}, ErrClosed
+	}
+	var err error
+	switch {
+	case id != "" && target != "":
+		err = &probe.FieldError{Field: "id", Reason: "give id or target, not both"}
+	case id == "":
+		id, err = e.findTargetLocked(target)
+	}
+	if err != nil {
+		e.mu.Unlock()
+		return Watch{}, err
+	}
+	e.dropLocked(id)
+	e.mu.Unlock()
+	v, err := e.st.Get(id)
+	if err != nil {
+		return Watch{}, notFound(id, err)
+	}
+	w := toWatch(v.Record, v.LastReport)
+	ev := Event{Kind: EventWatchRemoved, Level: LevelInfo, Message: fmt.Sprintf("stopped watching %s (%s)", targetName(w.Target), w.ID)}
+	change := Change{Watch: toWatch(v.Record, copyReport(v.LastReport)), Events: []Event{ev}}
+	if _, err := e.st.Delete(id, feedEntries(&change, e.clock.Now())...); err != nil {
+		return Watch{}, notFound(id, err)
+	}
+	e.hub.Publish(change)
+	return w, nil
+}
+
+func copyReport(r *probe.Report) *probe.Report {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	return &c
+}
+
+func notFound(id string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("id %q: %w", id, ErrNotFound)
+	}
+	return err
+}
+
+// findTargetLocked resolves a target string to a watch id: host and port
+// must match; among several watches of one host:port (different ip or sni)
+// the one without ip and sni wins, else the choice is ambiguous.
+func (e *Engine) findTargetLocked(target string) (string, error) {
+	if _, err := required("target", target); err != nil {
+		return "", &probe.FieldError{Field: "id", Reason: "required: give an id or a target"}
+	}
+	r, err := targetRecord(target, "", "", 0)
+	if err != nil {
+		return "", err
+	}
+	if id, ok := e.byIdent[r.Identity()]; ok {
+		return id, nil
+	}
+	var cands []string
+	for _, en := range e.entries {
+		if en.rec.Target.Host == r.Target.Host && en.rec.Target.Port == r.Target.Port && en.rec.Scheme == r.Scheme {
+			cands = append(cands, en.rec.ID)
+		}
+	}
+	switch len(cands) {
+	case 0:
+		return "", fmt.Errorf("target %q: %w", target, ErrNotFound)
+	case 1:
+		return cands[0], nil
+	}
+	return "", &probe.FieldError{Field: "target", Reason: fmt.Sprintf("%q matches %d watches (different ip or sni); remove by id", target, len(cands))}
+}
+
+// Get returns one watch with its latest Report.
+func (e *Engine) Get(_ context.Context, id string) (Watch, error) {
+	if err := e.open(); err != nil {
+		return Watch{}, err
+	}
+	id, err := required("id", id)
+	if err != nil {
+		return Watch{}, err
+	}
+	v, err := e.st.Get(id)
+	if err != nil {
+		return Watch{}, notFound(id, err)
+	}
+	return toWatch(v.Record, v.LastReport), nil
+}
+
+// open returns ErrClosed once the engine is closed.
+func (e *Engine) open() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// List returns all watches (id order) with their latest Report.
+func (e *Engine) List(context.Context) ([]Watch, error) {
+	if err := e.open(); err != nil {
+		return nil, err
+	}
+	vs, err := e.st.List()
+	if err != nil {
+		return nil, err
+	}
+	if len(vs) > 1000 {
+		e.releaseMemory() // a full read touched the whole file
+	}
+	out := make([]Watch, len(vs))
+	for i, v := range vs {
+		out[i] = toWatch(v.Record, v.LastReport)
+	}
+	return out, nil
+}
+
+// Expiring answers list_expiring (see Service).
+func (e *Engine) Expiring(_ context.Context, withinDays *int) (ExpiringList, error) {
+	days, err := ExpiringDays(withinDays)
+	if err != nil {
+		return ExpiringList{}, err
+	}
+	if err := e.open(); err != nil {
+		return ExpiringList{}, err
+	}
+	ws, err := e.expiring(days)
+	if err != nil {
+		return ExpiringList{}, err
+	}
+	return ExpiringList{WithinDays: days, Watches: ws}, nil
+}
+
+// cacheWindow: watches whose certificate expires within it, or that are
+// not healthy, keep their last Report in memory (see entry.last).
+const cacheWindow = 90 * 24 * time.Hour
+
+func cacheable(r *store.Record, now time.Time) bool {
+	return r.State == StateDown || r.LastStatus != string(probe.StatusOK) ||
+		(!r.NotAfter.IsZero() && r.NotAfter.Before(now.Add(cacheWindow)))
+}
+
+type expiringHit struct {
+	w        Watch
+	notAfter time.Time
+}
+
+// expiring: the ids come from the store's expiry index (no scan), the
+// records from memory and the Reports from the cache, falling back to the
+// store for what is not cached. Soonest not_after first; down watches that
+// never presented a certificate come last.
+func (e *Engine) expiring(withinDays int) ([]Watch, error) {
+	now := e.clock.Now()
+	// days_remaining (rounded down) <= withinDays  <=>  not_after < now + (withinDays+1) days.
+	until := now.Add(time.Duration(withinDays+1) * 24 * time.Hour)
+	ids, err := e.st.ExpiringIDs(until)
+	if err != nil {
+		return nil, err
+	}
+	hits, missing := e.expiringCached(ids, until)
+	for _, en := range missing {
+		h, ok, err := e.expiringFromStore(en, now)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			hits = append(hits, h)
+		}
+	}
+	sort.Slice(hits, func(i, j int) bool {
+		a, b := hits[i].notAfter, hits[j].notAfter
+		if a.IsZero() != b.IsZero() {
+			return b.IsZero() // no certificate known: last
+		}
+		if !a.Equal(b) {
+			return a.Before(b)
+		}
+		return hits[i].w.ID < hits[j].w.ID
+	})
+	out := make([]Watch, len(hits))
+	for i := range hits {
+		out[i] = hits[i].w
+	}
+	return out, nil
+}
+
+// expiringCached answers from memory what it can; missing are the entries
+// whose Report is not cached.
+func (e *Engine) expiringCached(ids []string, until time.Time) (hits []expiringHit, missing []*entry) {
+	hits = make([]expiringHit, 0, len(ids))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, id := range ids {
+		en := e.entries[id]
+		if en == nil {
+			continue
+		}
+		// The index is what is committed; memory may be up to one group
+		// commit ahead (a renewal just seen), so re-check.
+		r := &en.rec
+		if r.State != StateDown && (r.NotAfter.IsZero() || !r.NotAfter.Before(until)) {
+			continue
+		}
+		if en.last == nil || en.stale {
+			missing = append(missing, en)
+			continue
+		}
+		rep := *en.last // callers get their own Report value
+		hits = append(hits, expiringHit{toWatch(en.rec, &rep), r.NotAfter})
+	}
+	return hits, missing
+}
+
+func (e *Engine) expiringFromStore(en *entry, now time.Time) (expiringHit, bool, error) {
+	v, err := e.st.Get(en.rec.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return expiringHit{}, false, nil // removed meanwhile
+	}
+	if err != nil {
+		return expiringHit{}, false, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rec := en.rec
+	if en.stale {
+		rec = v.Record
+	}
+	// Cache only a Report that matches the record in memory (the store may
+	// lag by one group commit).
+	if v.LastReport != nil && v.LastReport.CheckedAt.Equal(rec.LastCheckedAt) && en.last == nil && !en.stale && cacheable(&rec, now) {
+		c := *v.LastReport
+		en.last = &c
+	}
+	return expiringHit{toWatch(rec, v.LastReport), rec.NotAfter}, true, nil
+}
+
+// History returns the last limit Reports of one watch, newest first.
+func (e *Engine) History(_ context.Context, id string, limitN int) ([]probe.Report, error) {
+	id, err := required("id", id)
+	if err != nil {
+		return nil, err
+	}
+	n, err := limit("limit", limitN, DefaultHistoryLimit, MaxHistoryLimit)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.open(); err != nil {
+		return nil, err
+	}
+	rs, err := e.st.History(id, n)
+	return rs, notFound(id, err)
+}
+
+// Alerts returns a page of the alert feed (see Service).
+func (e *Engine) Alerts(_ context.Context, after string, limitN int) (AlertFeed, error) {
+	cur, err := parseCursor(after)
+	if err != nil {
+		return AlertFeed{}, err
+	}
+	n, err := limit("limit", limitN, DefaultAlertsLimit, MaxAlertsLimit)
+	if err != nil {
+		return AlertFeed{}, err
+	}
+	if err := e.open(); err != nil {
+		return AlertFeed{}, err
+	}
+	p, err := e.st.Feed(cur, n)
+	if err != nil {
+		return AlertFeed{}, err
+	}
+	out := AlertFeed{Alerts: make([]AlertEntry, 0, len(p.Entries)), Next: after}
+	if after != "" && p.Oldest > cur+1 {
+		out.Missed = int(p.Oldest - cur - 1)
+	}
+	for _, fe := range p.Entries {
+		out.Alerts = append(out.Alerts, AlertEntry{ID: strconv.FormatUint(fe.Seq, 10), Time: fe.Time, Kind: fe.Kind,
+			Level: fe.Level, Message: fe.Message, WatchID: fe.WatchID, Target: fe.Target, State: fe.State,
+			Status: fe.Status, ExpiryStage: fe.Stage, Subject: fe.Subject})
+		out.Next = strconv.FormatUint(fe.Seq, 10)
+	}
+	return out, nil
+}
+
+func toWatch(r store.Record, last *probe.Report) Watch {
+	w := Watch{
+		ID:                  r.ID,
+		Target:              r.Target,
+		Schedule:            r.Schedule,
+		ThresholdsDays:      append([]int(nil), r.Thresholds...),
+		State:               r.State,
+		ConsecutiveFailures: r.ConsecutiveFailures,
+		LastReport:          last,
+		CreatedAt:           r.CreatedAt.UTC(),
+		FailureThreshold:    r.FailureThreshold,
+		TimeoutMS:           r.TimeoutMS,
+		Path:                r.Path,
+		Scheme:              r.Scheme,
+		ClientCert:          r.ClientCert,
+		CARoots:             rootInfos(r.Roots),
+		MCPLevel:            r.MCP,
+		TokenName:           r.TokenName,
+		CreatedBy:           r.CreatedBy,
+		ProbedBy:            r.ProbedBy,
+		MCP:                 r.MCPInfo,
+	}
+	if p := r.Policy; p.DenyPrivate || len(p.AllowCIDRs) > 0 || len(p.DenyCIDRs) > 0 {
+		w.OutboundPolicy = &PolicyInfo{DenyPrivate: p.DenyPrivate, AllowCIDRs: p.AllowCIDRs, DenyCIDRs: p.DenyCIDRs}
+	}
+	if w.State == "" {
+		w.State = StatePending
+	}
+	if w.Target.SNI == "" {
+		// The contract shows the SNI actually sent.
+		w.Target.SNI = r.Target.Host
+		if net.ParseIP(r.Target.Host) != nil {
+			w.Target.SNI = ""
+		}
+	}
+	if !r.LastCheckedAt.IsZero() {
+		t := r.LastCheckedAt.UTC()
+		w.LastCheckedAt = &t
+	}
+	return w
+}

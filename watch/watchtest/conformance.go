@@ -1,0 +1,320 @@
+package watchtest
+
+import (
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tlswatch/tlswatch/internal/testlab"
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/watch"
+)
+
+// Open returns a fresh, empty watch.Service whose probes are Probe's
+// answers. The service must be closed by t.Cleanup.
+type Open func(t *testing.T) watch.Service
+
+// Conformance runs the watch.Service contract against services from open:
+// defaults, idempotence, validation (a *probe.FieldError naming the field),
+// ErrNotFound, the expiring window, history, the alert feed and one Change
+// per committed write. The real service and every fake that other
+// packages' tests use must pass it.
+func Conformance(t *testing.T, open Open) {
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, watch.Service)
+	}{
+		{"AddDefaults", addDefaults},
+		{"AddIdempotent", addIdempotent},
+		{"AddCarriesConfiguration", addCarriesConfiguration},
+		{"BadInput", badInput},
+		{"GetRemove", getRemove},
+		{"Expiring", expiring},
+		{"History", history},
+		{"AlertFeed", alertFeed},
+		{"Subscribe", subscribe},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.run(t, open(t)) })
+	}
+}
+
+func ctxOf(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustAdd(t *testing.T, svc watch.Service, spec watch.Spec) watch.Watch {
+	t.Helper()
+	w, err := svc.Add(ctxOf(t), spec)
+	if err != nil {
+		t.Fatalf("Add(%+v): %v", spec, err)
+	}
+	return w
+}
+
+func addDefaults(t *testing.T, svc watch.Service) {
+	w := mustAdd(t, svc, watch.Spec{Target: "a.test"})
+	if len(w.ID) < 3 || w.ID[:2] != "w_" {
+		t.Errorf("id %q", w.ID)
+	}
+	if w.Target.Host != "a.test" || w.Target.Port != 443 || w.Target.SNI != "a.test" {
+		t.Errorf("target %+v", w.Target)
+	}
+	if w.Schedule != watch.DefaultSchedule || !slices.Equal(w.ThresholdsDays, probe.DefaultThresholds) ||
+		w.FailureThreshold != watch.DefaultFailureThreshold || w.TimeoutMS != int(probe.DefaultTimeout/time.Millisecond) {
+		t.Errorf("defaults: schedule %q thresholds %v failure threshold %d timeout %d", w.Schedule, w.ThresholdsDays, w.FailureThreshold, w.TimeoutMS)
+	}
+	if w.State != watch.StateUp || w.LastReport == nil || w.LastReport.Status != probe.StatusOK || w.LastCheckedAt == nil {
+		t.Errorf("after the first probe: state %q report %+v", w.State, w.LastReport)
+	}
+	if g, err := svc.Get(ctxOf(t), w.ID); err != nil || g.ID != w.ID || g.LastReport == nil {
+		t.Errorf("Get: %+v %v", g, err)
+	}
+}
+
+func addIdempotent(t *testing.T, svc watch.Service) {
+	a := mustAdd(t, svc, watch.Spec{Target: "a.test"})
+	b := mustAdd(t, svc, watch.Spec{Target: "https://A.test.:443/mcp", Schedule: "@every 1h", Thresholds: []int{7, 60, 7}})
+	if b.ID != a.ID || b.Schedule != "@every 1h" || !slices.Equal(b.ThresholdsDays, []int{60, 7}) || !b.CreatedAt.Equal(a.CreatedAt) {
+		t.Errorf("re-Add of the same target: %+v (first %s)", b, a.ID)
+	}
+	c := mustAdd(t, svc, watch.Spec{Target: "a.test", SNI: "other.test"})
+	if c.ID == a.ID || c.Target.SNI != "other.test" {
+		t.Errorf("another sni shares the watch: %+v", c)
+	}
+	ws, err := svc.List(ctxOf(t))
+	if err != nil || len(ws) != 2 || ws[0].ID > ws[1].ID {
+		t.Errorf("List: %d watches (want 2, id order), %v", len(ws), err)
+	}
+}
+
+func addCarriesConfiguration(t *testing.T, svc watch.Service) {
+	p := testlab.NewPKI(t)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Root.Cert.Raw}))
+	w := mustAdd(t, svc, watch.Spec{Target: "a.test:8443", IP: "127.0.0.1", TimeoutMS: 3000, CAPEM: caPEM,
+		ClientCert: "ops", MCP: true, TokenName: "prod", CreatedBy: "alice"})
+	check := func(what string, w watch.Watch) {
+		if len(w.CARoots) != 1 || w.CARoots[0].Subject != p.Root.Cert.Subject.String() || len(w.CARoots[0].SHA256) != 64 {
+			t.Errorf("%s: ca_roots %+v", what, w.CARoots)
+		}
+		if w.ClientCert != "ops" || !w.MCPLevel || w.TokenName != "prod" || w.CreatedBy != "alice" || w.TimeoutMS != 3000 || w.Target.IP != "127.0.0.1" {
+			t.Errorf("%s: configuration not kept: %+v", what, w)
+		}
+	}
+	check("Add", w)
+	g, err := svc.Get(ctxOf(t), w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Get", g)
+}
+
+func badInput(t *testing.T, svc watch.Service) {
+	ctx := ctxOf(t)
+	for _, c := range []struct {
+		field string
+		spec  watch.Spec
+	}{
+		{"target", watch.Spec{}},
+		{"target", watch.Spec{Target: "http://a.test"}},
+		{"ip", watch.Spec{Target: "a.test", IP: "nope"}},
+		{"timeout_ms", watch.Spec{Target: "a.test", TimeoutMS: 70000}},
+		{"schedule", watch.Spec{Target: "a.test", Schedule: "every day"}},
+		{"thresholds_days", watch.Spec{Target: "a.test", Thresholds: []int{0}}},
+		{"thresholds_days", watch.Spec{Target: "a.test", Thresholds: make([]int, watch.MaxThresholds+1)}},
+		{"failure_threshold", watch.Spec{Target: "a.test", FailureThreshold: -1}},
+		{"ca_pem", watch.Spec{Target: "a.test", CAPEM: "not a certificate"}},
+		{"client_cert", watch.Spec{Target: "a.test", ClientCert: "../etc/key"}},
+	} {
+		var fe *probe.FieldError
+		if _, err := svc.Add(ctx, c.spec); !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("Add(%+v): %v, want a field error on %s", c.spec, err, c.field)
+		}
+	}
+	if ws, err := svc.List(ctx); err != nil || len(ws) != 0 {
+		t.Errorf("bad input stored %d watches (%v)", len(ws), err)
+	}
+	for field, call := range map[string]func() error{
+		"within_days": func() error { _, err := svc.Expiring(ctx, ptr(-1)); return err },
+		"limit":       func() error { _, err := svc.History(ctx, "w_x", watch.MaxHistoryLimit+1); return err },
+		"id":          func() error { _, err := svc.History(ctx, "", 0); return err },
+		"after":       func() error { _, err := svc.Alerts(ctx, "not-a-cursor", 0); return err },
+	} {
+		var fe *probe.FieldError
+		if err := call(); !errors.As(err, &fe) || fe.Field != field {
+			t.Errorf("bad %s: %v, want a field error on it", field, err)
+		}
+	}
+}
+
+func ptr(n int) *int { return &n }
+
+func getRemove(t *testing.T, svc watch.Service) {
+	ctx := ctxOf(t)
+	a := mustAdd(t, svc, watch.Spec{Target: "a.test"})
+	b := mustAdd(t, svc, watch.Spec{Target: "b.test:8443"})
+	if _, err := svc.Get(ctx, "w_nope"); !errors.Is(err, watch.ErrNotFound) {
+		t.Errorf("Get unknown: %v", err)
+	}
+	var fe *probe.FieldError
+	if _, err := svc.Remove(ctx, a.ID, "a.test"); !errors.As(err, &fe) || fe.Field != "id" {
+		t.Errorf("Remove with id and target: %v", err)
+	}
+	if _, err := svc.Remove(ctx, "", ""); !errors.As(err, &fe) || fe.Field != "id" {
+		t.Errorf("Remove with neither: %v", err)
+	}
+	if r, err := svc.Remove(ctx, a.ID, ""); err != nil || r.ID != a.ID {
+		t.Errorf("Remove by id: %+v %v", r, err)
+	}
+	if _, err := svc.Remove(ctx, a.ID, ""); !errors.Is(err, watch.ErrNotFound) {
+		t.Errorf("second Remove: %v", err)
+	}
+	if r, err := svc.Remove(ctx, "", "https://b.test:8443/x"); err != nil || r.ID != b.ID {
+		t.Errorf("Remove by target: %+v %v", r, err)
+	}
+	if _, err := svc.Remove(ctx, "", "c.test"); !errors.Is(err, watch.ErrNotFound) {
+		t.Errorf("Remove of an unknown target: %v", err)
+	}
+	if ws, _ := svc.List(ctx); len(ws) != 0 {
+		t.Errorf("%d watches left", len(ws))
+	}
+}
+
+func expiring(t *testing.T, svc watch.Service) {
+	ctx := ctxOf(t)
+	for _, h := range []string{"healthy.test", "soon.test", "expired.test"} {
+		mustAdd(t, svc, watch.Spec{Target: h})
+	}
+	mustAdd(t, svc, watch.Spec{Target: "down.test", FailureThreshold: 1})
+	hosts := func(days *int) string {
+		l, err := svc.Expiring(ctx, days)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := watch.DefaultExpiringDays
+		if days != nil {
+			want = *days
+		}
+		if l.WithinDays != want {
+			t.Errorf("within_days %d, want %d", l.WithinDays, want)
+		}
+		var s []string
+		for _, w := range l.Watches {
+			s = append(s, w.Target.Host)
+		}
+		return fmt.Sprint(s)
+	}
+	for _, c := range []struct {
+		days *int
+		want string
+	}{
+		{nil, "[expired.test soon.test down.test]"},
+		{ptr(0), "[expired.test down.test]"},
+		{ptr(4), "[expired.test down.test]"},
+		{ptr(5), "[expired.test soon.test down.test]"},
+		{ptr(60), "[expired.test soon.test healthy.test down.test]"},
+	} {
+		if got := hosts(c.days); got != c.want {
+			t.Errorf("Expiring(%v) = %s, want %s", c.days, got, c.want)
+		}
+	}
+}
+
+func history(t *testing.T, svc watch.Service) {
+	ctx := ctxOf(t)
+	a := mustAdd(t, svc, watch.Spec{Target: "a.test"})
+	mustAdd(t, svc, watch.Spec{Target: "a.test"})
+	h, err := svc.History(ctx, a.ID, 0)
+	if err != nil || len(h) != 2 || h[0].CheckedAt.Before(h[1].CheckedAt) {
+		t.Fatalf("History: %d reports (want 2, newest first), %v", len(h), err)
+	}
+	if h, _ := svc.History(ctx, a.ID, 1); len(h) != 1 {
+		t.Errorf("History limit 1: %d", len(h))
+	}
+	if _, err := svc.History(ctx, "w_nope", 0); !errors.Is(err, watch.ErrNotFound) {
+		t.Errorf("History of an unknown watch: %v", err)
+	}
+}
+
+func alertFeed(t *testing.T, svc watch.Service) {
+	ctx := ctxOf(t)
+	a := mustAdd(t, svc, watch.Spec{Target: "a.test", CreatedBy: "alice"})
+	f, err := svc.Alerts(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Alerts) == 0 || f.Alerts[0].Kind != watch.EventWatchAdded || f.Alerts[0].WatchID != a.ID ||
+		f.Alerts[0].Subject != "alice" || f.Alerts[0].Target == "" || f.Next != f.Alerts[len(f.Alerts)-1].ID {
+		t.Fatalf("feed after Add: %+v", f)
+	}
+	again, err := svc.Alerts(ctx, f.Next, 0)
+	if err != nil || len(again.Alerts) != 0 || again.Next != f.Next {
+		t.Errorf("nothing new: %+v %v", again, err)
+	}
+	if _, err := svc.Remove(ctx, a.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	after, err := svc.Alerts(ctx, f.Next, 1)
+	if err != nil || len(after.Alerts) != 1 || after.Alerts[0].Kind != watch.EventWatchRemoved || after.Next == f.Next {
+		t.Errorf("feed after Remove: %+v %v", after, err)
+	}
+}
+
+// recorder keeps the Changes it is told.
+type recorder struct {
+	mu      sync.Mutex
+	changes []watch.Change
+}
+
+func (r *recorder) Changed(c watch.Change) {
+	r.mu.Lock()
+	r.changes = append(r.changes, c)
+	r.mu.Unlock()
+}
+
+func (r *recorder) wait(t *testing.T, n int) []watch.Change {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		got := slices.Clone(r.changes)
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d changes after 10 s, want %d: %+v", len(got), n, got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func subscribe(t *testing.T, svc watch.Service) {
+	rec := &recorder{}
+	cancel := svc.Subscribe(rec)
+	a := mustAdd(t, svc, watch.Spec{Target: "a.test"})
+	got := rec.wait(t, 1)
+	// One Change per committed write: the new watch and its first status.
+	if c := got[0]; c.Watch.ID != a.ID || !c.Has(watch.EventWatchAdded) || !c.Has(watch.EventStatusChanged) || !c.ListChanged() {
+		t.Errorf("Change of an Add: %+v", c)
+	}
+	if _, err := svc.Remove(ctxOf(t), a.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	got = rec.wait(t, 2)
+	if c := got[1]; c.Watch.ID != a.ID || !c.Has(watch.EventWatchRemoved) || len(c.Events) != 1 {
+		t.Errorf("Change of a Remove: %+v", c)
+	}
+	cancel()
+	mustAdd(t, svc, watch.Spec{Target: "b.test"})
+	time.Sleep(50 * time.Millisecond)
+	if n := len(rec.wait(t, 2)); n != 2 {
+		t.Errorf("%d changes after cancel, want 2", n)
+	}
+}
