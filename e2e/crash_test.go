@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,19 +16,21 @@ import (
 	"time"
 
 	"github.com/tlswatch/tlswatch/internal/testlab"
+	"github.com/tlswatch/tlswatch/store"
 )
 
-// TestCrashHarness (issue 6, crash safety): serve is killed with SIGKILL at
-// random moments, 20 times, while a client adds watches, the watches are
-// probed @every 1s, their certificate rotates shortly before each kill, and
-// alerts are delivered to a local webhook that fails one request in ten.
-// After each restart the database opens and every watch whose
-// watch_endpoint call was answered is listed. At the end,
-// every stage alert the watcher recorded (one per watch and certificate it
-// saw, read back from get_history) has arrived exactly once: duplicates are
-// counted by (watch, stage, fingerprint) over distinct delivery ids; a
-// redelivery with the same X-Tlswatch-Delivery id is the documented
-// at-least-once window and only logged.
+// TestCrashHarness (crash safety): serve is killed with SIGKILL at random
+// moments, 20 times, while a client adds watches, the watches are probed
+// @every 1s, their certificate rotates shortly before each kill, and alerts
+// are delivered to a local webhook that fails one request in ten. After each
+// restart the database opens and every watch whose watch_endpoint call was
+// answered is listed. At the end, every stage alert the watcher recorded
+// (one per watch and certificate it saw, read back from get_history) has
+// arrived exactly once: duplicates are counted by (watch, stage,
+// fingerprint) over distinct delivery ids; a redelivery with the same
+// X-Tlswatch-Delivery id is the documented at-least-once window and only
+// logged. The durable alert feed holds each of those stage alerts, and each
+// watch's creation, exactly once too.
 //
 // The kill schedule is seeded; TLSWATCH_CRASH_SEED=N replays one.
 func TestCrashHarness(t *testing.T) {
@@ -171,28 +174,27 @@ func TestCrashHarness(t *testing.T) {
 	// Let every watch probe the current certificate.
 	time.Sleep(3 * time.Second)
 
-	type key struct{ watch, stage, fp string }
 	deadline := time.Now().Add(30 * time.Second)
-	var missing []key
-	var expected map[key]bool
+	var missing []crashKey
+	var expected map[crashKey]bool
 	for {
 		// What the watcher recorded: one stage alert per certificate a
 		// watch saw (all are 5-day certificates: stage 7d). The history
 		// and the alert's outbox entry commit in one transaction.
-		expected = map[key]bool{}
+		expected = map[crashKey]bool{}
 		for id := range listed {
 			h := structured(t, call(t, c, "get_history", map[string]any{"id": id, "limit": 500}))
 			for _, rep := range h["reports"].([]any) {
 				leaf, _ := rep.(map[string]any)["leaf"].(map[string]any)
 				if fp, _ := leaf["sha256"].(string); fp != "" {
-					expected[key{id, "7d", fp}] = true
+					expected[crashKey{id, "7d", fp}] = true
 				}
 			}
 		}
-		got := map[key]bool{}
+		got := map[crashKey]bool{}
 		for _, d := range r.accepted() {
 			if d.alert.Kind == "stage_crossed" {
-				got[key{d.alert.WatchID, d.alert.ExpiryStage, d.alert.Fingerprint}] = true
+				got[crashKey{d.alert.WatchID, d.alert.ExpiryStage, d.alert.Fingerprint}] = true
 			}
 		}
 		missing = missing[:0]
@@ -212,7 +214,7 @@ func TestCrashHarness(t *testing.T) {
 	}
 
 	// No alert twice: distinct delivery ids per (watch, stage, fingerprint).
-	byKey := map[key]map[string]bool{}
+	byKey := map[crashKey]map[string]bool{}
 	otherOnce := map[[3]string]map[string]bool{} // kind, watch, fingerprint -> delivery ids
 	redelivered := 0
 	seen := map[string]bool{}
@@ -245,7 +247,7 @@ func TestCrashHarness(t *testing.T) {
 		if d.alert.Kind != "stage_crossed" {
 			continue
 		}
-		k := key{d.alert.WatchID, d.alert.ExpiryStage, d.alert.Fingerprint}
+		k := crashKey{d.alert.WatchID, d.alert.ExpiryStage, d.alert.Fingerprint}
 		if byKey[k] == nil {
 			byKey[k] = map[string]bool{}
 		}
@@ -265,6 +267,7 @@ func TestCrashHarness(t *testing.T) {
 		}
 	}
 	p.stop(t)
+	checkFeed(t, filepath.Join(l.dir, "tlswatch.db"), listed, expected)
 	for i, p := range procs {
 		if p.raced() {
 			t.Errorf("process %d: the race detector fired:\n%s", i, p.logs.String())
@@ -273,6 +276,9 @@ func TestCrashHarness(t *testing.T) {
 	t.Logf("%d watches (%d acknowledged), %d stage alerts expected and delivered once each, %d webhook requests, %d redelivered with the same id; %s",
 		len(listed), len(acked), len(expected), r.requests(), redelivered, time.Since(start).Round(time.Millisecond))
 }
+
+// crashKey is one stage alert: watch, stage and certificate fingerprint.
+type crashKey struct{ watch, stage, fp string }
 
 // callDelay is a per-call delay derived from the seed (the goroutines must
 // not share the harness's rng), so a seed replays the same interleaving of
@@ -283,4 +289,52 @@ func callDelay(seed uint64, host string) int {
 		h = h*1099511628211 + uint64(c)
 	}
 	return int(h % 900)
+}
+
+// checkFeed reads the alert feed of the database serve left behind: each
+// recorded stage alert (watch, fingerprint) is in it exactly once, and so
+// is the creation of each watch.
+func checkFeed(t *testing.T, path string, listed map[string]bool, expected map[crashKey]bool) {
+	t.Helper()
+	db, err := store.Open(path, store.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("open the database for its feed: %v", err)
+	}
+	defer db.Close()
+	page, err := db.Feed(0, store.FeedKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := map[crashKey]int{}
+	added := map[string]int{}
+	var last uint64
+	for _, e := range page.Entries {
+		if e.Seq <= last {
+			t.Errorf("feed sequence %d after %d", e.Seq, last)
+		}
+		last = e.Seq
+		switch e.Kind {
+		case "stage_crossed":
+			_, fp, _ := strings.Cut(e.Message, "(sha256 ")
+			stages[crashKey{e.WatchID, e.Stage, strings.TrimSuffix(fp, ")")}]++
+		case "watch_added":
+			added[e.WatchID]++
+		}
+	}
+	for k := range expected {
+		short := crashKey{k.watch, k.stage, k.fp[:16]}
+		if n := stages[short]; n != 1 {
+			t.Errorf("feed: stage alert %s of watch %s for %.16s recorded %d times, want once", k.stage, k.watch, k.fp, n)
+		}
+		delete(stages, short)
+	}
+	for k, n := range stages {
+		t.Errorf("feed: stage alert %s of watch %s for %s (%d times) not in the watch's history", k.stage, k.watch, k.fp, n)
+	}
+	for id := range listed {
+		if added[id] != 1 {
+			t.Errorf("feed: watch %s added %d times, want once", id, added[id])
+		}
+	}
+	t.Logf("alert feed: %d entries, %d stage alerts", len(page.Entries), len(expected))
 }
