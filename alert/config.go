@@ -210,37 +210,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 		if n.Kind != yaml.MappingNode {
 			return fmt.Errorf("%s: want a mapping of keys, got %s", name, nodeKind(n))
 		}
-		fields := map[string]reflect.StructField{}
-		var known []string
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if tag == "" || tag == "-" {
-				continue
-			}
-			fields[tag] = f
-			known = append(known, tag)
-		}
-		seen := map[string]bool{}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
-			sub := key
-			if path != "" {
-				sub = path + "." + key
-			}
-			f, ok := fields[key]
-			if !ok {
-				return fmt.Errorf("%s: unknown field (line %d); known fields: %s", sub, n.Content[i].Line, strings.Join(known, ", "))
-			}
-			if seen[key] {
-				return fmt.Errorf("%s: given twice (line %d)", sub, n.Content[i].Line)
-			}
-			seen[key] = true
-			if err := checkNode(n.Content[i+1], f.Type, sub); err != nil {
-				return err
-			}
-		}
-		return nil
+		return checkMapping(n, t, path)
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return fmt.Errorf("%s: want a list (e.g. [a, b] or one \"- item\" per line), got %s", name, nodeKind(n))
@@ -252,23 +222,64 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 		}
 		return nil
 	default:
-		if n.Kind != yaml.ScalarNode {
-			return fmt.Errorf("%s: want a single value, got %s", name, nodeKind(n))
-		}
-		switch t.Kind() {
-		case reflect.Bool:
-			if _, err := strconv.ParseBool(n.Value); err != nil {
-				return fmt.Errorf("%s: %q is not true or false", name, n.Value)
-			}
-		case reflect.String:
-			if n.Tag != "!!str" && n.Style == 0 && n.Tag != "!!int" && n.Tag != "!!float" {
-				// true/false or the like where text is expected is almost
-				// certainly a mistake; numbers are fine as text.
-				return fmt.Errorf("%s: want text, got %s %q (quote it)", name, strings.TrimPrefix(n.Tag, "!!"), n.Value)
-			}
-		}
-		return nil
+		return checkScalar(n, t, name)
 	}
+}
+
+// checkMapping checks the keys of a mapping against the yaml tags of the
+// struct type t, and each value against its field's type.
+func checkMapping(n *yaml.Node, t reflect.Type, path string) error {
+	fields := map[string]reflect.StructField{}
+	var known []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = f
+		known = append(known, tag)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key := n.Content[i].Value
+		sub := key
+		if path != "" {
+			sub = path + "." + key
+		}
+		f, ok := fields[key]
+		if !ok {
+			return fmt.Errorf("%s: unknown field (line %d); known fields: %s", sub, n.Content[i].Line, strings.Join(known, ", "))
+		}
+		if seen[key] {
+			return fmt.Errorf("%s: given twice (line %d)", sub, n.Content[i].Line)
+		}
+		seen[key] = true
+		if err := checkNode(n.Content[i+1], f.Type, sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkScalar checks a single value against a bool or string field.
+func checkScalar(n *yaml.Node, t reflect.Type, name string) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("%s: want a single value, got %s", name, nodeKind(n))
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		if _, err := strconv.ParseBool(n.Value); err != nil {
+			return fmt.Errorf("%s: %q is not true or false", name, n.Value)
+		}
+	case reflect.String:
+		if n.Tag != "!!str" && n.Style == 0 && n.Tag != "!!int" && n.Tag != "!!float" {
+			// true/false or the like where text is expected is almost
+			// certainly a mistake; numbers are fine as text.
+			return fmt.Errorf("%s: want text, got %s %q (quote it)", name, strings.TrimPrefix(n.Tag, "!!"), n.Value)
+		}
+	}
+	return nil
 }
 
 func nodeKind(n *yaml.Node) string {
@@ -367,8 +378,36 @@ func (ch *Channel) validate(p string) error {
 	if ch.MinLevel != "" && levelRank(ch.MinLevel) == 0 {
 		return fmt.Errorf("%s.min_level: %q is not one of info, warning, critical", p, ch.MinLevel)
 	}
-	// Fields per type: anything set outside its type is a mistake worth
-	// reporting (for example "smtp" on a webhook).
+	if err := ch.checkFieldsOfType(p); err != nil {
+		return err
+	}
+	switch ch.Type {
+	case TypeWebhook, TypeSlack:
+		if ch.URL == "" {
+			return fmt.Errorf("%s.url: required for type %s", p, ch.Type)
+		}
+		if err := checkHTTPURL(ch.URL); err != nil {
+			return fmt.Errorf("%s.url: %w", p, err)
+		}
+	case TypePagerDuty:
+		if ch.URL == "" {
+			ch.URL = DefaultPagerDutyURL
+		}
+		if err := checkHTTPURL(ch.URL); err != nil {
+			return fmt.Errorf("%s.url: %w", p, err)
+		}
+		if ch.RoutingKey == "" {
+			return fmt.Errorf("%s.routing_key: required for type pagerduty (or routing_key_env)", p)
+		}
+	case TypeEmail:
+		return ch.validateEmail(p)
+	}
+	return nil
+}
+
+// checkFieldsOfType reports a field set outside its type (for example
+// "smtp" on a webhook): a mistake worth reporting.
+func (ch *Channel) checkFieldsOfType(p string) error {
 	var used map[string]bool
 	switch ch.Type {
 	case TypeWebhook:
@@ -405,52 +444,36 @@ func (ch *Channel) validate(p string) error {
 			return fmt.Errorf("%s.%s: not used by type %s", p, f.name, ch.Type)
 		}
 	}
-	switch ch.Type {
-	case TypeWebhook, TypeSlack:
-		if ch.URL == "" {
-			return fmt.Errorf("%s.url: required for type %s", p, ch.Type)
+	return nil
+}
+
+func (ch *Channel) validateEmail(p string) error {
+	if ch.SMTP == "" {
+		return fmt.Errorf("%s.smtp: required for type email (host:port, e.g. smtp.example.com:587)", p)
+	}
+	host, port, err := net.SplitHostPort(ch.SMTP)
+	if err != nil || host == "" {
+		return fmt.Errorf("%s.smtp: %q must be host:port, e.g. smtp.example.com:587", p, ch.SMTP)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%s.smtp: port %q must be 1-65535", p, port)
+	}
+	if err := checkAddress(ch.From); err != nil {
+		return fmt.Errorf("%s.from: %w", p, err)
+	}
+	if len(ch.To) == 0 {
+		return fmt.Errorf("%s.to: at least one address required", p)
+	}
+	for j, to := range ch.To {
+		if err := checkAddress(to); err != nil {
+			return fmt.Errorf("%s.to[%d]: %w", p, j, err)
 		}
-		if err := checkHTTPURL(ch.URL); err != nil {
-			return fmt.Errorf("%s.url: %w", p, err)
-		}
-	case TypePagerDuty:
-		if ch.URL == "" {
-			ch.URL = DefaultPagerDutyURL
-		}
-		if err := checkHTTPURL(ch.URL); err != nil {
-			return fmt.Errorf("%s.url: %w", p, err)
-		}
-		if ch.RoutingKey == "" {
-			return fmt.Errorf("%s.routing_key: required for type pagerduty (or routing_key_env)", p)
-		}
-	case TypeEmail:
-		if ch.SMTP == "" {
-			return fmt.Errorf("%s.smtp: required for type email (host:port, e.g. smtp.example.com:587)", p)
-		}
-		host, port, err := net.SplitHostPort(ch.SMTP)
-		if err != nil || host == "" {
-			return fmt.Errorf("%s.smtp: %q must be host:port, e.g. smtp.example.com:587", p, ch.SMTP)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%s.smtp: port %q must be 1-65535", p, port)
-		}
-		if err := checkAddress(ch.From); err != nil {
-			return fmt.Errorf("%s.from: %w", p, err)
-		}
-		if len(ch.To) == 0 {
-			return fmt.Errorf("%s.to: at least one address required", p)
-		}
-		for j, to := range ch.To {
-			if err := checkAddress(to); err != nil {
-				return fmt.Errorf("%s.to[%d]: %w", p, j, err)
-			}
-		}
-		if ch.Password != "" && ch.Username == "" {
-			return fmt.Errorf("%s.username: required when a password is given", p)
-		}
-		if ch.Username != "" && ch.Password == "" {
-			return fmt.Errorf("%s.password: required when a username is given (or password_env)", p)
-		}
+	}
+	if ch.Password != "" && ch.Username == "" {
+		return fmt.Errorf("%s.username: required when a password is given", p)
+	}
+	if ch.Username != "" && ch.Password == "" {
+		return fmt.Errorf("%s.password: required when a username is given (or password_env)", p)
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 
 var metricsURLRE = regexp.MustCompile(`url=(http://\S+/metrics)`)
 
-// TestPrometheusMetrics (issue 5): serve on stdio with --metrics on a free
+// TestPrometheusMetrics: serve on stdio with --metrics on a free
 // loopback port; after adding an expiring, a healthy and a refused watch,
 // /metrics parses with the Prometheus text parser and its values match
 // list_watches: days remaining, up, and the status state set.

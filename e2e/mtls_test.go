@@ -47,7 +47,7 @@ func findingCodes(r map[string]any) map[string]string {
 	return out
 }
 
-// TestClientCertMTLS (issue 4, mTLS): the operator loads a client
+// TestClientCertMTLS (mTLS): the operator loads a client
 // certificate with --client-cert NAME=CERT,KEY; check_tls, inspect_chain
 // and watch_endpoint present it by name to a server that requires one, and
 // its own 5-day expiry is reported as client_cert_expiring. Without it the

@@ -46,7 +46,7 @@ func hasFinding(r map[string]any, code string) bool {
 	return ok
 }
 
-// TestOutboundPolicy (issue 6, SSRF) through serve: the cloud metadata
+// TestOutboundPolicy (SSRF) through serve: the cloud metadata
 // address is refused by default with target_blocked; --deny-private refuses
 // a loopback target without dialling it; --allow-cidr re-allows it.
 func TestOutboundPolicy(t *testing.T) {

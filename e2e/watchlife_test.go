@@ -76,7 +76,7 @@ func (s *stoppable) stop() {
 	}
 }
 
-// TestWatchDownAndUp (issue 3): the server stops; after 3 failed probes the
+// TestWatchDownAndUp: the server stops; after 3 failed probes the
 // watch is down and its subscribers are told (resource update and a
 // critical log message); the server returns; the watch is up and they are
 // told again.
@@ -149,7 +149,7 @@ func waitState(t *testing.T, c *client.Client, ch notes, id, uri, state string, 
 	}
 }
 
-// TestKillWhileAdding1000 (issue 3, crash): a serve process is killed with
+// TestKillWhileAdding1000 (crash): a serve process is killed with
 // SIGKILL while clients add 1,000 watches (each probed on add and every few
 // seconds); after a restart the database opens and every watch whose
 // watch_endpoint call had answered is there.

@@ -431,43 +431,49 @@ func applyOne(tx *bolt.Tx, u *Update) (bool, error) {
 			return false, err
 		}
 	}
-	// Indexes.
-	targets := tx.Bucket(bTargets)
-	ident := []byte(rec.Identity())
-	if old != nil {
-		if oi := old.Identity(); oi != string(ident) {
-			if err := targets.Delete([]byte(oi)); err != nil {
-				return false, err
-			}
-		}
-		if !old.NotAfter.Equal(rec.NotAfter) && !old.NotAfter.IsZero() {
-			if err := tx.Bucket(bExpiry).Delete(expiryKey(old.NotAfter, rec.ID)); err != nil {
-				return false, err
-			}
-		}
-	}
-	if err := targets.Put(ident, id); err != nil {
+	if err := putIndexes(tx, old, &rec); err != nil {
 		return false, err
-	}
-	if !rec.NotAfter.IsZero() {
-		if err := tx.Bucket(bExpiry).Put(expiryKey(rec.NotAfter, rec.ID), nil); err != nil {
-			return false, err
-		}
-	}
-	down := tx.Bucket(bDown)
-	if rec.State == "down" {
-		if err := down.Put(id, nil); err != nil {
-			return false, err
-		}
-	} else if old != nil && old.State == "down" {
-		if err := down.Delete(id); err != nil {
-			return false, err
-		}
 	}
 	if err := watches.Put(id, encodeRecord(&rec)); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// putIndexes updates the target, expiry and down indexes from old (nil for
+// a new watch) to rec.
+func putIndexes(tx *bolt.Tx, old, rec *Record) error {
+	id := []byte(rec.ID)
+	targets := tx.Bucket(bTargets)
+	ident := []byte(rec.Identity())
+	if old != nil {
+		if oi := old.Identity(); oi != string(ident) {
+			if err := targets.Delete([]byte(oi)); err != nil {
+				return err
+			}
+		}
+		if !old.NotAfter.Equal(rec.NotAfter) && !old.NotAfter.IsZero() {
+			if err := tx.Bucket(bExpiry).Delete(expiryKey(old.NotAfter, rec.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := targets.Put(ident, id); err != nil {
+		return err
+	}
+	if !rec.NotAfter.IsZero() {
+		if err := tx.Bucket(bExpiry).Put(expiryKey(rec.NotAfter, rec.ID), nil); err != nil {
+			return err
+		}
+	}
+	down := tx.Bucket(bDown)
+	if rec.State == "down" {
+		return down.Put(id, nil)
+	}
+	if old != nil && old.State == "down" {
+		return down.Delete(id)
+	}
+	return nil
 }
 
 func expiryKey(t time.Time, id string) []byte {

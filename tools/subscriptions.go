@@ -136,34 +136,39 @@ func (s *Subscriptions) install(h *server.Hooks) {
 			ss.modern = true
 		}
 	})
-	h.AddBeforeSubscriptionsListen(func(ctx context.Context, id any, msg *mcp.SubscriptionsListenRequest) {
-		cs := server.ClientSessionFromContext(ctx)
-		if cs == nil || msg == nil || id == nil {
-			return
+	h.AddBeforeSubscriptionsListen(s.addStream)
+}
+
+// addStream records a 2026-07-28 subscriptions/listen request (its session,
+// request ID, URIs and the log level declared in its _meta) for as long as
+// the request lasts.
+func (s *Subscriptions) addStream(ctx context.Context, id any, msg *mcp.SubscriptionsListenRequest) {
+	cs := server.ClientSessionFromContext(ctx)
+	if cs == nil || msg == nil || id == nil {
+		return
+	}
+	ls := &listenStream{session: cs, id: id, uris: map[string]struct{}{},
+		listChanged: msg.Params.Notifications.ResourcesListChanged}
+	for _, u := range msg.Params.Notifications.ResourceSubscriptions {
+		if len(ls.uris) == maxSubscriptionsPerSession {
+			break
 		}
-		ls := &listenStream{session: cs, id: id, uris: map[string]struct{}{},
-			listChanged: msg.Params.Notifications.ResourcesListChanged}
-		for _, u := range msg.Params.Notifications.ResourceSubscriptions {
-			if len(ls.uris) == maxSubscriptionsPerSession {
-				break
-			}
-			ls.uris[u] = struct{}{}
-		}
-		if info := server.RequestProtocolInfoFromContext(ctx); info != nil {
-			ls.logLevel = info.LogLevel
-		}
+		ls.uris[u] = struct{}{}
+	}
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil {
+		ls.logLevel = info.LogLevel
+	}
+	s.mu.Lock()
+	s.streams[ls] = struct{}{}
+	s.mu.Unlock()
+	// The request's context ends when the listen request does (client
+	// cancel, disconnect, server shutdown): forget the stream then.
+	go func() {
+		<-ctx.Done()
 		s.mu.Lock()
-		s.streams[ls] = struct{}{}
+		delete(s.streams, ls)
 		s.mu.Unlock()
-		// The request's context ends when the listen request does (client
-		// cancel, disconnect, server shutdown): forget the stream then.
-		go func() {
-			<-ctx.Done()
-			s.mu.Lock()
-			delete(s.streams, ls)
-			s.mu.Unlock()
-		}()
-	})
+	}()
 }
 
 // close detaches from the watcher.

@@ -33,24 +33,40 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 	if at.IsZero() {
 		at = now
 	}
-	first := prev.LastCheckedAt.IsZero()
 	rec.LastCheckedAt = at
 	rec.UpdatedAt = now
 	rec.LastStatus = string(rep.Status)
+	var out outcome
+	statusEv := upDown(prev, &rec, rep)
+	out.transition = statusEv != nil || prev.LastCheckedAt.IsZero()
+	var rotEv, stageEv *Event
+	if rep.Leaf != nil && rep.Leaf.SHA256 != "" {
+		rotEv, stageEv = certificate(prev, &rec, rep, at, lookup, &out)
+	}
+	for _, ev := range []*Event{rotEv, statusEv, stageEv} {
+		if ev != nil {
+			out.events = append(out.events, *ev)
+		}
+	}
+	out.rec = rec
+	return out
+}
+
+// upDown applies a probe's status to rec's state and failure count: down
+// after the failure threshold, up after one success. The event, if any,
+// says the state or the probe's status changed.
+func upDown(prev store.Record, rec *store.Record, rep *probe.Report) *Event {
 	name := targetName(prev.Target)
 	threshold := prev.FailureThreshold
 	if threshold <= 0 {
 		threshold = DefaultFailureThreshold
 	}
-	var out outcome
-	var statusEv *Event
-
-	// Up/down.
+	var ev *Event
 	if rep.Status == probe.StatusDown {
 		rec.ConsecutiveFailures++
 		if rec.ConsecutiveFailures >= threshold && prev.State != StateDown {
 			rec.State = StateDown
-			statusEv = &Event{Kind: EventStatusChanged, Level: LevelCritical,
+			ev = &Event{Kind: EventStatusChanged, Level: LevelCritical,
 				Message: fmt.Sprintf("%s is down after %d consecutive failed probes: %s", name, rec.ConsecutiveFailures, reason(rep))}
 		}
 	} else {
@@ -67,7 +83,7 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 			if prev.State == StateDown {
 				msg = fmt.Sprintf("%s is up again (status %s)", name, rep.Status)
 			}
-			statusEv = &Event{Kind: EventStatusChanged, Level: lvl, Message: msg}
+			ev = &Event{Kind: EventStatusChanged, Level: lvl, Message: msg}
 		}
 	}
 	if rec.State == "" {
@@ -75,7 +91,7 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 	}
 	// A change of last_report.status alone (ok -> warning, a first failed
 	// probe) also matters to subscribers.
-	if statusEv == nil && prev.LastStatus != "" && prev.LastStatus != rec.LastStatus {
+	if ev == nil && prev.LastStatus != "" && prev.LastStatus != rec.LastStatus {
 		lvl := levelOfStatus(rep.Status)
 		msg := fmt.Sprintf("%s: probe status %s -> %s", name, prev.LastStatus, rec.LastStatus)
 		if rep.Status == probe.StatusDown {
@@ -83,71 +99,65 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 			lvl = LevelWarning
 			msg = fmt.Sprintf("%s: probe failed (%d of %d before down): %s", name, rec.ConsecutiveFailures, threshold, reason(rep))
 		}
-		statusEv = &Event{Kind: EventStatusChanged, Level: lvl, Message: msg}
+		ev = &Event{Kind: EventStatusChanged, Level: lvl, Message: msg}
 	}
-	if statusEv != nil || first {
-		out.transition = true
-	}
+	return ev
+}
 
-	// Certificate: rotation and expiry stages.
-	var rotEv, stageEv *Event
-	if rep.Leaf != nil && rep.Leaf.SHA256 != "" {
-		fp := rep.Leaf.SHA256
-		rec.NotAfter = rep.Leaf.NotAfter
-		var alert store.Alert
-		if fp != prev.Fingerprint {
-			if prev.Fingerprint != "" {
-				rotEv = &Event{Kind: EventRotated, Level: LevelInfo,
-					Message: fmt.Sprintf("%s: certificate rotated (sha256 %s -> %s), new one expires %s",
-						name, short(prev.Fingerprint), short(fp), rep.Leaf.NotAfter.UTC().Format(time.RFC3339))}
-				out.transition = true
-			}
-			// Stages are per certificate: a new one starts clean, one seen
-			// before keeps what already fired for it.
-			if a, ok := lookup(fp); ok {
-				alert = a
-			} else {
-				alert = store.Alert{Fingerprint: fp, NotAfter: rep.Leaf.NotAfter, FirstSeen: at}
-				out.alert = &alert
-			}
-			rec.Fingerprint = fp
-			rec.FiredDays = alert.FiredDays
+// certificate follows the leaf of a probe: a new fingerprint is a rotation
+// (stages are per certificate: a new one starts clean, one seen before
+// keeps what already fired for it), and an expiry stage fires once per
+// certificate when crossed. It sets out.alert (state to persist) and
+// out.transition.
+func certificate(prev store.Record, rec *store.Record, rep *probe.Report, at time.Time, lookup alertLookup, out *outcome) (rotEv, stageEv *Event) {
+	name := targetName(prev.Target)
+	fp := rep.Leaf.SHA256
+	rec.NotAfter = rep.Leaf.NotAfter
+	known := func() store.Alert {
+		if a, ok := lookup(fp); ok {
+			return a
 		}
-		days, stage := stageOf(rep.Leaf.NotAfter, at, prev.Thresholds)
-		if stage != "" && (rec.FiredDays == store.NoStage || days < rec.FiredDays) {
-			if out.alert == nil {
-				if a, ok := lookup(fp); ok {
-					alert = a
-				} else {
-					alert = store.Alert{Fingerprint: fp, NotAfter: rep.Leaf.NotAfter, FirstSeen: at}
-				}
-			}
-			alert.FiredDays = days
-			alert.Stages = append(append([]string(nil), alert.Stages...), stage)
-			out.alert = &alert
-			rec.FiredDays = days
-			lvl := LevelWarning
-			if days <= 7 {
-				lvl = LevelCritical
-			}
-			var msg string
-			if days == stageExpired {
-				msg = fmt.Sprintf("%s: certificate expired at %s (sha256 %s)", name, rep.Leaf.NotAfter.UTC().Format(time.RFC3339), short(fp))
-			} else {
-				msg = fmt.Sprintf("%s: certificate expires in %d days (%s), stage %s (sha256 %s)",
-					name, probe.DaysRemaining(rep.Leaf.NotAfter, at), rep.Leaf.NotAfter.UTC().Format(time.RFC3339), stage, short(fp))
-			}
-			stageEv = &Event{Kind: EventStageCrossed, Level: lvl, Message: msg}
+		return store.Alert{Fingerprint: fp, NotAfter: rep.Leaf.NotAfter, FirstSeen: at}
+	}
+	var alert store.Alert
+	if fp != prev.Fingerprint {
+		if prev.Fingerprint != "" {
+			rotEv = &Event{Kind: EventRotated, Level: LevelInfo,
+				Message: fmt.Sprintf("%s: certificate rotated (sha256 %s -> %s), new one expires %s",
+					name, short(prev.Fingerprint), short(fp), rep.Leaf.NotAfter.UTC().Format(time.RFC3339))}
 			out.transition = true
 		}
-	}
-	for _, ev := range []*Event{rotEv, statusEv, stageEv} {
-		if ev != nil {
-			out.events = append(out.events, *ev)
+		if a, ok := lookup(fp); ok {
+			alert = a
+		} else {
+			alert = known()
+			out.alert = &alert
 		}
+		rec.Fingerprint = fp
+		rec.FiredDays = alert.FiredDays
 	}
-	out.rec = rec
-	return out
+	days, stage := stageOf(rep.Leaf.NotAfter, at, prev.Thresholds)
+	if stage == "" || (rec.FiredDays != store.NoStage && days >= rec.FiredDays) {
+		return rotEv, nil
+	}
+	if out.alert == nil {
+		alert = known()
+	}
+	alert.FiredDays = days
+	alert.Stages = append(append([]string(nil), alert.Stages...), stage)
+	out.alert = &alert
+	rec.FiredDays = days
+	out.transition = true
+	lvl := LevelWarning
+	if days <= 7 {
+		lvl = LevelCritical
+	}
+	msg := fmt.Sprintf("%s: certificate expires in %d days (%s), stage %s (sha256 %s)",
+		name, probe.DaysRemaining(rep.Leaf.NotAfter, at), rep.Leaf.NotAfter.UTC().Format(time.RFC3339), stage, short(fp))
+	if days == stageExpired {
+		msg = fmt.Sprintf("%s: certificate expired at %s (sha256 %s)", name, rep.Leaf.NotAfter.UTC().Format(time.RFC3339), short(fp))
+	}
+	return rotEv, &Event{Kind: EventStageCrossed, Level: lvl, Message: msg}
 }
 
 // stageOf returns the expiry stage of a certificate at time at, by the

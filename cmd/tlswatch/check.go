@@ -150,6 +150,28 @@ func sortedFindings(fs []probe.Finding) []probe.Finding {
 	return out
 }
 
+// writeFindings prints the findings, most severe first, each with what to
+// do.
+func writeFindings(p *printer, findings []probe.Finding, pal palette) {
+	if len(findings) == 0 {
+		return
+	}
+	p.section("Findings")
+	for _, f := range sortedFindings(findings) {
+		title := f.Code
+		if info, ok := probe.Codes[f.Code]; ok && info.Title != "" {
+			title = f.Code + " (" + info.Title + ")"
+		}
+		p.line("  %s %s", pal.severity(f.Severity), title)
+		if f.Message != "" {
+			p.line("    %s", f.Message)
+		}
+		if fix := probe.Codes[f.Code].Fix; fix != "" && f.Severity.Rank() > 0 {
+			p.line("    %s %s", pal.dim("fix:"), fix)
+		}
+	}
+}
+
 // writeReport prints the report a person reads: status first, then findings
 // with what to do, then certificate, chain, TLS and timing.
 func writeReport(w io.Writer, r probe.Report, pal palette) {
@@ -157,22 +179,7 @@ func writeReport(w io.Writer, r probe.Report, pal palette) {
 	p.line("%s  %s", pal.status(r.Status), targetLabel(r.Target))
 	p.line("%s", verdict(r))
 
-	if len(r.Findings) > 0 {
-		p.section("Findings")
-		for _, f := range sortedFindings(r.Findings) {
-			title := f.Code
-			if info, ok := probe.Codes[f.Code]; ok && info.Title != "" {
-				title = f.Code + " (" + info.Title + ")"
-			}
-			p.line("  %s %s", pal.severity(f.Severity), title)
-			if f.Message != "" {
-				p.line("    %s", f.Message)
-			}
-			if fix := probe.Codes[f.Code].Fix; fix != "" && f.Severity.Rank() > 0 {
-				p.line("    %s %s", pal.dim("fix:"), fix)
-			}
-		}
-	}
+	writeFindings(p, r.Findings, pal)
 
 	if l := r.Leaf; l != nil {
 		p.section("Certificate")

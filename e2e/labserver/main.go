@@ -116,93 +116,20 @@ func main() {
 	} else if err := os.MkdirAll(*dir, 0o755); err != nil {
 		t.Fatalf("dir: %v", err)
 	}
-
-	pki := testlab.NewPKI(t)
-	out := output{
+	l := &lab{t: t, dir: *dir, pki: testlab.NewPKI(t)}
+	l.out = output{
 		Dir:       *dir,
-		Now:       pki.Now.UTC().Format(time.RFC3339),
+		Now:       l.pki.Now.UTC().Format(time.RFC3339),
 		Servers:   map[string]string{},
 		Scenarios: map[string]scenarioOut{},
 		PEM:       map[string]string{},
 	}
-	writePEM := func(name, text string) string {
-		p := filepath.Join(*dir, name)
-		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-			t.Fatalf("write %s: %v", p, err)
-		}
-		return p
-	}
-	out.CAFile = writePEM("root.pem", pki.Root.PEM())
+	l.out.CAFile = l.writePEM("root.pem", l.pki.Root.PEM())
+	l.startScenarios()
+	l.startRotating(*rotateEvery)
+	l.startMCP()
 
-	add := func(name string, sc *testlab.Scenario, note string) {
-		o := scenarioOut{Host: sc.Host, IP: sc.IP, Port: sc.Port, Addr: sc.Addr, Target: sc.Target, Note: note}
-		if sc.Cert != nil && sc.Cert.Leaf != nil {
-			o.NotAfter = sc.Cert.Leaf.NotAfter.UTC().Format(time.RFC3339)
-		}
-		out.Servers[name] = sc.Addr
-		out.Scenarios[name] = o
-	}
-
-	// Stock scenarios from testlab, under their testlab names.
-	for _, name := range []string{
-		testlab.ScenarioValid,
-		testlab.ScenarioIPSAN,
-		testlab.ScenarioExpired,
-		testlab.ScenarioWrongHost,
-		testlab.ScenarioSelfSigned,
-		testlab.ScenarioUntrustedRoot,
-		testlab.ScenarioMissingIntermediate,
-		testlab.ScenarioRefused,
-		testlab.ScenarioNeverAnswers,
-		testlab.ScenarioPlainHTTP,
-	} {
-		add(name, testlab.Start(t, pki, name), "")
-	}
-
-	// expiring_5d: trusted, 5 days and 12 hours left, so days_remaining is 5
-	// for the next 12 hours whatever the probe's rounding.
-	exp5 := pki.Leaf(testlab.LeafOpts{NotAfter: pki.Now.Add(5*day + 12*time.Hour)})
-	add("expiring_5d", testlab.StartWith(t, pki, exp5, nil), "days_remaining 5, expiry_stage 7d")
-	out.PEM["valid_chain"] = writePEM("valid-chain.pem", testlab.ChainPEM(pki.Leaf(testlab.LeafOpts{})))
-	out.PEM["expired_leaf"] = writePEM("expired-leaf.pem", testlab.EncodePEM(
-		pki.Leaf(testlab.LeafOpts{NotBefore: pki.Now.Add(-93 * day), NotAfter: pki.Now.Add(-3 * day)}).Leaf))
-
-	// rotating: 5 days left, a new certificate (new fingerprint) every
-	// -rotate-every, for "certificate rotated" notifications.
-	newRotated := func() tls.Certificate {
-		return pki.Leaf(testlab.LeafOpts{NotAfter: time.Now().Add(5*day + 12*time.Hour)})
-	}
-	rot := testlab.ServeRotating(t, newRotated())
-	{
-		host, port, _ := net.SplitHostPort(rot.Addr)
-		p, _ := strconv.Atoi(port)
-		out.Servers["rotating"] = rot.Addr
-		out.Scenarios["rotating"] = scenarioOut{Host: testlab.DefaultHost, IP: host, Port: p, Addr: rot.Addr,
-			Target: net.JoinHostPort(testlab.DefaultHost, port), Note: "new leaf every " + rotateEvery.String()}
-		go func() {
-			for range time.Tick(*rotateEvery) {
-				rot.Rotate(newRotated())
-			}
-		}()
-	}
-
-	// mcp: a trusted HTTPS server whose /mcp answers MCP initialize (a
-	// minimal streamable-HTTP responder) and whose /private/mcp answers 401
-	// with a Bearer challenge; every other path is plain "ok".
-	mcpCert := pki.Leaf(testlab.LeafOpts{})
-	mcpAddr := testlab.ServeTLSHandler(t, &tls.Config{Certificates: []tls.Certificate{mcpCert}, NextProtos: []string{"h2", "http/1.1"}}, mcpHandler())
-	{
-		host, port, _ := net.SplitHostPort(mcpAddr)
-		p, _ := strconv.Atoi(port)
-		target := net.JoinHostPort(testlab.DefaultHost, port)
-		out.Servers["mcp"] = mcpAddr
-		out.Scenarios["mcp"] = scenarioOut{Host: testlab.DefaultHost, IP: host, Port: p, Addr: mcpAddr,
-			Target: target, URL: "https://" + target + "/mcp",
-			NotAfter: mcpCert.Leaf.NotAfter.UTC().Format(time.RFC3339),
-			Note:     "/mcp speaks MCP (serverInfo.name labmcp), /private/mcp answers 401, / is not MCP"}
-	}
-
-	line, err := json.Marshal(out)
+	line, err := json.Marshal(l.out)
 	if err != nil {
 		t.Fatalf("marshal: %v", err)
 	}
@@ -222,6 +149,92 @@ func main() {
 	if removeDir {
 		os.RemoveAll(*dir)
 	}
+}
+
+// lab is the running lab and what it tells the harness.
+type lab struct {
+	t   *labTB
+	dir string
+	pki *testlab.PKI
+	out output
+}
+
+func (l *lab) writePEM(name, text string) string {
+	p := filepath.Join(l.dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		l.t.Fatalf("write %s: %v", p, err)
+	}
+	return p
+}
+
+func (l *lab) add(name string, sc *testlab.Scenario, note string) {
+	o := scenarioOut{Host: sc.Host, IP: sc.IP, Port: sc.Port, Addr: sc.Addr, Target: sc.Target, Note: note}
+	if sc.Cert != nil && sc.Cert.Leaf != nil {
+		o.NotAfter = sc.Cert.Leaf.NotAfter.UTC().Format(time.RFC3339)
+	}
+	l.out.Servers[name] = sc.Addr
+	l.out.Scenarios[name] = o
+}
+
+// startScenarios starts testlab's stock scenarios under their names, and
+// expiring_5d, and writes the PEM files.
+func (l *lab) startScenarios() {
+	for _, name := range []string{
+		testlab.ScenarioValid,
+		testlab.ScenarioIPSAN,
+		testlab.ScenarioExpired,
+		testlab.ScenarioWrongHost,
+		testlab.ScenarioSelfSigned,
+		testlab.ScenarioUntrustedRoot,
+		testlab.ScenarioMissingIntermediate,
+		testlab.ScenarioRefused,
+		testlab.ScenarioNeverAnswers,
+		testlab.ScenarioPlainHTTP,
+	} {
+		l.add(name, testlab.Start(l.t, l.pki, name), "")
+	}
+	// expiring_5d: trusted, 5 days and 12 hours left, so days_remaining is 5
+	// for the next 12 hours whatever the probe's rounding.
+	exp5 := l.pki.Leaf(testlab.LeafOpts{NotAfter: l.pki.Now.Add(5*day + 12*time.Hour)})
+	l.add("expiring_5d", testlab.StartWith(l.t, l.pki, exp5, nil), "days_remaining 5, expiry_stage 7d")
+	l.out.PEM["valid_chain"] = l.writePEM("valid-chain.pem", testlab.ChainPEM(l.pki.Leaf(testlab.LeafOpts{})))
+	l.out.PEM["expired_leaf"] = l.writePEM("expired-leaf.pem", testlab.EncodePEM(
+		l.pki.Leaf(testlab.LeafOpts{NotBefore: l.pki.Now.Add(-93 * day), NotAfter: l.pki.Now.Add(-3 * day)}).Leaf))
+}
+
+// startRotating: 5 days left, a new certificate (new fingerprint) every
+// interval, for "certificate rotated" notifications.
+func (l *lab) startRotating(every time.Duration) {
+	newRotated := func() tls.Certificate {
+		return l.pki.Leaf(testlab.LeafOpts{NotAfter: time.Now().Add(5*day + 12*time.Hour)})
+	}
+	rot := testlab.ServeRotating(l.t, newRotated())
+	host, port, _ := net.SplitHostPort(rot.Addr)
+	p, _ := strconv.Atoi(port)
+	l.out.Servers["rotating"] = rot.Addr
+	l.out.Scenarios["rotating"] = scenarioOut{Host: testlab.DefaultHost, IP: host, Port: p, Addr: rot.Addr,
+		Target: net.JoinHostPort(testlab.DefaultHost, port), Note: "new leaf every " + every.String()}
+	go func() {
+		for range time.Tick(every) {
+			rot.Rotate(newRotated())
+		}
+	}()
+}
+
+// startMCP: a trusted HTTPS server whose /mcp answers MCP initialize (a
+// minimal streamable-HTTP responder) and whose /private/mcp answers 401
+// with a Bearer challenge; every other path is plain "ok".
+func (l *lab) startMCP() {
+	mcpCert := l.pki.Leaf(testlab.LeafOpts{})
+	mcpAddr := testlab.ServeTLSHandler(l.t, &tls.Config{Certificates: []tls.Certificate{mcpCert}, NextProtos: []string{"h2", "http/1.1"}}, mcpHandler())
+	host, port, _ := net.SplitHostPort(mcpAddr)
+	p, _ := strconv.Atoi(port)
+	target := net.JoinHostPort(testlab.DefaultHost, port)
+	l.out.Servers["mcp"] = mcpAddr
+	l.out.Scenarios["mcp"] = scenarioOut{Host: testlab.DefaultHost, IP: host, Port: p, Addr: mcpAddr,
+		Target: target, URL: "https://" + target + "/mcp",
+		NotAfter: mcpCert.Leaf.NotAfter.UTC().Format(time.RFC3339),
+		Note:     "/mcp speaks MCP (serverInfo.name labmcp), /private/mcp answers 401, / is not MCP"}
 }
 
 // mcpHandler is just enough of the streamable HTTP transport for a client's

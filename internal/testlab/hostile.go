@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// The hostile lab (issue 6): servers that misbehave on purpose, so that
+// The hostile lab: servers that misbehave on purpose, so that
 // tests can prove every probe ends within its deadline with a classified
 // finding, memory stays bounded, and other probes carry on meanwhile.
 // Everything listens on 127.0.0.1 and stops on t.Cleanup; no goroutine

@@ -1,6 +1,6 @@
 package testlab
 
-// OCSP responders and CRL servers for the revocation tests (issue 4). Each
+// OCSP responders and CRL servers for the revocation tests. Each
 // misbehaviour tlswatch must survive has a mode: revoked, unknown, hanging,
 // garbage, a signature by the wrong key, an error status.
 

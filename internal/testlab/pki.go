@@ -246,39 +246,7 @@ func (p *PKI) Leaf(o LeafOpts) tls.Certificate {
 	if o.NotAfter.IsZero() {
 		o.NotAfter = p.Now.Add(90 * 24 * time.Hour)
 	}
-	eku := x509.ExtKeyUsageServerAuth
-	if o.ClientAuth {
-		eku = x509.ExtKeyUsageClientAuth
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: p.nextSerial(),
-		Subject:      pkix.Name{CommonName: o.CommonName},
-		NotBefore:    o.NotBefore,
-		NotAfter:     o.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{eku},
-	}
-	if !o.NoSAN {
-		tmpl.DNSNames = o.DNSNames
-		tmpl.IPAddresses = o.IPs
-	}
-	if o.AIAURL != "" {
-		tmpl.IssuingCertificateURL = []string{o.AIAURL}
-	}
-	if o.OCSPURL != "" {
-		tmpl.OCSPServer = []string{o.OCSPURL}
-	}
-	if o.CRLURL != "" {
-		tmpl.CRLDistributionPoints = []string{o.CRLURL}
-	}
-	tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, o.ExtraExtensions...)
-	if o.MustStaple {
-		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{
-			Id:    OIDMustStaple,
-			Value: []byte{0x30, 0x03, 0x02, 0x01, 0x05}, // SEQUENCE { INTEGER 5 (status_request) }
-		})
-	}
-
+	tmpl := leafTemplate(p.nextSerial(), o)
 	parentCert, parentKey := tmpl, crypto.Signer(key)
 	var chain []*x509.Certificate
 	if !o.SelfSigned {
@@ -310,6 +278,43 @@ func (p *PKI) Leaf(o LeafOpts) tls.Certificate {
 		out.Certificate = append(out.Certificate, c.Raw)
 	}
 	return out
+}
+
+// leafTemplate is the leaf certificate o asks for (defaults filled).
+func leafTemplate(serial *big.Int, o LeafOpts) *x509.Certificate {
+	eku := x509.ExtKeyUsageServerAuth
+	if o.ClientAuth {
+		eku = x509.ExtKeyUsageClientAuth
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: o.CommonName},
+		NotBefore:    o.NotBefore,
+		NotAfter:     o.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{eku},
+	}
+	if !o.NoSAN {
+		tmpl.DNSNames = o.DNSNames
+		tmpl.IPAddresses = o.IPs
+	}
+	if o.AIAURL != "" {
+		tmpl.IssuingCertificateURL = []string{o.AIAURL}
+	}
+	if o.OCSPURL != "" {
+		tmpl.OCSPServer = []string{o.OCSPURL}
+	}
+	if o.CRLURL != "" {
+		tmpl.CRLDistributionPoints = []string{o.CRLURL}
+	}
+	tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, o.ExtraExtensions...)
+	if o.MustStaple {
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, pkix.Extension{
+			Id:    OIDMustStaple,
+			Value: []byte{0x30, 0x03, 0x02, 0x01, 0x05}, // SEQUENCE { INTEGER 5 (status_request) }
+		})
+	}
+	return tmpl
 }
 
 // pathBelowRoot returns iss and its known ancestors up to, excluding, the

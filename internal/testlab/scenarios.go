@@ -86,97 +86,22 @@ type Scenario struct {
 func Start(t testing.TB, p *PKI, name string) *Scenario {
 	t.Helper()
 	sc := &Scenario{Name: name, Host: DefaultHost, IP: "127.0.0.1", Roots: p.Roots(), Now: p.Now}
-	day := 24 * time.Hour
-	leaf := func(o LeafOpts) *tls.Certificate { c := p.Leaf(o); return &c }
-
 	var cfg *tls.Config
 	var addr string
+	if o, ok := leafOnly(p, name); ok {
+		c := p.Leaf(o)
+		sc.Cert = &c
+	} else {
+		cfg, addr = sc.special(t, p)
+	}
 	switch name {
-	case ScenarioValid:
-		sc.Cert = leaf(LeafOpts{})
-	case ScenarioValidRSA:
-		sc.Cert = leaf(LeafOpts{Key: KeyRSA2048})
 	case ScenarioIPSAN:
 		sc.Host = "127.0.0.1"
-		sc.Cert = leaf(LeafOpts{IPs: []net.IP{net.ParseIP("127.0.0.1")}})
-	case ScenarioExpired:
-		sc.Cert = leaf(LeafOpts{NotBefore: p.Now.Add(-93 * day), NotAfter: p.Now.Add(-3 * day)})
-	case ScenarioNotYetValid:
-		sc.Cert = leaf(LeafOpts{NotBefore: p.Now.Add(2 * day), NotAfter: p.Now.Add(92 * day)})
-	case ScenarioExpiring29d:
-		sc.Cert = leaf(LeafOpts{NotAfter: p.Now.Add(29*day + 12*time.Hour)})
-	case ScenarioExpiring13d:
-		sc.Cert = leaf(LeafOpts{NotAfter: p.Now.Add(13*day + 12*time.Hour)})
-	case ScenarioExpiring6d:
-		sc.Cert = leaf(LeafOpts{NotAfter: p.Now.Add(6*day + 12*time.Hour)})
-	case ScenarioExpiring12h:
-		sc.Cert = leaf(LeafOpts{NotAfter: p.Now.Add(12 * time.Hour)})
-	case ScenarioWrongHost:
-		sc.Cert = leaf(LeafOpts{DNSNames: []string{"other.test"}})
 	case ScenarioWildcard:
 		sc.Host = "api." + DefaultHost
-		sc.Cert = leaf(LeafOpts{DNSNames: []string{"*." + DefaultHost}})
 	case ScenarioWildcardTwoLevels:
 		sc.Host = "a.b." + DefaultHost
-		sc.Cert = leaf(LeafOpts{DNSNames: []string{"*." + DefaultHost}})
-	case ScenarioCNOnly:
-		sc.Cert = leaf(LeafOpts{NoSAN: true, CommonName: DefaultHost})
-	case ScenarioSelfSigned:
-		sc.Cert = leaf(LeafOpts{SelfSigned: true})
-	case ScenarioUntrustedRoot:
-		sc.Cert = leaf(LeafOpts{Issuer: p.UntrustedIntermediate,
-			Chain: []*x509.Certificate{p.UntrustedIntermediate.Cert, p.UntrustedRoot.Cert}})
-	case ScenarioPrivateCA:
-		sc.Cert = leaf(LeafOpts{Issuer: p.UntrustedIntermediate})
-	case ScenarioMissingIntermediate:
-		sc.AIAHits = new(atomic.Int64)
-		sc.AIAURL = ServeAIA(t, p.Intermediate.Cert, sc.AIAHits)
-		sc.Cert = leaf(LeafOpts{AIAURL: sc.AIAURL, Chain: []*x509.Certificate{}})
-	case ScenarioMissingDeadAIA:
-		sc.AIAURL = "http://" + RefusedAddr(t) + "/issuer.crt"
-		sc.Cert = leaf(LeafOpts{AIAURL: sc.AIAURL, Chain: []*x509.Certificate{}})
-	case ScenarioUntrustedDirect:
-		sc.Cert = leaf(LeafOpts{Issuer: p.UntrustedRoot, Chain: []*x509.Certificate{}})
-	case ScenarioExpiredIntermediate:
-		old := p.NewIntermediate(p.Root, CAOpts{CommonName: "tlswatch Expired Intermediate CA",
-			NotBefore: p.Now.Add(-400 * day), NotAfter: p.Now.Add(-1 * day)})
-		sc.Cert = leaf(LeafOpts{Issuer: old, Chain: []*x509.Certificate{old.Cert}})
-	case ScenarioRootServed:
-		sc.Cert = leaf(LeafOpts{Chain: []*x509.Certificate{p.Intermediate.Cert, p.Root.Cert}})
-	case ScenarioChainOrder:
-		sc.Cert = leaf(LeafOpts{Chain: []*x509.Certificate{p.UntrustedIntermediate.Cert, p.Intermediate.Cert}})
-	case ScenarioChainDuplicate:
-		sc.Cert = leaf(LeafOpts{Chain: []*x509.Certificate{p.Intermediate.Cert, p.Intermediate.Cert}})
-	case ScenarioLegacyAccepted:
-		sc.Cert = leaf(LeafOpts{})
-		cfg = &tls.Config{MinVersion: tls.VersionTLS10}
-	case ScenarioTLS10Only:
-		sc.Cert = leaf(LeafOpts{})
-		cfg = &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}
-	case ScenarioRSA1024:
-		sc.Cert = leaf(LeafOpts{Key: KeyRSA1024})
-	case ScenarioWeakEC:
-		// Go's TLS stack cannot sign with P-224, so the weak EC key sits in
-		// the served intermediate instead of the leaf.
-		weak := p.NewIntermediate(p.Root, CAOpts{CommonName: "tlswatch P-224 Intermediate CA", Key: KeyECDSAP224})
-		sc.Cert = leaf(LeafOpts{Issuer: weak, Chain: []*x509.Certificate{weak.Cert}})
-	case ScenarioSHA1:
-		sc.Cert = leaf(LeafOpts{SignatureAlgorithm: x509.ECDSAWithSHA1})
-	case ScenarioClientCertRequired:
-		sc.Cert = leaf(LeafOpts{})
-		cfg = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.Roots()}
-	case ScenarioMustStaple:
-		sc.Cert = leaf(LeafOpts{MustStaple: true})
-	case ScenarioRefused:
-		addr = RefusedAddr(t)
-	case ScenarioNeverAnswers:
-		addr = NeverAnswers(t)
-	case ScenarioPlainHTTP:
-		addr = PlainHTTP(t)
-	default:
-		t.Fatalf("testlab: unknown scenario %q", name)
 	}
-
 	if sc.Cert != nil {
 		if cfg == nil {
 			cfg = &tls.Config{}
@@ -188,6 +113,105 @@ func Start(t testing.TB, p *PKI, name string) *Scenario {
 	}
 	sc.setAddr(addr)
 	return sc
+}
+
+// leafOnly gives the leaf of the scenarios that serve one certificate with
+// the server's defaults.
+func leafOnly(p *PKI, name string) (LeafOpts, bool) {
+	day := 24 * time.Hour
+	switch name {
+	case ScenarioValid:
+		return LeafOpts{}, true
+	case ScenarioValidRSA:
+		return LeafOpts{Key: KeyRSA2048}, true
+	case ScenarioIPSAN:
+		return LeafOpts{IPs: []net.IP{net.ParseIP("127.0.0.1")}}, true
+	case ScenarioExpired:
+		return LeafOpts{NotBefore: p.Now.Add(-93 * day), NotAfter: p.Now.Add(-3 * day)}, true
+	case ScenarioNotYetValid:
+		return LeafOpts{NotBefore: p.Now.Add(2 * day), NotAfter: p.Now.Add(92 * day)}, true
+	case ScenarioExpiring29d:
+		return LeafOpts{NotAfter: p.Now.Add(29*day + 12*time.Hour)}, true
+	case ScenarioExpiring13d:
+		return LeafOpts{NotAfter: p.Now.Add(13*day + 12*time.Hour)}, true
+	case ScenarioExpiring6d:
+		return LeafOpts{NotAfter: p.Now.Add(6*day + 12*time.Hour)}, true
+	case ScenarioExpiring12h:
+		return LeafOpts{NotAfter: p.Now.Add(12 * time.Hour)}, true
+	case ScenarioWrongHost:
+		return LeafOpts{DNSNames: []string{"other.test"}}, true
+	case ScenarioWildcard, ScenarioWildcardTwoLevels:
+		return LeafOpts{DNSNames: []string{"*." + DefaultHost}}, true
+	case ScenarioCNOnly:
+		return LeafOpts{NoSAN: true, CommonName: DefaultHost}, true
+	case ScenarioSelfSigned:
+		return LeafOpts{SelfSigned: true}, true
+	case ScenarioUntrustedRoot:
+		return LeafOpts{Issuer: p.UntrustedIntermediate,
+			Chain: []*x509.Certificate{p.UntrustedIntermediate.Cert, p.UntrustedRoot.Cert}}, true
+	case ScenarioPrivateCA:
+		return LeafOpts{Issuer: p.UntrustedIntermediate}, true
+	case ScenarioUntrustedDirect:
+		return LeafOpts{Issuer: p.UntrustedRoot, Chain: []*x509.Certificate{}}, true
+	case ScenarioRootServed:
+		return LeafOpts{Chain: []*x509.Certificate{p.Intermediate.Cert, p.Root.Cert}}, true
+	case ScenarioChainOrder:
+		return LeafOpts{Chain: []*x509.Certificate{p.UntrustedIntermediate.Cert, p.Intermediate.Cert}}, true
+	case ScenarioChainDuplicate:
+		return LeafOpts{Chain: []*x509.Certificate{p.Intermediate.Cert, p.Intermediate.Cert}}, true
+	case ScenarioRSA1024:
+		return LeafOpts{Key: KeyRSA1024}, true
+	case ScenarioSHA1:
+		return LeafOpts{SignatureAlgorithm: x509.ECDSAWithSHA1}, true
+	case ScenarioMustStaple:
+		return LeafOpts{MustStaple: true}, true
+	}
+	return LeafOpts{}, false
+}
+
+// special sets up the scenarios that need more than one leaf: their own
+// server settings, a CA of their own, an AIA server, or no TLS at all. It
+// returns the server config (nil for the defaults) or, without TLS, the
+// address.
+func (sc *Scenario) special(t testing.TB, p *PKI) (*tls.Config, string) {
+	day := 24 * time.Hour
+	leaf := func(o LeafOpts) *tls.Certificate { c := p.Leaf(o); return &c }
+	switch sc.Name {
+	case ScenarioMissingIntermediate:
+		sc.AIAHits = new(atomic.Int64)
+		sc.AIAURL = ServeAIA(t, p.Intermediate.Cert, sc.AIAHits)
+		sc.Cert = leaf(LeafOpts{AIAURL: sc.AIAURL, Chain: []*x509.Certificate{}})
+	case ScenarioMissingDeadAIA:
+		sc.AIAURL = "http://" + RefusedAddr(t) + "/issuer.crt"
+		sc.Cert = leaf(LeafOpts{AIAURL: sc.AIAURL, Chain: []*x509.Certificate{}})
+	case ScenarioExpiredIntermediate:
+		old := p.NewIntermediate(p.Root, CAOpts{CommonName: "tlswatch Expired Intermediate CA",
+			NotBefore: p.Now.Add(-400 * day), NotAfter: p.Now.Add(-1 * day)})
+		sc.Cert = leaf(LeafOpts{Issuer: old, Chain: []*x509.Certificate{old.Cert}})
+	case ScenarioWeakEC:
+		// Go's TLS stack cannot sign with P-224, so the weak EC key sits in
+		// the served intermediate instead of the leaf.
+		weak := p.NewIntermediate(p.Root, CAOpts{CommonName: "tlswatch P-224 Intermediate CA", Key: KeyECDSAP224})
+		sc.Cert = leaf(LeafOpts{Issuer: weak, Chain: []*x509.Certificate{weak.Cert}})
+	case ScenarioLegacyAccepted:
+		sc.Cert = leaf(LeafOpts{})
+		return &tls.Config{MinVersion: tls.VersionTLS10}, ""
+	case ScenarioTLS10Only:
+		sc.Cert = leaf(LeafOpts{})
+		return &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}, ""
+	case ScenarioClientCertRequired:
+		sc.Cert = leaf(LeafOpts{})
+		return &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: p.Roots()}, ""
+	case ScenarioRefused:
+		return nil, RefusedAddr(t)
+	case ScenarioNeverAnswers:
+		return nil, NeverAnswers(t)
+	case ScenarioPlainHTTP:
+		return nil, PlainHTTP(t)
+	default:
+		t.Fatalf("testlab: unknown scenario %q", sc.Name)
+	}
+	return nil, ""
 }
 
 // StartWith serves a certificate of the caller's with an optional config
