@@ -24,31 +24,13 @@ import (
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
+	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 
-// testClock is the injected clock: tests move time, never sleep.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *testClock { return &testClock{now: t0} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *testClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+// newClock is the injected clock at t0: tests move time, never sleep.
+func newClock() *watchtest.Clock { return watchtest.NewClock(t0) }
 
 // testOutbox is the outbox of a real watch database. Entries get there
 // only as they do in production: inside the commit of a watch's update.
@@ -118,7 +100,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newTestDispatcher(t *testing.T, cfg Config, ob *testOutbox, clock *testClock, roots *x509.CertPool) *testDispatcher {
+func newTestDispatcher(t *testing.T, cfg Config, ob *testOutbox, clock *watchtest.Clock, roots *x509.CertPool) *testDispatcher {
 	t.Helper()
 	d, err := newDispatcherFor(t, cfg, ob, Options{Now: clock.Now, RootCAs: roots, Timeout: 5 * time.Second, Logger: testLogger(t)})
 	if err != nil {

@@ -316,7 +316,7 @@ func checkFeed(t *testing.T, path string, listed map[string]bool, expected map[c
 		switch e.Kind {
 		case "stage_crossed":
 			_, fp, _ := strings.Cut(e.Message, "(sha256 ")
-			stages[crashKey{e.WatchID, e.Stage, strings.TrimSuffix(fp, ")")}]++
+			stages[crashKey{e.WatchID, e.ExpiryStage, strings.TrimSuffix(fp, ")")}]++
 		case "watch_added":
 			added[e.WatchID]++
 		}

@@ -185,19 +185,24 @@ func (p *Policy) Control(network, address string, _ syscall.RawConn) error {
 	return p.Check(ap.Addr())
 }
 
-// Dialer returns a net.Dialer whose every connection passes the policy.
-func (p *Policy) Dialer(base net.Dialer) *net.Dialer {
-	d := base
-	prev := base.Control
-	d.Control = func(network, address string, c syscall.RawConn) error {
+// Wrap returns a net.Dialer.Control that checks the policy, then runs next
+// (when not nil): a dial must pass both.
+func (p *Policy) Wrap(next func(network, address string, c syscall.RawConn) error) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
 		if err := p.Control(network, address, c); err != nil {
 			return err
 		}
-		if prev != nil {
-			return prev(network, address, c)
+		if next != nil {
+			return next(network, address, c)
 		}
 		return nil
 	}
+}
+
+// Dialer returns a net.Dialer whose every connection passes the policy.
+func (p *Policy) Dialer(base net.Dialer) *net.Dialer {
+	d := base
+	d.Control = p.Wrap(base.Control)
 	return &d
 }
 

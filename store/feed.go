@@ -24,19 +24,21 @@ const FeedKeep = 10000
 
 var bFeed = []byte("feed")
 
-// FeedEntry is one event in the alert feed.
+// FeedEntry is one event in the alert feed. Its JSON is also how the feed
+// is shown (package watch adds the cursor).
 type FeedEntry struct {
-	// Seq is assigned when the entry is appended.
-	Seq     uint64    `json:"seq"`
-	Time    time.Time `json:"time"`
-	Kind    string    `json:"kind"`
-	Level   string    `json:"level"`
-	Message string    `json:"message"`
-	WatchID string    `json:"watch_id"`
-	Target  string    `json:"target"`
-	State   string    `json:"state,omitempty"`
-	Status  string    `json:"status,omitempty"`
-	Stage   string    `json:"stage,omitempty"`
+	// Seq is assigned when the entry is appended (it is the key, not part
+	// of the stored value).
+	Seq         uint64    `json:"-"`
+	Time        time.Time `json:"time"`
+	Kind        string    `json:"kind"`
+	Level       string    `json:"level"`
+	Message     string    `json:"message"`
+	WatchID     string    `json:"watch_id"`
+	Target      string    `json:"target"`
+	State       string    `json:"state,omitempty"`
+	Status      string    `json:"status,omitempty"`
+	ExpiryStage string    `json:"expiry_stage,omitempty"`
 	// Subject is who created the watch (an OAuth subject), for filtering.
 	Subject string `json:"subject,omitempty"`
 }
@@ -62,7 +64,6 @@ func appendFeed(tx *bolt.Tx, entries []FeedEntry) error {
 		if seq, err = b.NextSequence(); err != nil {
 			return fmt.Errorf("feed: %w", err)
 		}
-		e.Seq = seq
 		raw, err := json.Marshal(e)
 		if err != nil {
 			return fmt.Errorf("feed: encode entry: %w", err)
@@ -95,9 +96,9 @@ func (db *DB) Feed(after uint64, limit int) (FeedPage, error) {
 			p.Last = binary.BigEndian.Uint64(k)
 		}
 		for k, v := c.Seek(feedKey(after + 1)); k != nil && len(p.Entries) < limit; k, v = c.Next() {
-			var e FeedEntry
+			e := FeedEntry{Seq: binary.BigEndian.Uint64(k)}
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("decode entry %d: %w", binary.BigEndian.Uint64(k), err)
+				return fmt.Errorf("decode entry %d: %w", e.Seq, err)
 			}
 			p.Entries = append(p.Entries, e)
 		}

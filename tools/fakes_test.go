@@ -3,7 +3,6 @@ package tools
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,36 +14,10 @@ import (
 	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
-// fakeProbe returns a canned Report per host; hosts starting with "down"
-// are unreachable.
-func fakeProbe(_ context.Context, t probe.Target, _ probe.Options) (probe.Report, error) {
-	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
-	r := probe.Report{
-		Target:      probe.TargetInfo{Host: t.Host, Port: t.Port, SNI: t.SNI, IP: t.IP},
-		CheckedAt:   now,
-		Status:      probe.StatusOK,
-		Reachable:   true,
-		Trusted:     true,
-		ExpiryStage: "none",
-		TLS:         &probe.TLSInfo{Version: "TLS 1.3", CipherSuite: "TLS_AES_128_GCM_SHA256"},
-		Leaf: &probe.CertInfo{Subject: "CN=" + t.Host, Issuer: "CN=Test CA", SANs: []string{t.Host},
-			NotBefore: now.AddDate(0, 0, -10), NotAfter: now.AddDate(0, 0, 41), DaysRemaining: 41,
-			Serial: "01", SHA256: "ab", Key: "ECDSA P-256", SignatureAlgorithm: "ECDSA-SHA256"},
-		Chain:  &probe.ChainInfo{Served: 2, Complete: true, VerifiedPath: []string{"a", "b", "c"}},
-		Timing: probe.Timing{Total: 1},
-	}
-	if strings.HasPrefix(t.Host, "down") {
-		r.Reachable, r.Trusted, r.Status = false, false, probe.StatusDown
-		r.TLS, r.Leaf, r.Chain = nil, nil, nil
-		r.Findings = []probe.Finding{probe.NewFinding(probe.CodeConnectionRefused, "connection refused")}
-	}
-	if strings.HasPrefix(t.Host, "expired") {
-		r.Trusted, r.Status, r.ExpiryStage = false, probe.StatusDown, "expired"
-		r.Leaf.NotAfter, r.Leaf.DaysRemaining = now.AddDate(0, 0, -3), -3
-		r.Findings = []probe.Finding{probe.NewFinding(probe.CodeExpired, "certificate expired 3 days ago")}
-	}
-	return r, nil
-}
+// fakeProbe answers without the network, by host (see watchtest.Probe):
+// "down..." is refused, "expired..." expired 3 days ago, the rest is
+// healthy for 41 days.
+var fakeProbe watch.ProbeFunc = watchtest.Probe
 
 // fakeWatch is the real watch engine on a bbolt file in a temporary
 // directory, probing with fakeProbe on a clock pinned at the fake probe's

@@ -170,18 +170,8 @@ type ExpiringList struct {
 // AlertEntry is one event of the durable alert feed.
 type AlertEntry struct {
 	// ID is this entry's cursor: Alerts(after=ID) continues after it.
-	ID          string    `json:"id"`
-	Time        time.Time `json:"time"`
-	Kind        string    `json:"kind"`
-	Level       string    `json:"level"`
-	Message     string    `json:"message"`
-	WatchID     string    `json:"watch_id"`
-	Target      string    `json:"target"`
-	State       string    `json:"state,omitempty"`
-	Status      string    `json:"status,omitempty"`
-	ExpiryStage string    `json:"expiry_stage,omitempty"`
-	// Subject is who created the watch (an OAuth subject).
-	Subject string `json:"subject,omitempty"`
+	ID string `json:"id"`
+	store.FeedEntry
 }
 
 // AlertFeed is one page of the alert feed.

@@ -37,11 +37,11 @@ func TestStageAlertOnceAcrossRestart(t *testing.T) {
 		t.Fatalf("after Add: state %s report %+v", w.State, w.LastReport)
 	}
 	e.settle(100*time.Millisecond, "3 scheduled probes", func() bool { return probes.Load() >= 4 })
-	e.settle(100*time.Millisecond, "the stage alert", func() bool { return e.rec.count(watch.EventStageCrossed, "") >= 1 })
-	if n := e.rec.count(watch.EventStageCrossed, "stage 7d"); n != 1 {
-		t.Fatalf("7d alerts: %d, want 1; events: %+v", n, e.rec.events())
+	e.settle(100*time.Millisecond, "the stage alert", func() bool { return e.rec.Count(watch.EventStageCrossed, "") >= 1 })
+	if n := e.rec.Count(watch.EventStageCrossed, "stage 7d"); n != 1 {
+		t.Fatalf("7d alerts: %d, want 1; events: %+v", n, e.rec.Events())
 	}
-	if n := e.rec.count(watch.EventWatchAdded, ""); n != 1 {
+	if n := e.rec.Count(watch.EventWatchAdded, ""); n != 1 {
 		t.Errorf("watch_added: %d, want 1", n)
 	}
 	exp, err := e.eng.Expiring(ctxT(t), nil)
@@ -59,8 +59,8 @@ func TestStageAlertOnceAcrossRestart(t *testing.T) {
 		h, err = e.eng.History(ctxT(t), w.ID, 0)
 		return err == nil && probes.Load() >= before+3 && len(h) >= 7
 	})
-	if n := e.rec.count(watch.EventStageCrossed, ""); n != 0 {
-		t.Fatalf("stage alert repeated after restart: %+v", e.rec.events())
+	if n := e.rec.Count(watch.EventStageCrossed, ""); n != 0 {
+		t.Fatalf("stage alert repeated after restart: %+v", e.rec.Events())
 	}
 	for i := 1; i < len(h); i++ {
 		if h[i].CheckedAt.After(h[i-1].CheckedAt) {
@@ -86,7 +86,7 @@ func TestDownAfterThreeUpAfterOne(t *testing.T) {
 	if g := e.get(w.ID); g.ConsecutiveFailures < 3 || g.LastReport.Status != probe.StatusDown {
 		t.Errorf("down watch: failures %d status %s", g.ConsecutiveFailures, g.LastReport.Status)
 	}
-	e.settle(100*time.Millisecond, "the down event", func() bool { return e.rec.count(watch.EventStatusChanged, "is down") == 1 })
+	e.settle(100*time.Millisecond, "the down event", func() bool { return e.rec.Count(watch.EventStatusChanged, "is down") == 1 })
 	if exp, _ := e.eng.Expiring(ctxT(t), nil); len(exp.Watches) != 1 || exp.Watches[0].State != watch.StateDown {
 		t.Errorf("Expiring does not list the down watch: %+v", exp)
 	}
@@ -95,11 +95,11 @@ func TestDownAfterThreeUpAfterOne(t *testing.T) {
 		g := e.get(w.ID)
 		return g.State == watch.StateUp && g.ConsecutiveFailures == 0
 	})
-	e.settle(100*time.Millisecond, "the up event", func() bool { return e.rec.count(watch.EventStatusChanged, "up again") == 1 })
-	if n := e.rec.count(watch.EventStatusChanged, "is down"); n != 1 {
+	e.settle(100*time.Millisecond, "the up event", func() bool { return e.rec.Count(watch.EventStatusChanged, "up again") == 1 })
+	if n := e.rec.Count(watch.EventStatusChanged, "is down"); n != 1 {
 		t.Errorf("down events: %d", n)
 	}
-	for _, ev := range e.rec.events() {
+	for _, ev := range e.rec.Events() {
 		if strings.Contains(ev.Message, "is down") && ev.Level != watch.LevelCritical {
 			t.Errorf("down event level %s", ev.Level)
 		}
@@ -115,18 +115,18 @@ func TestRotationResetsStages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.settle(100*time.Millisecond, "30d alert", func() bool { return e.rec.count(watch.EventStageCrossed, "stage 30d") == 1 })
+	e.settle(100*time.Millisecond, "30d alert", func() bool { return e.rec.Count(watch.EventStageCrossed, "stage 30d") == 1 })
 	srv.rotate(leafIn(p, 10*24*time.Hour))
-	e.settle(100*time.Millisecond, "rotation", func() bool { return e.rec.count(watch.EventRotated, "") == 1 })
-	e.settle(100*time.Millisecond, "14d alert of the new cert", func() bool { return e.rec.count(watch.EventStageCrossed, "stage 14d") == 1 })
+	e.settle(100*time.Millisecond, "rotation", func() bool { return e.rec.Count(watch.EventRotated, "") == 1 })
+	e.settle(100*time.Millisecond, "14d alert of the new cert", func() bool { return e.rec.Count(watch.EventStageCrossed, "stage 14d") == 1 })
 	srv.rotate(leafIn(p, 90*24*time.Hour))
-	e.settle(100*time.Millisecond, "second rotation", func() bool { return e.rec.count(watch.EventRotated, "") == 2 })
+	e.settle(100*time.Millisecond, "second rotation", func() bool { return e.rec.Count(watch.EventRotated, "") == 2 })
 	e.settle(100*time.Millisecond, "the renewal committed", func() bool {
 		g := e.get(w.ID)
 		return g.LastReport.Leaf != nil && g.LastReport.Leaf.DaysRemaining >= 80
 	})
-	if n := e.rec.count(watch.EventStageCrossed, ""); n != 2 {
-		t.Errorf("stage alerts %d, want 2: %+v", n, e.rec.events())
+	if n := e.rec.Count(watch.EventStageCrossed, ""); n != 2 {
+		t.Errorf("stage alerts %d, want 2: %+v", n, e.rec.Events())
 	}
 	if exp, _ := e.eng.Expiring(ctxT(t), nil); len(exp.Watches) != 0 {
 		t.Errorf("renewed cert still expiring: %d", len(exp.Watches))

@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,43 +78,6 @@ func labProber(p *testlab.PKI, count *atomic.Int64) *watch.Prober {
 	}
 }
 
-// recorder is a Notifier that keeps what it is told.
-type recorder struct {
-	mu      sync.Mutex
-	changes []watch.Change
-}
-
-func (r *recorder) Changed(c watch.Change) {
-	r.mu.Lock()
-	r.changes = append(r.changes, c)
-	r.mu.Unlock()
-}
-
-// count counts events of kind whose message contains detail.
-func (r *recorder) count(kind, detail string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, c := range r.changes {
-		for _, e := range c.Events {
-			if e.Kind == kind && strings.Contains(e.Message, detail) {
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func (r *recorder) events() []watch.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []watch.Event
-	for _, c := range r.changes {
-		out = append(out, c.Events...)
-	}
-	return out
-}
-
 // env is one engine on a bbolt file in t.TempDir(), on a fake clock.
 type env struct {
 	t     *testing.T
@@ -125,7 +86,7 @@ type env struct {
 	clock *watchtest.Clock
 	db    *store.DB
 	eng   *watch.Engine
-	rec   *recorder
+	rec   *watchtest.Recorder
 }
 
 // newEnv starts an engine; cfg.Clock defaults to a fake clock at start.
@@ -153,7 +114,7 @@ func (e *env) open() {
 		db.Close()
 		e.t.Fatal(err)
 	}
-	e.db, e.eng, e.rec = db, eng, &recorder{}
+	e.db, e.eng, e.rec = db, eng, &watchtest.Recorder{}
 	eng.Subscribe(e.rec)
 }
 

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tlswatch/tlswatch/netpolicy"
@@ -120,16 +119,7 @@ func (p *Prober) Options(rec *store.Record, now time.Time) (probe.Target, probe.
 		o.Roots = p.pool(rec.Roots)
 	}
 	if pol := p.policy(rec.Policy); pol != nil {
-		base := o.Control
-		o.Control = func(network, address string, c syscall.RawConn) error {
-			if err := pol.Control(network, address, c); err != nil {
-				return err
-			}
-			if base != nil {
-				return base(network, address, c)
-			}
-			return nil
-		}
+		o.Control = pol.Wrap(o.Control)
 	}
 	if rec.ClientCert != "" {
 		o.ClientCertName = rec.ClientCert

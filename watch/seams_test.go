@@ -107,7 +107,7 @@ func TestRemoteChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	rec := &recorder{}
+	rec := &watchtest.Recorder{}
 	eng.Subscribe(rec)
 
 	r := store.Record{ID: "w_remote", Target: probe.TargetInfo{Host: "a.test", Port: 443}, Schedule: "@every 1s",
@@ -117,9 +117,9 @@ func TestRemoteChanges(t *testing.T) {
 	}
 	rs.deliver(watch.Change{Watch: watch.Watch{ID: r.ID}, Events: []watch.Event{{Kind: watch.EventWatchAdded}}})
 	deadline := time.Now().Add(10 * time.Second)
-	for f.calls.Load() == 0 || rec.count(watch.EventWatchAdded, "") == 0 {
+	for f.calls.Load() == 0 || rec.Count(watch.EventWatchAdded, "") == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("a watch added by another node: %d probes, events %+v", f.calls.Load(), rec.events())
+			t.Fatalf("a watch added by another node: %d probes, events %+v", f.calls.Load(), rec.Events())
 		}
 		clock.Advance(100 * time.Millisecond)
 		time.Sleep(2 * time.Millisecond)

@@ -164,7 +164,7 @@ func feedEntries(c *Change, at time.Time) []store.FeedEntry {
 		out[i] = store.FeedEntry{Time: at.UTC(), Kind: ev.Kind, Level: ev.Level, Message: ev.Message,
 			WatchID: w.ID, Target: targetName(w.Target), State: w.State, Subject: w.CreatedBy}
 		if r := w.LastReport; r != nil {
-			out[i].Status, out[i].Stage = string(r.Status), string(r.ExpiryStage)
+			out[i].Status, out[i].ExpiryStage = string(r.Status), string(r.ExpiryStage)
 		}
 	}
 	return out
@@ -451,9 +451,7 @@ func (e *Engine) Alerts(_ context.Context, after string, limitN int) (AlertFeed,
 		out.Missed = int(p.Oldest - cur - 1)
 	}
 	for _, fe := range p.Entries {
-		out.Alerts = append(out.Alerts, AlertEntry{ID: strconv.FormatUint(fe.Seq, 10), Time: fe.Time, Kind: fe.Kind,
-			Level: fe.Level, Message: fe.Message, WatchID: fe.WatchID, Target: fe.Target, State: fe.State,
-			Status: fe.Status, ExpiryStage: fe.Stage, Subject: fe.Subject})
+		out.Alerts = append(out.Alerts, AlertEntry{ID: strconv.FormatUint(fe.Seq, 10), FeedEntry: fe})
 		out.Next = strconv.FormatUint(fe.Seq, 10)
 	}
 	return out, nil

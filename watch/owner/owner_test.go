@@ -72,30 +72,6 @@ func TestEveryMethodForwarded(t *testing.T) {
 	}
 }
 
-// recorder keeps the Changes it is told.
-type recorder struct {
-	mu      sync.Mutex
-	changes []watch.Change
-}
-
-func (r *recorder) Changed(c watch.Change) {
-	r.mu.Lock()
-	r.changes = append(r.changes, c)
-	r.mu.Unlock()
-}
-
-func (r *recorder) count(kind string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, c := range r.changes {
-		if c.Has(kind) {
-			n++
-		}
-	}
-	return n
-}
-
 // Two processes on one database: both answer, only the owner probes, and
 // when the owner is SIGKILLed the other takes over at once and probes,
 // without repeating an alert the dead owner committed.
@@ -118,7 +94,7 @@ func TestTwoProcessesHandover(t *testing.T) {
 	if m.Role() != "follower" {
 		t.Fatalf("second process role %q, want follower", m.Role())
 	}
-	rec := &recorder{}
+	rec := &watchtest.Recorder{}
 	m.Subscribe(rec)
 	if ws, err := m.List(ctx); err != nil || len(ws) != 1 || ws[0].LastReport == nil {
 		t.Fatalf("follower List: %+v, %v", ws, err)
@@ -133,7 +109,7 @@ func TestTwoProcessesHandover(t *testing.T) {
 		t.Errorf("the owner's probes: %v", p)
 	}
 	waitFor(t, 5*time.Second, "the owner's change at the follower", func() bool {
-		return rec.count(watch.EventStageCrossed) == 1 && rec.count(watch.EventWatchAdded) == 1
+		return rec.Count(watch.EventStageCrossed, "") == 1 && rec.Count(watch.EventWatchAdded, "") == 1
 	})
 	if mine.Load() != 0 {
 		t.Fatalf("the follower probed %d times", mine.Load())
@@ -151,7 +127,7 @@ func TestTwoProcessesHandover(t *testing.T) {
 	}
 	clock.Advance(time.Second)
 	time.Sleep(20 * time.Millisecond)
-	if n := rec.count(watch.EventStageCrossed); n != 1 {
+	if n := rec.Count(watch.EventStageCrossed, ""); n != 1 {
 		t.Errorf("stage alerts after handover: %d, want 1 (no repeats)", n)
 	}
 }

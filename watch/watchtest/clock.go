@@ -36,10 +36,22 @@ func (c *Clock) Now() time.Time {
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	for t := range c.timers {
-		if !t.at.After(c.now) {
-			t.fireLocked(c.now)
+	c.setLocked(c.now.Add(d))
+}
+
+// Set moves the time to t (forward or back) and fires every timer due by
+// then.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.setLocked(t)
+}
+
+func (c *Clock) setLocked(t time.Time) {
+	c.now = t
+	for tm := range c.timers {
+		if !tm.at.After(c.now) {
+			tm.fireLocked(c.now)
 		}
 	}
 }

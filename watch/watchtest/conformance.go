@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,25 +267,52 @@ func alertFeed(t *testing.T, svc watch.Service) {
 	}
 }
 
-// recorder keeps the Changes it is told.
-type recorder struct {
+// Recorder is a watch.Notifier that keeps the Changes it is told.
+type Recorder struct {
 	mu      sync.Mutex
 	changes []watch.Change
 }
 
-func (r *recorder) Changed(c watch.Change) {
+// Changed records c.
+func (r *Recorder) Changed(c watch.Change) {
 	r.mu.Lock()
 	r.changes = append(r.changes, c)
 	r.mu.Unlock()
 }
 
-func (r *recorder) wait(t *testing.T, n int) []watch.Change {
+// Changes returns what was recorded so far.
+func (r *Recorder) Changes() []watch.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.changes)
+}
+
+// Events returns the events of every Change so far.
+func (r *Recorder) Events() []watch.Event {
+	var out []watch.Event
+	for _, c := range r.Changes() {
+		out = append(out, c.Events...)
+	}
+	return out
+}
+
+// Count counts the events of kind whose message contains detail.
+func (r *Recorder) Count(kind, detail string) int {
+	n := 0
+	for _, e := range r.Events() {
+		if e.Kind == kind && strings.Contains(e.Message, detail) {
+			n++
+		}
+	}
+	return n
+}
+
+// Wait waits (10 s at most) until n Changes are recorded.
+func (r *Recorder) Wait(t *testing.T, n int) []watch.Change {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r.mu.Lock()
-		got := slices.Clone(r.changes)
-		r.mu.Unlock()
+		got := r.Changes()
 		if len(got) >= n {
 			return got
 		}
@@ -296,10 +324,10 @@ func (r *recorder) wait(t *testing.T, n int) []watch.Change {
 }
 
 func subscribe(t *testing.T, svc watch.Service) {
-	rec := &recorder{}
+	rec := &Recorder{}
 	cancel := svc.Subscribe(rec)
 	a := mustAdd(t, svc, watch.Spec{Target: "a.test"})
-	got := rec.wait(t, 1)
+	got := rec.Wait(t, 1)
 	// One Change per committed write: the new watch and its first status.
 	if c := got[0]; c.Watch.ID != a.ID || !c.Has(watch.EventWatchAdded) || !c.Has(watch.EventStatusChanged) || !c.ListChanged() {
 		t.Errorf("Change of an Add: %+v", c)
@@ -307,14 +335,14 @@ func subscribe(t *testing.T, svc watch.Service) {
 	if _, err := svc.Remove(ctxOf(t), a.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	got = rec.wait(t, 2)
+	got = rec.Wait(t, 2)
 	if c := got[1]; c.Watch.ID != a.ID || !c.Has(watch.EventWatchRemoved) || len(c.Events) != 1 {
 		t.Errorf("Change of a Remove: %+v", c)
 	}
 	cancel()
 	mustAdd(t, svc, watch.Spec{Target: "b.test"})
 	time.Sleep(50 * time.Millisecond)
-	if n := len(rec.wait(t, 2)); n != 2 {
+	if n := len(rec.Wait(t, 2)); n != 2 {
 		t.Errorf("%d changes after cancel, want 2", n)
 	}
 }
