@@ -3,8 +3,6 @@ package alert
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/tlswatch/tlswatch/watch"
@@ -80,7 +78,7 @@ func newAlert(w watch.Watch, ev watch.Event, now time.Time) Alert {
 		Level:     ev.Level,
 		Message:   truncate(ev.Message, maxText),
 		WatchID:   w.ID,
-		Target:    net.JoinHostPort(w.Target.Host, strconv.Itoa(w.Target.Port)),
+		Target:    w.Target.String(),
 		State:     w.State,
 		Timestamp: now.UTC(),
 	}

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
 	"io"
 	"net"
@@ -334,7 +335,7 @@ func (c *Config) Validate() error {
 	if a.MinLevel == "" {
 		a.MinLevel = watch.LevelWarning
 	}
-	if levelRank(a.MinLevel) == 0 {
+	if probe.Severity(a.MinLevel).Rank() == 0 {
 		return fmt.Errorf("alerts.min_level: %q is not one of info, warning, critical", a.MinLevel)
 	}
 	r := &a.Retry
@@ -375,7 +376,7 @@ func (ch *Channel) validate(p string) error {
 	if !channelName.MatchString(ch.Name) {
 		return fmt.Errorf("%s.name: %q must be 1-64 letters, digits, '.', '_' or '-'", p, ch.Name)
 	}
-	if ch.MinLevel != "" && levelRank(ch.MinLevel) == 0 {
+	if ch.MinLevel != "" && probe.Severity(ch.MinLevel).Rank() == 0 {
 		return fmt.Errorf("%s.min_level: %q is not one of info, warning, critical", p, ch.MinLevel)
 	}
 	if err := ch.checkFieldsOfType(p); err != nil {
@@ -501,17 +502,4 @@ func checkAddress(s string) error {
 		return fmt.Errorf("%q is not an email address", s)
 	}
 	return nil
-}
-
-// levelRank orders levels; 0 means unknown.
-func levelRank(l string) int {
-	switch l {
-	case watch.LevelInfo:
-		return 1
-	case watch.LevelWarning:
-		return 2
-	case watch.LevelCritical:
-		return 3
-	}
-	return 0
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
 )
@@ -249,7 +250,7 @@ func (d *Dispatcher) plan(w watch.Watch, ev watch.Event, marked func(keys ...str
 		if minLevel == "" {
 			minLevel = d.cfg.Alerts.MinLevel
 		}
-		byLevel := levelRank(a.Level) >= levelRank(minLevel)
+		byLevel := probe.Severity(a.Level).Rank() >= probe.Severity(minLevel).Rank()
 		key := markKey(ch.Name, w.ID, cond)
 		switch {
 		case opens && byLevel:

@@ -1,7 +1,6 @@
 package tools
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -104,17 +103,14 @@ func (a DiagnoseArgs) probeTarget() (probe.Target, error) {
 	return ta.probeTarget("")
 }
 
-// targetLabel is how summaries name a target: host:port.
+// targetLabel is how summaries name a target: host:port (fallback when
+// there is no host, the host alone when there is no port).
 func targetLabel(info probe.TargetInfo, fallback string) string {
-	if info.Host == "" {
+	switch {
+	case info.Host == "":
 		return fallback
+	case info.Port == 0:
+		return info.Host
 	}
-	host := info.Host
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if info.Port == 0 {
-		return host
-	}
-	return fmt.Sprintf("%s:%d", host, info.Port)
+	return info.String()
 }

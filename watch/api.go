@@ -24,11 +24,11 @@ const (
 	StateDown    = "down"
 )
 
-// Event levels (MCP log levels).
+// Event levels (MCP log levels): probe's severities.
 const (
-	LevelInfo     = "info"
-	LevelWarning  = "warning"
-	LevelCritical = "critical"
+	LevelInfo     = string(probe.SeverityInfo)
+	LevelWarning  = string(probe.SeverityWarning)
+	LevelCritical = string(probe.SeverityCritical)
 )
 
 // Watch is the record shown per watch by watch_endpoint, list_watches,

@@ -92,7 +92,7 @@ func upDown(prev store.Record, rec *store.Record, rep *probe.Report) *Event {
 	// A change of last_report.status alone (ok -> warning, a first failed
 	// probe) also matters to subscribers.
 	if ev == nil && prev.LastStatus != "" && prev.LastStatus != rec.LastStatus {
-		lvl := levelOfStatus(rep.Status)
+		lvl := string(rep.Status.Severity())
 		msg := fmt.Sprintf("%s: probe status %s -> %s", name, prev.LastStatus, rec.LastStatus)
 		if rep.Status == probe.StatusDown {
 			// Not down yet by the watcher rules: a warning, not an outage.
@@ -176,17 +176,6 @@ func stageOf(notAfter, at time.Time, thresholds []int) (days int, stage string) 
 		return d, string(s)
 	}
 	return 0, ""
-}
-
-func levelOfStatus(s probe.Status) string {
-	switch s {
-	case probe.StatusOK:
-		return LevelInfo
-	case probe.StatusWarning:
-		return LevelWarning
-	default:
-		return LevelCritical
-	}
 }
 
 // reason names the most severe finding of a failed probe.

@@ -305,13 +305,6 @@ func targetLabel(t probe.TargetInfo) string {
 	return s
 }
 
-func hostPort(host string, port int) string {
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	return fmt.Sprintf("%s:%d", host, port)
-}
-
 // lifetime says how long the leaf has left, or how long ago it expired, in
 // the Report's own days_remaining (whole days, rounded down) so that text
 // and JSON agree; under a day it counts hours to not_after.

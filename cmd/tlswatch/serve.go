@@ -117,12 +117,8 @@ func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches wat
 	if rs != nil {
 		defer rs.Close()
 	}
-	loopback := isLoopbackAddr(ln.Addr())
-	if !loopback && cfg.Token == "" && rs == nil {
-		fmt.Fprintf(stderr, "\n"+
-			"WARNING: tlswatch is listening on %s, beyond loopback, WITHOUT a token.\n"+
-			"WARNING: anyone who can reach this address can run probes from this host and add or remove watches.\n"+
-			"WARNING: set --auth-issuer (OAuth) or --token (or TLSWATCH_TOKEN), or bind 127.0.0.1.\n\n", ln.Addr())
+	if !isLoopbackAddr(ln.Addr()) && cfg.Token == "" && rs == nil {
+		warnUnprotected(stderr, ln.Addr())
 	}
 
 	// Request contexts derive from base, so cancelling it ends long-lived
@@ -180,6 +176,15 @@ func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches wat
 		return fmt.Errorf("http: %w", err)
 	}
 	return nil
+}
+
+// warnUnprotected says loudly that anyone who reaches addr may use the
+// server.
+func warnUnprotected(stderr io.Writer, addr net.Addr) {
+	fmt.Fprintf(stderr, "\n"+
+		"WARNING: tlswatch is listening on %s, beyond loopback, WITHOUT a token.\n"+
+		"WARNING: anyone who can reach this address can run probes from this host and add or remove watches.\n"+
+		"WARNING: set --auth-issuer (OAuth) or --token (or TLSWATCH_TOKEN), or bind 127.0.0.1.\n\n", addr)
 }
 
 // listenAddr applies the loopback default: a bare port (":8931" or "8931")

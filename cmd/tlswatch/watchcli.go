@@ -95,7 +95,7 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 	}
 	pal := colorFor(c.stdout)
 	fmt.Fprintf(c.stdout, "watching %s as %s (%s, thresholds %s)\n",
-		hostPort(w.Target.Host, w.Target.Port), w.ID, w.Schedule, joinInts(w.ThresholdsDays))
+		w.Target.String(), w.ID, w.Schedule, joinInts(w.ThresholdsDays))
 	if r := w.LastReport; r != nil {
 		fmt.Fprintf(c.stdout, "first probe: %s  %s\n", pal.status(r.Status), verdict(*r))
 	}
@@ -215,7 +215,7 @@ func runWatchRemove(ctx context.Context, c *cli, args []string) (int, error) {
 	if *asJSON {
 		return exitOK, writeJSON(c.stdout, w)
 	}
-	fmt.Fprintf(c.stdout, "removed %s (%s)\n", w.ID, hostPort(w.Target.Host, w.Target.Port))
+	fmt.Fprintf(c.stdout, "removed %s (%s)\n", w.ID, w.Target.String())
 	return exitOK, nil
 }
 
@@ -282,7 +282,7 @@ func writeWatchTable(w io.Writer, ws []watch.Watch, pal palette, now time.Time) 
 		}
 		tb.rows = append(tb.rows, []cell{
 			{text: wt.ID},
-			{text: hostPort(wt.Target.Host, wt.Target.Port)},
+			{text: wt.Target.String()},
 			{text: wt.State, color: stateColor(wt.State)},
 			status,
 			{text: expires},
