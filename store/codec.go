@@ -58,27 +58,31 @@ func encodeRecord(r *Record) []byte {
 	// decoding.
 	num(int64(r.TransitionCount))
 	// Schema 2: the probe configuration a watch carries.
-	num(int64(len(r.Roots)))
-	for _, der := range r.Roots {
+	pc := r.Probe
+	if pc == nil {
+		pc = &ProbeConfig{}
+	}
+	num(int64(len(pc.Roots)))
+	for _, der := range pc.Roots {
 		str(string(der))
 	}
-	str(r.ClientCertFile)
-	str(r.ClientKeyFile)
+	str(pc.ClientCertFile)
+	str(pc.ClientKeyFile)
 	flags := int64(0)
-	if r.Policy.DenyPrivate {
+	if pc.Policy.DenyPrivate {
 		flags |= 1
 	}
 	if r.MCP {
 		flags |= 2
 	}
 	num(flags)
-	for _, list := range [][]string{r.Policy.AllowCIDRs, r.Policy.DenyCIDRs} {
+	for _, list := range [][]string{pc.Policy.AllowCIDRs, pc.Policy.DenyCIDRs} {
 		num(int64(len(list)))
 		for _, c := range list {
 			str(c)
 		}
 	}
-	str(r.TokenName)
+	str(pc.TokenName)
 	str(r.CreatedBy)
 	str(r.ProbedBy)
 	var mcp []byte
@@ -143,19 +147,23 @@ func decodeRecord(raw []byte, r *Record) error {
 
 // decodeProbeConfig reads the schema-2 group of encodeRecord.
 func decodeProbeConfig(d *decoder, r *Record) {
+	pc := &ProbeConfig{}
 	if n := d.count(); n > 0 {
-		r.Roots = make([][]byte, n)
-		for i := range r.Roots {
-			r.Roots[i] = []byte(d.str())
+		pc.Roots = make([][]byte, n)
+		for i := range pc.Roots {
+			pc.Roots[i] = []byte(d.str())
 		}
 	}
-	r.ClientCertFile = d.str()
-	r.ClientKeyFile = d.str()
+	pc.ClientCertFile = d.str()
+	pc.ClientKeyFile = d.str()
 	flags := d.num()
-	r.Policy.DenyPrivate, r.MCP = flags&1 != 0, flags&2 != 0
-	r.Policy.AllowCIDRs = d.strs()
-	r.Policy.DenyCIDRs = d.strs()
-	r.TokenName = d.str()
+	pc.Policy.DenyPrivate, r.MCP = flags&1 != 0, flags&2 != 0
+	pc.Policy.AllowCIDRs = d.strs()
+	pc.Policy.DenyCIDRs = d.strs()
+	pc.TokenName = d.str()
+	if !pc.IsZero() {
+		r.Probe = pc
+	}
 	r.CreatedBy = d.str()
 	r.ProbedBy = d.str()
 	if raw := d.str(); raw != "" && d.err == nil {

@@ -76,7 +76,7 @@ func checkFixtureWatches(t *testing.T, db *DB) {
 		t.Errorf("pinned watch: %+v", pinned)
 	}
 	mail := byID["w_0000000000000003"].Record
-	if mail.Scheme != "smtp" || mail.Path != "/x" || mail.ClientCert != "ops" || mail.State != "pending" || mail.Roots != nil {
+	if mail.Scheme != "smtp" || mail.Path != "/x" || mail.ClientCert != "ops" || mail.State != "pending" || mail.Probe != nil {
 		t.Errorf("STARTTLS watch: %+v", mail)
 	}
 	if v := byID["w_0000000000000004"]; v.Record.State != "down" || v.LastReport == nil || v.Record.ConsecutiveFailures != 4 {

@@ -259,30 +259,42 @@ type Record struct {
 	HistoryCount    int `json:"history_count"`
 	TransitionCount int `json:"transition_count,omitempty"`
 
-	// How the watch is probed beyond its target, stored with it so that
-	// whichever process probes it does so the same way.
-
-	// Roots are extra trust roots (DER) given when the watch was created
-	// (--ca-file, ca_pem), added to the prober's own trust store.
-	Roots [][]byte `json:"roots,omitempty"`
-	// ClientCertFile and ClientKeyFile locate the client certificate named
-	// ClientCert (--client-cert NAME=CERT,KEY), so another process can load
-	// it; empty when only the name is known.
-	ClientCertFile string `json:"client_cert_file,omitempty"`
-	ClientKeyFile  string `json:"client_key_file,omitempty"`
-	// Policy is the outbound policy of the process that created the watch;
-	// a dial must pass it and the prober's own.
-	Policy netpolicy.Config `json:"policy"`
+	// Probe is how the watch is probed beyond its target, stored with it so
+	// that whichever process probes it does so the same way; nil when
+	// nothing beyond the defaults (most watches: at 100,000 of them every
+	// field a record carries counts).
+	Probe *ProbeConfig `json:"probe,omitempty"`
 	// MCP marks a watch that also checks the MCP protocol level.
 	MCP bool `json:"mcp,omitempty"`
-	// TokenName names an operator token for a protected MCP endpoint.
-	TokenName string `json:"token_name,omitempty"`
 	// CreatedBy is who created the watch (an OAuth subject); ProbedBy the
 	// node that probed it last (in a cluster).
 	CreatedBy string `json:"created_by,omitempty"`
 	ProbedBy  string `json:"probed_by,omitempty"`
 	// MCPInfo is what the latest MCP-level probe saw.
 	MCPInfo *MCPInfo `json:"mcp_info,omitempty"`
+}
+
+// ProbeConfig is what a watch needs to be probed beyond its target.
+type ProbeConfig struct {
+	// Roots are extra trust roots (DER) given when the watch was created
+	// (--ca-file, ca_pem), added to the prober's own trust store.
+	Roots [][]byte `json:"roots,omitempty"`
+	// ClientCertFile and ClientKeyFile locate the client certificate named
+	// by Record.ClientCert (--client-cert NAME=CERT,KEY), so another process
+	// can load it.
+	ClientCertFile string `json:"client_cert_file,omitempty"`
+	ClientKeyFile  string `json:"client_key_file,omitempty"`
+	// Policy is the outbound policy of the process that created the watch;
+	// a dial must pass it and the prober's own.
+	Policy netpolicy.Config `json:"policy"`
+	// TokenName names an operator token for a protected MCP endpoint.
+	TokenName string `json:"token_name,omitempty"`
+}
+
+// IsZero reports whether c asks for nothing beyond the defaults.
+func (c *ProbeConfig) IsZero() bool {
+	return c == nil || (len(c.Roots) == 0 && c.ClientCertFile == "" && c.ClientKeyFile == "" && !c.Policy.DenyPrivate &&
+		len(c.Policy.AllowCIDRs) == 0 && len(c.Policy.DenyCIDRs) == 0 && c.TokenName == "")
 }
 
 // MCPInfo is the MCP server behind an MCP-level watch, as its latest probe

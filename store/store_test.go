@@ -259,7 +259,7 @@ func TestRecordCodec(t *testing.T) {
 	// from before TransitionCount existed.
 	const schema2Group = 10
 	var s1 Record
-	if err := decodeRecord(raw[:len(raw)-schema2Group], &s1); err != nil || s1.TransitionCount != 12 || s1.Roots != nil {
+	if err := decodeRecord(raw[:len(raw)-schema2Group], &s1); err != nil || s1.TransitionCount != 12 || s1.Probe != nil {
 		t.Errorf("schema-1 value: %+v %v", s1, err)
 	}
 	var older Record
@@ -270,10 +270,10 @@ func TestRecordCodec(t *testing.T) {
 		t.Error("a record cut inside its schema-2 group decoded")
 	}
 	full := r
-	full.Roots = [][]byte{{1, 2, 3}, {4}}
-	full.ClientCertFile, full.ClientKeyFile = "/etc/c.pem", "/etc/k.pem"
-	full.Policy = netpolicy.Config{DenyPrivate: true, AllowCIDRs: []string{"10.1.0.0/16"}, DenyCIDRs: []string{"192.0.2.0/24", "::1/128"}}
-	full.MCP, full.TokenName, full.CreatedBy, full.ProbedBy = true, "prod", "alice", "node-2"
+	full.Probe = &ProbeConfig{Roots: [][]byte{{1, 2, 3}, {4}}, ClientCertFile: "/etc/c.pem", ClientKeyFile: "/etc/k.pem",
+		Policy:    netpolicy.Config{DenyPrivate: true, AllowCIDRs: []string{"10.1.0.0/16"}, DenyCIDRs: []string{"192.0.2.0/24", "::1/128"}},
+		TokenName: "prod"}
+	full.MCP, full.CreatedBy, full.ProbedBy = true, "alice", "node-2"
 	full.MCPInfo = &MCPInfo{ProtocolVersion: "2025-11-25", Server: "srv", ToolCount: 3, ToolsHash: "ab", LatencyMS: 1.5}
 	var gotFull Record
 	if err := decodeRecord(encodeRecord(&full), &gotFull); err != nil || !reflect.DeepEqual(gotFull, full) {

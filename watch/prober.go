@@ -115,11 +115,13 @@ func (p *Prober) Options(rec *store.Record, now time.Time) (probe.Target, probe.
 	o := p.Base
 	o.Now = now
 	o.Thresholds = slices.Clone(rec.Thresholds)
-	if len(rec.Roots) > 0 {
-		o.Roots = p.pool(rec.Roots)
-	}
-	if pol := p.policy(rec.Policy); pol != nil {
-		o.Control = pol.Wrap(o.Control)
+	if pc := rec.Probe; pc != nil {
+		if len(pc.Roots) > 0 {
+			o.Roots = p.pool(pc.Roots)
+		}
+		if pol := p.policy(pc.Policy); pol != nil {
+			o.Control = pol.Wrap(o.Control)
+		}
 	}
 	if rec.ClientCert != "" {
 		o.ClientCertName = rec.ClientCert
@@ -203,8 +205,8 @@ func (p *Prober) policy(c netpolicy.Config) *netpolicy.Policy {
 
 // clientCert resolves the watch's client certificate (see Options).
 func (p *Prober) clientCert(rec *store.Record) *tls.Certificate {
-	if rec.ClientCertFile != "" {
-		pair, err := p.loadFiles(rec.ClientCertFile, rec.ClientKeyFile)
+	if pc := rec.Probe; pc != nil && pc.ClientCertFile != "" {
+		pair, err := p.loadFiles(pc.ClientCertFile, pc.ClientKeyFile)
 		if err == nil {
 			return pair
 		}

@@ -87,7 +87,7 @@ func TestProberAppliesBothPolicies(t *testing.T) {
 				t.Fatal(err)
 			}
 			pr := &watch.Prober{Base: probe.Options{Roots: p.Roots(), Policy: pol, NoAIA: true, NoRevocation: true, NoLegacyProtocols: true}}
-			rec := store.Record{Target: probe.TargetInfo{Host: testlab.DefaultHost, Port: srv.Port, IP: "127.0.0.1"}, Policy: c.watched}
+			rec := store.Record{Target: probe.TargetInfo{Host: testlab.DefaultHost, Port: srv.Port, IP: "127.0.0.1"}, Probe: &store.ProbeConfig{Policy: c.watched}}
 			rep, err := pr.Run(ctxT(t), &rec, p.Now)
 			if err != nil {
 				t.Fatal(err)
@@ -140,7 +140,7 @@ func TestProberClientCert(t *testing.T) {
 		leaf, _ := x509.ParseCertificate(o.ClientCert.Certificate[0])
 		return leaf.Subject.CommonName
 	}
-	byFiles := store.Record{ClientCert: "me", ClientCertFile: certFile, ClientKeyFile: keyFile}
+	byFiles := store.Record{ClientCert: "me", Probe: &store.ProbeConfig{ClientCertFile: certFile, ClientKeyFile: keyFile}}
 	if got := cn(byFiles); got != "first" {
 		t.Errorf("from the watch's files: %q", got)
 	}
@@ -153,7 +153,7 @@ func TestProberClientCert(t *testing.T) {
 	if got := cn(byFiles); got != "renewed" {
 		t.Errorf("after renewal: %q", got)
 	}
-	if got := cn(store.Record{ClientCert: "loaded", ClientCertFile: filepath.Join(dir, "gone.crt"), ClientKeyFile: keyFile}); got != "first" {
+	if got := cn(store.Record{ClientCert: "loaded", Probe: &store.ProbeConfig{ClientCertFile: filepath.Join(dir, "gone.crt"), ClientKeyFile: keyFile}}); got != "first" {
 		t.Errorf("files gone, the process's certificate of that name: %q", got)
 	}
 	if got := cn(store.Record{ClientCert: "unknown"}); got != "" {

@@ -472,15 +472,16 @@ func toWatch(r store.Record, last *probe.Report) Watch {
 		Path:                r.Path,
 		Scheme:              r.Scheme,
 		ClientCert:          r.ClientCert,
-		CARoots:             rootInfos(r.Roots),
 		MCPLevel:            r.MCP,
-		TokenName:           r.TokenName,
 		CreatedBy:           r.CreatedBy,
 		ProbedBy:            r.ProbedBy,
 		MCP:                 r.MCPInfo,
 	}
-	if p := r.Policy; p.DenyPrivate || len(p.AllowCIDRs) > 0 || len(p.DenyCIDRs) > 0 {
-		w.OutboundPolicy = &PolicyInfo{DenyPrivate: p.DenyPrivate, AllowCIDRs: p.AllowCIDRs, DenyCIDRs: p.DenyCIDRs}
+	if pc := r.Probe; pc != nil {
+		w.CARoots, w.TokenName = rootInfos(pc.Roots), pc.TokenName
+		if p := pc.Policy; p.DenyPrivate || len(p.AllowCIDRs) > 0 || len(p.DenyCIDRs) > 0 {
+			w.OutboundPolicy = &PolicyInfo{DenyPrivate: p.DenyPrivate, AllowCIDRs: p.AllowCIDRs, DenyCIDRs: p.DenyCIDRs}
+		}
 	}
 	if w.State == "" {
 		w.State = StatePending

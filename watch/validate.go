@@ -222,10 +222,12 @@ func validate(s Spec) (config, error) {
 func (c *config) apply(r *store.Record) {
 	r.Target, r.Scheme, r.Path, r.TimeoutMS = c.target.Target, c.target.Scheme, c.target.Path, c.target.TimeoutMS
 	r.Schedule, r.Thresholds, r.FailureThreshold = c.sched.Spec, c.th, c.ft
-	r.Roots = c.roots
-	r.ClientCert, r.ClientCertFile, r.ClientKeyFile = c.spec.ClientCert, c.spec.ClientCertFile, c.spec.ClientKeyFile
-	r.Policy = c.spec.Policy
-	r.MCP, r.TokenName = c.spec.MCP, c.spec.TokenName
+	r.ClientCert, r.MCP = c.spec.ClientCert, c.spec.MCP
+	r.Probe = &store.ProbeConfig{Roots: c.roots, ClientCertFile: c.spec.ClientCertFile, ClientKeyFile: c.spec.ClientKeyFile,
+		Policy: c.spec.Policy, TokenName: c.spec.TokenName}
+	if r.Probe.IsZero() {
+		r.Probe = nil
+	}
 	if r.CreatedBy == "" {
 		r.CreatedBy = c.spec.CreatedBy
 	}
