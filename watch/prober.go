@@ -80,7 +80,7 @@ type Prober struct {
 	Logger *slog.Logger
 
 	mu       sync.Mutex
-	pools    map[string]*x509.CertPool
+	pools    map[string]trustPools
 	policies map[string]*netpolicy.Policy
 	files    map[string]loadedCert
 }
@@ -106,7 +106,8 @@ func (p *Prober) Run(ctx context.Context, rec *store.Record, now time.Time) (pro
 
 // Options builds the target and options of one probe of rec at now.
 //
-// Trust: the base roots plus the watch's own. Policy: a dial must pass both
+// Trust: the base roots plus the watch's own (also counted as custom
+// roots, like --ca-file's). Policy: a dial must pass both
 // the base policy and the one stored with the watch. Client certificate:
 // the watch's files when it has them, else this process's certificate of
 // that name, else none (logged; the server's refusal then shows in the
@@ -117,7 +118,8 @@ func (p *Prober) Options(rec *store.Record, now time.Time) (probe.Target, probe.
 	o.Thresholds = slices.Clone(rec.Thresholds)
 	if pc := rec.Probe; pc != nil {
 		if len(pc.Roots) > 0 {
-			o.Roots = p.pool(pc.Roots)
+			t := p.trust(pc.Roots)
+			o.Roots, o.CustomRoots = t.roots, t.custom
 		}
 		if pol := p.policy(pc.Policy); pol != nil {
 			o.Control = pol.Wrap(o.Control)
@@ -148,8 +150,14 @@ func (p *Prober) logger() *slog.Logger {
 	return p.Logger
 }
 
-// pool is the base roots plus roots, built once per distinct set.
-func (p *Prober) pool(roots [][]byte) *x509.CertPool {
+// trustPools are a watch's trust store (the base roots plus its own) and
+// its custom roots alone (the base's custom roots plus its own), as
+// probe.Options takes them: the probe treats a watch's roots as it treats
+// --ca-file roots.
+type trustPools struct{ roots, custom *x509.CertPool }
+
+// trust builds the pools of a watch's roots, once per distinct set.
+func (p *Prober) trust(roots [][]byte) trustPools {
 	h := sha256.New()
 	for _, r := range roots {
 		h.Write(r)
@@ -157,24 +165,28 @@ func (p *Prober) pool(roots [][]byte) *x509.CertPool {
 	key := string(h.Sum(nil))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pool, ok := p.pools[key]; ok {
-		return pool
+	if t, ok := p.pools[key]; ok {
+		return t
 	}
 	base := p.Base.Roots
 	if base == nil {
 		base, _ = probe.SystemRoots()
 	}
-	pool := base.Clone()
+	t := trustPools{roots: base.Clone(), custom: x509.NewCertPool()}
+	if p.Base.CustomRoots != nil {
+		t.custom = p.Base.CustomRoots.Clone()
+	}
 	for _, der := range roots {
 		if c, err := x509.ParseCertificate(der); err == nil {
-			pool.AddCert(c)
+			t.roots.AddCert(c)
+			t.custom.AddCert(c)
 		}
 	}
 	if p.pools == nil || len(p.pools) >= cacheMax {
-		p.pools = make(map[string]*x509.CertPool)
+		p.pools = make(map[string]trustPools)
 	}
-	p.pools[key] = pool
-	return pool
+	p.pools[key] = t
+	return t
 }
 
 // policy compiles a stored policy; nil when it adds nothing to the default

@@ -101,8 +101,10 @@ func TestNoInit(t *testing.T) {
 }
 
 // trackerRef matches a comment that points at an issue tracker (the word
-// issue or a hash sign, then a number) instead of saying the reason.
-var trackerRef = regexp.MustCompile(`(?i)\bissues? #?\d+|(^|[\s(])#\d+\b`)
+// issue, then a number) instead of saying the reason. A bare hash and a
+// number is not one: comments use it for positions in a chain and for
+// standards ("PKCS #8").
+var trackerRef = regexp.MustCompile(`(?i)\bissues?\s+(#|no\.?\s*)?\d+`)
 
 // No comment cites an issue tracker.
 func TestNoTrackerReferences(t *testing.T) {
