@@ -54,15 +54,16 @@ type OutboxEntry struct {
 // Outbox is a persistent FIFO of deliveries per channel. It is safe for
 // concurrent use; every write is committed (fsync) before the call returns.
 type Outbox struct {
-	db *bolt.DB
+	db *boltDB
 }
 
 // NewOutbox opens the outbox in db, creating its buckets if needed. db must be
 // open for writing.
-func NewOutbox(db *bolt.DB) (*Outbox, error) {
-	if db == nil {
+func NewOutbox(bdb *bolt.DB) (*Outbox, error) {
+	if bdb == nil {
 		return nil, errors.New("store: outbox: nil database")
 	}
+	db := &boltDB{DB: bdb, path: bdb.Path()}
 	err := db.Update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bOutbox)
 		if err != nil {

@@ -38,7 +38,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tlswatch/tlswatch/probe"
 )
@@ -99,17 +98,25 @@ type Options struct {
 	Timeout time.Duration
 	// ReadOnly opens with a shared lock and no writes (no migration either).
 	ReadOnly bool
+	// OnDamage is called once, from the call that met it, when damage is
+	// first seen in the open file (see DamageError): the place to tell the
+	// operator while the process keeps serving what needs no file.
+	OnDamage func(*DamageError)
+	// Backup schedules automatic backups while the file is open for
+	// writing (only the process that owns the file opens it so).
+	Backup BackupOptions
 }
 
 // DB is an open store. It is safe for concurrent use.
 type DB struct {
-	bolt *bolt.DB
-	path string
+	bolt    *boltDB
+	path    string
+	backups *backupLoop
 }
 
 // Bolt is the underlying handle, for packages that keep their own buckets in
 // the same file (the alert outbox) so that one fsync covers both.
-func (db *DB) Bolt() *bolt.DB { return db.bolt }
+func (db *DB) Bolt() *bolt.DB { return db.bolt.DB }
 
 // Open opens (creating if needed) the store at path and migrates it to
 // SchemaVersion. It returns an error wrapping ErrLocked when another process
@@ -123,27 +130,25 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
 		}
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+	bdb, err := openBolt(path, &bolt.Options{
 		Timeout:  opts.Timeout,
 		ReadOnly: opts.ReadOnly,
 		// The map freelist keeps commits cheap on large files (100k watches
 		// with deep history) where the array freelist's scans grow.
 		FreelistType: bolt.FreelistMapType,
-	})
+	}, opts.OnDamage)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
-		}
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	db := &DB{bolt: bdb, path: path}
 	if opts.ReadOnly {
 		return db, nil
 	}
 	if err := db.migrate(); err != nil {
-		bdb.Close()
+		bdb.close()
 		return nil, err
 	}
+	db.backups = startBackups(db, opts.Backup)
 	return db, nil
 }
 
@@ -173,7 +178,8 @@ func (db *DB) migrate() error {
 
 // Close releases the file (and its lock).
 func (db *DB) Close() error {
-	if err := db.bolt.Close(); err != nil {
+	db.backups.stop()
+	if err := db.bolt.close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", db.path, err)
 	}
 	return nil

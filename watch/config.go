@@ -59,6 +59,9 @@ type Config struct {
 	// exactly when the state change is. It runs before OnOwner of the same
 	// period, in the same goroutine as the ownership change.
 	OnOwnerStart func(db *store.DB) CommitHook
+	// Store configures the database while this process owns it (scheduled
+	// backups, damage reports); its Timeout is LockTimeout.
+	Store store.Options
 	// SocketPath overrides the owner's unix socket. Default DBPath+".sock",
 	// or a short path under os.TempDir() when that is too long for sun_path.
 	SocketPath string

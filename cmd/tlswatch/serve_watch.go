@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
@@ -21,6 +22,7 @@ func openWatch(ctx context.Context, cfg Config, probeFn watch.ProbeFunc, hooks *
 		Probe:       probeFn,
 		MinInterval: cfg.MinInterval,
 		Logger:      logger.With("component", "watch"),
+		Store:       storeOptions(cfg, logger),
 	}
 	if hooks != nil {
 		wcfg.OnOwnerStart, wcfg.OnOwner = hooks.start, hooks.run
@@ -34,4 +36,28 @@ func openWatch(ctx context.Context, cfg Config, probeFn watch.ProbeFunc, hooks *
 			logger.Warn("closing the watch database", "err", err)
 		}
 	}, nil
+}
+
+// storeOptions are the database options of the process that owns it:
+// scheduled backups, and a loud report when damage shows up while serving.
+func storeOptions(cfg Config, logger *slog.Logger) store.Options {
+	log := logger.With("component", "store")
+	return store.Options{
+		OnDamage: func(d *store.DamageError) {
+			line, _ := dbAdvice(d)
+			log.Error("watches are no longer saved: "+line, "db", d.Path)
+		},
+		Backup: store.BackupOptions{
+			Every: cfg.BackupEvery,
+			Keep:  cfg.BackupKeep,
+			Dir:   cfg.BackupDir,
+			Report: func(info store.BackupInfo, err error) {
+				if err != nil {
+					log.Error("database backup failed", "db", cfg.DBPath, "err", err)
+					return
+				}
+				log.Info("database backed up", "file", info.Path, "bytes", info.Size)
+			},
+		},
+	}
 }
