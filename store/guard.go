@@ -136,6 +136,11 @@ func (b *boltDB) close() error {
 }
 
 func panicText(r any) string {
+	if f, ok := r.(interface{ Addr() uintptr }); ok {
+		// debug.SetPanicOnFault: a read of the mapping past the end of
+		// the file.
+		return fmt.Sprintf("memory fault at %#x reading the file: it is shorter than its pages say (cut short while open?)", f.Addr())
+	}
 	s := fmt.Sprint(r)
 	if len(s) > 300 {
 		s = s[:300] + "…"

@@ -322,3 +322,23 @@ func TestCheckFile(t *testing.T) {
 		t.Errorf("Check of the open file: %+v", rep)
 	}
 }
+
+// A file cut short under an open handle: the read faults (SIGBUS on the
+// mapping past the end of the file), and the fault becomes a DamageError
+// of that call instead of killing the process.
+func TestTruncatedWhileOpen(t *testing.T) {
+	path := writeFixture(t, 50)
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := os.Truncate(path, 8192); err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.List()
+	var d *DamageError
+	if !errors.As(err, &d) || !strings.Contains(d.Detail, "fault") {
+		t.Fatalf("List on a truncated file: %v", err)
+	}
+}
