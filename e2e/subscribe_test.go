@@ -43,6 +43,31 @@ func (ch notes) wait(t *testing.T, method, uri string, within time.Duration) mcp
 	}
 }
 
+// note names a notification by method and, for resource updates, uri.
+type note struct{ method, uri string }
+
+// waitAll waits for every one of want, in any order: notifications of one
+// change may reach the client on two streams (the POST that caused it and
+// the standalone stream), so their order is not part of the contract.
+func (ch notes) waitAll(t *testing.T, within time.Duration, want ...note) {
+	t.Helper()
+	deadline := time.After(within)
+	missing := map[note]bool{}
+	for _, w := range want {
+		missing[w] = true
+	}
+	for len(missing) > 0 {
+		select {
+		case n := <-ch:
+			uri, _ := n.Params.AdditionalFields["uri"].(string)
+			delete(missing, note{n.Method, uri})
+			delete(missing, note{n.Method, ""})
+		case <-deadline:
+			t.Fatalf("within %s, still missing %v", within, missing)
+		}
+	}
+}
+
 // addWatch calls watch_endpoint on the lab's 5-day server every second and
 // returns the watch id; it skips the test when the server has no watcher.
 func addWatch(t *testing.T, c *client.Client, l *lab) string {
@@ -112,8 +137,8 @@ func legacySubscription(t *testing.T, c *client.Client, ch notes, l *lab) {
 	id := addWatch(t, c, l)
 	// Adding a watch changes the list (list_changed, then the lists'
 	// updates follow it).
-	ch.wait(t, "notifications/resources/list_changed", "", 15*time.Second)
-	ch.wait(t, "notifications/resources/updated", "tlswatch://expiring", 15*time.Second)
+	ch.waitAll(t, 15*time.Second, note{"notifications/resources/list_changed", ""},
+		note{"notifications/resources/updated", "tlswatch://expiring"})
 	checkExpiring(t, c, id)
 
 	uri := "tlswatch://watches/" + id
@@ -155,8 +180,8 @@ func modernSubscription(t *testing.T, c *client.Client, ch notes, l *lab) {
 	}
 	ch.wait(t, "notifications/subscriptions/acknowledged", "", 10*time.Second)
 	id := addWatch(t, c, l)
-	ch.wait(t, "notifications/resources/list_changed", "", 15*time.Second)
-	ch.wait(t, "notifications/resources/updated", "tlswatch://expiring", 15*time.Second)
+	ch.waitAll(t, 15*time.Second, note{"notifications/resources/list_changed", ""},
+		note{"notifications/resources/updated", "tlswatch://expiring"})
 	checkExpiring(t, c, id)
 	stop()
 

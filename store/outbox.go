@@ -57,7 +57,7 @@ type OutboxEntry struct {
 // per channel. It is safe for concurrent use; every write is committed
 // (fsync) before the call returns.
 type Outbox struct {
-	db *bolt.DB
+	db *boltDB
 }
 
 // OutboxTx is the outbox inside a write transaction (Update.InTx): what is

@@ -41,7 +41,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/tlswatch/tlswatch/netpolicy"
 	"github.com/tlswatch/tlswatch/probe"
@@ -124,13 +123,21 @@ type Options struct {
 	Timeout time.Duration
 	// ReadOnly opens with a shared lock and no writes (no migration either).
 	ReadOnly bool
+	// OnDamage is called once, from the call that met it, when damage is
+	// first seen in the open file (see DamageError): the place to tell the
+	// operator while the process keeps serving what needs no file.
+	OnDamage func(*DamageError)
+	// Backup schedules automatic backups while the file is open for
+	// writing (only the process that owns the file opens it so).
+	Backup BackupOptions
 }
 
 // DB is an open store. It is safe for concurrent use.
 type DB struct {
-	bolt   *bolt.DB
-	path   string
-	outbox *Outbox
+	bolt    *boltDB
+	path    string
+	outbox  *Outbox
+	backups *backupLoop
 }
 
 // Outbox is the alert delivery queue in this file. Entries are enqueued
@@ -149,33 +156,31 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
 		}
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+	bdb, err := openBolt(path, &bolt.Options{
 		Timeout:  opts.Timeout,
 		ReadOnly: opts.ReadOnly,
 		// The map freelist keeps commits cheap on large files (100k watches
 		// with deep history) where the array freelist's scans grow.
 		FreelistType: bolt.FreelistMapType,
-	})
+	}, opts.OnDamage)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
-		}
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	db := &DB{bolt: bdb, path: path}
 	db.outbox = &Outbox{db: bdb}
 	if opts.ReadOnly {
 		// Without a migration the buckets of a newer layout are missing.
 		if v, err := db.Schema(); err != nil || v != SchemaVersion {
-			bdb.Close()
+			bdb.close()
 			return nil, fmt.Errorf("store: open %s read-only: schema %d, this binary reads %d (open it once read-write to migrate): %w", path, v, SchemaVersion, errors.Join(err, ErrSchemaMismatch))
 		}
 		return db, nil
 	}
 	if err := db.migrate(); err != nil {
-		bdb.Close()
+		bdb.close()
 		return nil, err
 	}
+	db.backups = startBackups(db, opts.Backup)
 	return db, nil
 }
 
@@ -205,7 +210,8 @@ func (db *DB) migrate() error {
 
 // Close releases the file (and its lock).
 func (db *DB) Close() error {
-	if err := db.bolt.Close(); err != nil {
+	db.backups.stop()
+	if err := db.bolt.close(); err != nil {
 		return fmt.Errorf("store: close %s: %w", db.path, err)
 	}
 	return nil

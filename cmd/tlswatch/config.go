@@ -26,4 +26,8 @@ type Config struct {
 	AuthIntrospect         string   // serve --auth-introspect: RFC 7662 endpoint for opaque tokens
 	IntrospectClientID     string   // from the env var --auth-introspect-client-id-env names
 	IntrospectClientSecret string   // from the env var --auth-introspect-client-secret-env names
+
+	BackupEvery time.Duration // serve --backup-every: automatic backups while serve owns the database; 0 off
+	BackupKeep  int           // serve --backup-keep: backups kept
+	BackupDir   string        // serve --backup-dir: where backups go; default next to the database
 }

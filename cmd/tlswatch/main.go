@@ -19,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tlswatch/tlswatch/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -65,6 +67,7 @@ func commands() []command {
 		{"watch", "add, list or remove watched endpoints (watch add|ls|rm)", runWatch},
 		{"expiring", "list watches expiring soon, expired or down", runExpiring},
 		{"scan", "probe many targets from a file or stdin", runScan},
+		{"db", "check, back up or restore the database (db check|backup|restore)", runDB},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
@@ -108,6 +111,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func (c *cli) fail(err error) int {
 	if errors.Is(err, errHelpShown) {
 		return exitOK
+	}
+	if line, ok := dbAdvice(err); ok {
+		fmt.Fprintf(c.stderr, "tlswatch: %s\n", line)
+		return exitUnknown
 	}
 	fmt.Fprintf(c.stderr, "tlswatch: %s\n", oneLine(err.Error()))
 	return exitUnknown
@@ -329,6 +336,9 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	fs.Var(&mcpTokens, "mcp-token", "load a bearer token that check_mcp_endpoint may send by name (token_name), so it never passes through the model: `NAME=ENV_VAR` or NAME=@FILE (repeatable)")
 	readOnly := fs.Bool("read-only", false, "offer only the read tools: no watch_endpoint or unwatch_endpoint (stdio and HTTP)")
 	oauth := oauthFlags(fs)
+	backupEvery := fs.String("backup-every", store.DefaultBackupEvery.String(), "back the database up this often while this process owns it, a Go `duration` (0: never)")
+	backupKeep := fs.Int("backup-keep", store.DefaultBackupKeep, "keep this many automatic `backups`, removing the oldest")
+	backupDir := fs.String("backup-dir", "", "write backups in this `directory` (default: next to the database)")
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
@@ -336,6 +346,13 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	if err != nil {
 		return exitUnknown, err
 	}
+	if cfg.BackupEvery, err = parseBackupEvery(*backupEvery); err != nil {
+		return exitUnknown, err
+	}
+	if *backupKeep < 1 {
+		return exitUnknown, fmt.Errorf("--backup-keep: must be at least 1, got %d", *backupKeep)
+	}
+	cfg.BackupKeep, cfg.BackupDir = *backupKeep, *backupDir
 	cfg.HTTPAddr = *httpAddr
 	cfg.Token = *token
 	cfg.ConfigPath = *configPath
@@ -349,6 +366,9 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 		return exitUnknown, err
 	}
 	if err := serve(ctx, cfg, c.stdin, c.stdout, c.stderr); err != nil {
+		if _, ok := dbAdvice(err); ok {
+			return exitUnknown, err
+		}
 		return exitUnknown, fmt.Errorf("serve: %w", err)
 	}
 	return exitOK, nil

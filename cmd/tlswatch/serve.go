@@ -62,6 +62,11 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	}
 	deps := tools.Deps{ProbeOptions: pr.Base, ClientCerts: pr.ClientCerts, MCPTokens: creds.mcpTokens, Redact: creds.secrets, Logger: logger}
 	svc, closeWatch, err := openWatch(ctx, cfg, pr, alerts, logger)
+	if _, bad := dbAdvice(err); bad {
+		// A damaged or foreign file is refused, not served around: the
+		// operator must act, and the first write could make it worse.
+		return err
+	}
 	if err != nil {
 		// The probing tools still work; the watch tools say why they do not.
 		logger.Warn("watching is not available", "db", cfg.DBPath, "err", err)

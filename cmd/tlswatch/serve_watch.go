@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/tlswatch/tlswatch/alert"
+	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
 	"github.com/tlswatch/tlswatch/watch/owner"
 )
@@ -21,6 +22,7 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 	ocfg := owner.Config{
 		DBPath: cfg.DBPath,
 		Engine: watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch")},
+		Store:  storeOptions(cfg, logger),
 	}
 	if alerts != nil {
 		ocfg.Alerts = alerts
@@ -34,4 +36,28 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 			logger.Warn("closing the watch database", "err", err)
 		}
 	}, nil
+}
+
+// storeOptions are the database options of the process that owns it:
+// scheduled backups, and a loud report when damage shows up while serving.
+func storeOptions(cfg Config, logger *slog.Logger) store.Options {
+	log := logger.With("component", "store")
+	return store.Options{
+		OnDamage: func(d *store.DamageError) {
+			line, _ := dbAdvice(d)
+			log.Error("watches are no longer saved: "+line, "db", d.Path)
+		},
+		Backup: store.BackupOptions{
+			Every: cfg.BackupEvery,
+			Keep:  cfg.BackupKeep,
+			Dir:   cfg.BackupDir,
+			Report: func(info store.BackupInfo, err error) {
+				if err != nil {
+					log.Error("database backup failed", "db", cfg.DBPath, "err", err)
+					return
+				}
+				log.Info("database backed up", "file", info.Path, "bytes", info.Size)
+			},
+		},
+	}
 }

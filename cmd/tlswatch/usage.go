@@ -88,6 +88,40 @@ Examples:
   tlswatch scan endpoints.txt
   printf 'a.example.com\nb.example.com:8443\n' | tlswatch scan - > reports.jsonl
 `,
+	"db": `usage: tlswatch db check [FILE] [--json]
+       tlswatch db backup [--backup-dir DIR] [--backup-keep N]
+       tlswatch db restore [BACKUP] [--backup-dir DIR]
+
+Maintenance of the database file (--db). check reads every page, runs
+bbolt's consistency check and decodes every watch record. serve backs the
+database up on its own (--backup-every); backup takes one now, restore
+brings one back. backup and restore need the file free: stop serve first.
+`,
+	"db check": `usage: tlswatch db check [FILE] [--json]
+
+Checks the database (or FILE, e.g. a backup): every page read, bbolt's
+consistency check, every watch record decoded. It needs the file free of a
+running serve; check that serve's newest backup instead.
+Exit code: 0 whole; 1 usable, but some watch records do not decode or one
+of bbolt's two meta pages is damaged (bbolt rewrites it); 3 damaged (one
+line on stderr says what to do) or not checkable.
+`,
+	"db backup": `usage: tlswatch db backup [--backup-dir DIR] [--backup-keep N]
+
+Writes a consistent copy of the database next to it (or in DIR) as
+<file>.backup-<UTC time>, mode 0600, checks the copy, and removes the oldest
+backups beyond N.
+`,
+	"db restore": `usage: tlswatch db restore [BACKUP] [--backup-dir DIR]
+
+Replaces the database with BACKUP, or with the newest backup that passes
+the check. The replaced file is kept as <file>.damaged-<UTC time>. Refuses
+while a tlswatch serve holds the database.
+
+Examples:
+  tlswatch db restore
+  tlswatch db restore ~/.local/state/tlswatch/tlswatch.db.backup-20261126T030000Z
+`,
 }
 
 func mainUsage() string {

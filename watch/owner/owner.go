@@ -48,6 +48,7 @@ import (
 	"time"
 
 	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
@@ -63,6 +64,9 @@ type Config struct {
 	// database: attached before the engine starts, so every commit queues
 	// its alerts, and delivering until the ownership ends.
 	Alerts watch.Alerter
+	// Store configures the database while this process owns it (scheduled
+	// backups, damage reports); its Timeout is LockTimeout.
+	Store store.Options
 	// SocketPath overrides the owner's unix socket. Default DBPath+".sock",
 	// or a short path under os.TempDir() when that is too long for sun_path.
 	SocketPath string

@@ -31,7 +31,9 @@ func (f notifyFunc) Changed(c watch.Change) { f(c) }
 // process holds it, and an error only for failures that retrying will not
 // fix on the first attempt.
 func (m *Manager) tryOwn() (bool, error) {
-	db, err := store.Open(m.cfg.DBPath, store.Options{Timeout: m.cfg.LockTimeout})
+	opts := m.cfg.Store
+	opts.Timeout = m.cfg.LockTimeout
+	db, err := store.Open(m.cfg.DBPath, opts)
 	if errors.Is(err, store.ErrLocked) {
 		return false, nil
 	}
