@@ -10,68 +10,6 @@ import (
 	"time"
 )
 
-// DaysRemaining is the whole days from now until notAfter, rounded down:
-// negative once expired (an hour past expiry is -1).
-func DaysRemaining(notAfter, now time.Time) int {
-	d := notAfter.Sub(now)
-	days := int(d / (24 * time.Hour))
-	if d < 0 && d%(24*time.Hour) != 0 {
-		days--
-	}
-	return days
-}
-
-// ExpiryStage is the smallest threshold (in days) that the certificate's
-// days_remaining is at or under, as "30d"; "expired" once notAfter is past;
-// "none" when no threshold is reached.
-func ExpiryStage(notAfter, now time.Time, thresholds []int) Stage {
-	if now.After(notAfter) {
-		return StageExpired
-	}
-	days := DaysRemaining(notAfter, now)
-	best := -1
-	for _, t := range thresholds {
-		if t > 0 && days <= t && (best < 0 || t < best) {
-			best = t
-		}
-	}
-	if best < 0 {
-		return StageNone
-	}
-	return stageDays(best)
-}
-
-// inDays says how long d is in whole days, rounded to the nearest ("10
-// days"), or in hours below half a day ("5 hours").
-func inDays(d time.Duration) string {
-	if days := int((d + 12*time.Hour) / (24 * time.Hour)); days >= 1 {
-		return plural(days, "day")
-	}
-	if h := int((d + 30*time.Minute) / time.Hour); h >= 1 {
-		return plural(h, "hour")
-	}
-	return "less than an hour"
-}
-
-func plural(n int, unit string) string {
-	if n == 1 {
-		return "1 " + unit
-	}
-	return fmt.Sprintf("%d %ss", n, unit)
-}
-
-// expirySeverity grades an approaching expiry by day count: critical at 7
-// days or less, warning at 14 or less, info otherwise.
-func expirySeverity(days int) Severity {
-	switch {
-	case days <= 7:
-		return SeverityCritical
-	case days <= 14:
-		return SeverityWarning
-	}
-	return SeverityInfo
-}
-
 // chainAnalysis is the certificate verdict shared by Run, InspectChain and
 // AnalyzePEM.
 type chainAnalysis struct {
@@ -99,6 +37,9 @@ type chainAnalysis struct {
 	// customRoots: the operator gave --ca-file roots (Options.CustomRoots).
 	customRoots bool
 	pasted      bool // the chain was pasted as PEM, not served
+
+	validity []CertValidity // of each certificate on clientPath
+	earliest time.Time      // the earliest not_after on clientPath
 }
 
 // chainName names the chain under analysis in messages.
@@ -127,7 +68,11 @@ func (a *chainAnalysis) problem(kind string, idx int, c *x509.Certificate, msg s
 }
 
 func (a *chainAnalysis) chainInfo() *ChainInfo {
-	ci := &ChainInfo{Served: len(a.served), Complete: a.chainOK || a.nothingMissing(), VerifiedPath: []string{}}
+	ci := &ChainInfo{Served: len(a.served), Complete: a.chainOK || a.nothingMissing(), VerifiedPath: []string{}, Validity: a.validity}
+	if !a.earliest.IsZero() {
+		e := a.earliest
+		ci.EarliestNotAfter = &e
+	}
 	if len(a.chains) > 0 {
 		for _, c := range a.chains[0] {
 			ci.VerifiedPath = append(ci.VerifiedPath, c.Subject.String())
@@ -181,9 +126,21 @@ func analyzeChain(ctx context.Context, served []*x509.Certificate, host string, 
 	// key usage is accepted when no host is checked.
 	anyUsage := pasted && host == ""
 	a.leafInfo = certInfo(leaf, now, false)
-	a.stage = ExpiryStage(leaf.NotAfter, now, opts.Thresholds)
+	a.leafValidity(opts)
+	a.checkName(host)
+	a.walkServed()
+	a.verify(ctx, opts, anyUsage)
+	a.checkWeak()
+	a.chainExpiry(opts.Thresholds)
+	return a
+}
 
-	// Validity of the leaf.
+// leafValidity judges the leaf's validity period: expired, not yet valid,
+// within an expiry stage, renewal overdue.
+func (a *chainAnalysis) leafValidity(opts Options) {
+	leaf, now := a.leaf, a.now
+	v := Validity{leaf.NotBefore, leaf.NotAfter}
+	a.stage = ExpiryStage(v, now, opts.Thresholds)
 	a.timeOK = true
 	switch days := a.leafInfo.DaysRemaining; {
 	case now.Before(leaf.NotBefore):
@@ -196,14 +153,12 @@ func analyzeChain(ctx context.Context, served []*x509.Certificate, host string, 
 			leaf.NotAfter.UTC().Format(time.RFC3339), -days)
 	case a.stage != StageNone:
 		a.findings = append(a.findings, Finding{Code: CodeExpiringSoon, Severity: expirySeverity(days),
-			Message: fmt.Sprintf("the certificate expires on %s, in %d days (stage %s)", leaf.NotAfter.UTC().Format(time.RFC3339), days, a.stage)})
+			Message: fmt.Sprintf("the certificate expires on %s, in %s (stage %s; %s)",
+				leaf.NotAfter.UTC().Format(time.RFC3339), inDays(leaf.NotAfter.Sub(now)), a.stage, LifetimeProgress(v, now))})
 	}
-
-	a.checkName(host)
-	a.walkServed()
-	a.verify(ctx, opts, anyUsage)
-	a.checkWeak()
-	return a
+	if f, ok := renewalOverdue(v, now, opts.RenewalCycle); ok {
+		a.findings = append(a.findings, f)
+	}
 }
 
 // checkName matches host against the SANs (IP SANs for an IP target).
@@ -529,15 +484,7 @@ func (a *chainAnalysis) brokenByWeakSignature() bool {
 // verified chain, else the served path plus what AIA found. A root's
 // self-signature is never checked by clients and is ignored.
 func (a *chainAnalysis) checkWeak() {
-	var path []*x509.Certificate
-	if len(a.chains) > 0 {
-		path = a.chains[0]
-	} else {
-		for _, i := range a.path {
-			path = append(path, a.served[i])
-		}
-		path = append(path, a.aiaCerts...)
-	}
+	path := a.clientPath()
 	var sigs, keys []string
 	for i, c := range path {
 		// The anchor of a verified chain came from the trust store: its

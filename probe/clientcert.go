@@ -54,9 +54,9 @@ func LoadClientCerts(specs []string) (map[string]tls.Certificate, error) {
 
 // clientCertExpiry describes the client certificate we would present and
 // grades its own expiry like expiring_soon: info within 30 days, warning
-// within 14, critical within 7 and once expired. thresholds (days, default
-// [30 14 7 1]) decide when a finding starts: at the largest one.
-func clientCertExpiry(cert *tls.Certificate, now time.Time, thresholds []int) (*CertInfo, []Finding) {
+// within 14, critical within 7 and once expired. A finding starts when an
+// expiry stage is reached, by the rule of the leaf (ExpiryStage).
+func clientCertExpiry(cert *tls.Certificate, now time.Time, thresholds []Threshold) (*CertInfo, []Finding) {
 	if cert == nil || len(cert.Certificate) == 0 {
 		return nil, nil
 	}
@@ -68,13 +68,10 @@ func clientCertExpiry(cert *tls.Certificate, now time.Time, thresholds []int) (*
 		}
 	}
 	info := certInfo(leaf, now, false)
-	start := 30
-	if len(thresholds) > 0 {
-		start = 0
-		for _, d := range thresholds {
-			start = max(start, d)
-		}
+	if len(thresholds) == 0 {
+		thresholds = DefaultThresholds
 	}
+	stage := ExpiryStage(Validity{leaf.NotBefore, leaf.NotAfter}, now, thresholds)
 	days := info.DaysRemaining
 	var sev Severity
 	var msg string
@@ -86,7 +83,7 @@ func clientCertExpiry(cert *tls.Certificate, now time.Time, thresholds []int) (*
 	case now.Before(leaf.NotBefore):
 		sev = SeverityCritical
 		msg = fmt.Sprintf("the client certificate %q is not valid before %s", leaf.Subject.CommonName, leaf.NotBefore.UTC().Format(time.RFC3339))
-	case days <= start:
+	case stage != StageNone:
 		sev = expirySeverity(days) // the expiring_soon grading
 		msg = fmt.Sprintf("the client certificate %q expires in %d days (%s): renew it before mTLS connections fail",
 			leaf.Subject.CommonName, days, leaf.NotAfter.UTC().Format("2006-01-02"))

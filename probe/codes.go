@@ -46,6 +46,13 @@ const (
 	CodeClientCertRejected = "client_cert_rejected"
 	CodeConnectionReset    = "connection_reset"
 	CodeWeakDH             = "weak_dh"
+
+	// Short-lived certificates: the renewal automation, the CA's own
+	// renewal advice (ACME ARI), what sits above the leaf, and CAA.
+	CodeRenewalOverdue       = "renewal_overdue"
+	CodeRenewalSuggested     = "renewal_suggested"
+	CodeIntermediateExpiring = "intermediate_expiring"
+	CodeCAAMismatch          = "caa_mismatch"
 )
 
 // The MCP authorization chain (check_mcp_endpoint after a 401) and
@@ -79,6 +86,8 @@ const (
 	gradedByThresholds = "by the thresholds: info ≤30d, warning ≤14d, critical ≤7d"
 	gradedByProfile    = "warning for suites outside Mozilla's old profile or no forward secrecy at all; info for suites that only miss intermediate"
 	gradedByStore      = "warning; info when only the operator's own --ca-file roots make the difference"
+	gradedByLifetime   = "warning; critical under 10% of the lifetime left"
+	gradedByChainLeft  = "warning ≤30d (the largest threshold), critical ≤7d"
 )
 
 // Codes is the one table of finding codes.
@@ -119,6 +128,10 @@ var Codes = map[string]CodeInfo{
 	CodeClientCertRejected:   {CodeClientCertRejected, SeverityCritical, "client certificate refused", "Present a client certificate the server accepts: issued by one of its acceptable CAs, valid now, and sent with its intermediates.", ""},
 	CodeConnectionReset:      {CodeConnectionReset, SeverityCritical, "connection reset", "The port accepts TCP, then something resets the connection during the TLS handshake: check that the TLS listener loads its certificate and key, and any firewall or load balancer in front of it.", ""},
 	CodeWeakDH:               {CodeWeakDH, SeverityWarning, "weak DH group", "Use a DH group of at least 2048 bits (ffdhe2048) for DHE suites, or disable DHE and keep ECDHE.", ""},
+	CodeRenewalOverdue:       {CodeRenewalOverdue, "", "renewal overdue", "Check the ACME client or renewal job (logs, timer, credentials, DNS/HTTP challenge reachability) and renew now; it should have replaced this certificate at two thirds of its lifetime.", gradedByLifetime},
+	CodeRenewalSuggested:     {CodeRenewalSuggested, SeverityWarning, "CA suggests renewal now", "The CA's renewal window (ACME ARI) has started, often after a revocation event: renew now; ARI-aware clients (certbot 2.8+, cert-manager, Caddy, lego) do it on their own.", ""},
+	CodeIntermediateExpiring: {CodeIntermediateExpiring, "", "chain certificate expiring", "Fetch the CA's current intermediate (or chain) and serve it with the leaf; the leaf does not need to change.", gradedByChainLeft},
+	CodeCAAMismatch:          {CodeCAAMismatch, SeverityWarning, "CAA forbids the issuer", "Add a CAA issue (or issuewild) record for the CA that issues this certificate, or switch the renewal to a CA the records allow: the next renewal will be refused.", ""},
 
 	CodeAuthMetadataMissing:     {CodeAuthMetadataMissing, SeverityWarning, "no protected-resource metadata", "Serve RFC 9728 metadata at /.well-known/oauth-protected-resource/<path> and name it in the 401's WWW-Authenticate resource_metadata; without it OAuth clients cannot find the authorization server (fine only for pre-issued tokens).", ""},
 	CodeAuthResourceMismatch:    {CodeAuthResourceMismatch, SeverityCritical, "metadata for another resource", "Set the metadata's resource to the endpoint's canonical URL (scheme, host, port, path as agents use it); clients refuse metadata for another resource.", ""},

@@ -57,8 +57,15 @@ type Options struct {
 	// Roots is the trust store (system roots plus --ca-file). Never nil after
 	// defaults: a nil pool would make macOS/Windows use the platform verifier.
 	Roots *x509.CertPool
-	// Thresholds are the expiry stages in days, default [30 14 7 1].
-	Thresholds []int
+	// Thresholds are the expiry stages, default 30, 14, 7 and 1 days. A
+	// stage is reached when the time left is within the threshold and
+	// within the last third of the certificate's lifetime.
+	Thresholds []Threshold
+	// RenewalCycle is how often the caller has seen this endpoint's
+	// certificate replaced (a watch that saw rotations); zero when
+	// unknown. renewal_overdue names it, and knowing it marks the
+	// certificate as renewed by automation whatever its lifetime.
+	RenewalCycle time.Duration
 
 	// Resolver resolves Target.Host when Target.IP is empty; default
 	// net.DefaultResolver.
@@ -139,9 +146,6 @@ func SystemRoots() (*x509.CertPool, error) {
 	})
 	return systemRoots, systemRootsErr
 }
-
-// DefaultThresholds are the expiry stages in days (DESIGN.md).
-var DefaultThresholds = []int{30, 14, 7, 1}
 
 // withDefaults fills zero fields. It is the only place Run reads the wall
 // clock for classification.

@@ -56,8 +56,9 @@ func (s Status) Severity() Severity {
 	return SeverityCritical
 }
 
-// Stage is the expiry stage of a Report: "none", the smallest threshold the
-// leaf's days_remaining is at or under ("30d"), or "expired".
+// Stage is the expiry stage of a Report: "none", the reached threshold with
+// the least time left in its canonical form ("30d", "36h", "20%"; see
+// ExpiryStage), or "expired".
 type Stage string
 
 const (
@@ -65,11 +66,8 @@ const (
 	StageExpired Stage = "expired"
 )
 
-// stageDays is the stage of a threshold of days ("30d").
-func stageDays(days int) Stage { return Stage(strconv.Itoa(days) + "d") }
-
-// Days returns the threshold of a stage such as "30d"; ok is false for none,
-// expired and anything that is not a threshold stage.
+// Days returns the threshold of a day stage such as "30d"; ok is false for
+// none, expired, hour and percent stages and anything else.
 func (s Stage) Days() (days int, ok bool) {
 	n, found := strings.CutSuffix(string(s), "d")
 	if !found || n == "" || strings.TrimLeft(n, "0123456789") != "" {
@@ -77,6 +75,13 @@ func (s Stage) Days() (days int, ok bool) {
 	}
 	d, err := strconv.Atoi(n)
 	return d, err == nil
+}
+
+// Threshold returns the threshold a stage names; ok is false for none,
+// expired and anything that is not a canonical threshold.
+func (s Stage) Threshold() (Threshold, bool) {
+	t, err := ParseThreshold(string(s))
+	return t, err == nil
 }
 
 // Report is the outcome of one probe. Its JSON is the contract of DESIGN.md
@@ -182,6 +187,19 @@ type ChainInfo struct {
 	Served       int      `json:"served"`
 	Complete     bool     `json:"complete"`
 	VerifiedPath []string `json:"verified_path"`
+
+	// Additive: the earliest not_after of any certificate on the path
+	// clients use, leaf included (when it is not the leaf's, the chain
+	// dies first), and each of those certificates' validity, leaf first.
+	EarliestNotAfter *time.Time     `json:"earliest_not_after,omitempty"`
+	Validity         []CertValidity `json:"validity,omitempty"`
+}
+
+// CertValidity is one certificate's validity period.
+type CertValidity struct {
+	Subject   string    `json:"subject"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
 }
 
 // Timing is in milliseconds.

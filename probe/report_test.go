@@ -8,7 +8,8 @@ func TestStageDays(t *testing.T) {
 		days  int
 		ok    bool
 	}{
-		{stageDays(30), 30, true},
+		{Days(30).Stage(), 30, true},
+		{Hours(36).Stage(), 0, false},
 		{"7d", 7, true},
 		{StageNone, 0, false},
 		{StageExpired, 0, false},

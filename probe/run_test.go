@@ -85,6 +85,14 @@ func TestRunScenarios(t *testing.T) {
 			codes: map[string]Severity{CodeExpiringSoon: SeverityCritical}}},
 		{testlab.ScenarioExpiring12h, want{status: StatusCritical, reachable: true, trusted: true, stage: "1d",
 			codes: map[string]Severity{CodeExpiringSoon: SeverityCritical}}},
+		{testlab.ScenarioShortLivedFresh, want{status: StatusOK, reachable: true, trusted: true, stage: StageNone,
+			absent: []string{CodeRenewalOverdue, CodeExpiringSoon}}},
+		{testlab.ScenarioShortLivedOverdue, want{status: StatusCritical, reachable: true, trusted: true, stage: "1d",
+			codes: map[string]Severity{CodeRenewalOverdue: SeverityWarning, CodeExpiringSoon: SeverityCritical},
+			msg:   map[string]string{CodeRenewalOverdue: "day 7 of 9"}}},
+		{testlab.ScenarioIntermediateExpiring, want{status: StatusWarning, reachable: true, trusted: true, stage: StageNone,
+			codes: map[string]Severity{CodeIntermediateExpiring: SeverityWarning}, absent: []string{CodeRenewalOverdue, CodeExpiringSoon},
+			msg:   map[string]string{CodeIntermediateExpiring: "tlswatch Expiring Intermediate CA"}}},
 		{testlab.ScenarioWrongHost, want{status: StatusDown, reachable: true, trusted: false,
 			codes: map[string]Severity{CodeHostnameMismatch: SeverityCritical}, msg: map[string]string{CodeHostnameMismatch: "other.test"}}},
 		{testlab.ScenarioWildcard, want{status: StatusOK, reachable: true, trusted: true, absent: []string{CodeHostnameMismatch}}},
@@ -264,12 +272,18 @@ func TestRunClockIsAnInput(t *testing.T) {
 			t.Errorf("at +%v: stage %q findings %v; want %q %s/%s", tc.at, r.ExpiryStage, codesOf(r), tc.stage, tc.code, tc.sev)
 		}
 	}
-	// Custom thresholds map severity by day count.
-	opts.Now = sc.Now.Add(20 * 24 * time.Hour) // 69 days left
-	opts.Thresholds = []int{90, 60}
+	// Custom thresholds map severity by day count, and wait for the last
+	// third of the lifetime: 69 days left of 90 reach no stage, 29 do.
+	opts.Thresholds = DayThresholds(90, 60)
+	opts.Now = sc.Now.Add(20 * 24 * time.Hour)
 	r, _ := Run(context.Background(), labTarget(sc), opts)
-	if f := findingsOf(r)[CodeExpiringSoon]; r.ExpiryStage != "90d" || f.Severity != SeverityInfo {
-		t.Errorf("custom thresholds: stage %q finding %+v", r.ExpiryStage, f)
+	if _, ok := findingsOf(r)[CodeExpiringSoon]; r.ExpiryStage != StageNone || ok {
+		t.Errorf("custom thresholds, 69 days left of 90: stage %q findings %v", r.ExpiryStage, codesOf(r))
+	}
+	opts.Now = sc.Now.Add(60 * 24 * time.Hour)
+	r, _ = Run(context.Background(), labTarget(sc), opts)
+	if f := findingsOf(r)[CodeExpiringSoon]; r.ExpiryStage != "60d" || f.Severity != SeverityInfo {
+		t.Errorf("custom thresholds, 29 days left of 90: stage %q finding %+v", r.ExpiryStage, f)
 	}
 }
 

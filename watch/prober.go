@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -115,7 +114,7 @@ func (p *Prober) Run(ctx context.Context, rec *store.Record, now time.Time) (pro
 func (p *Prober) Options(rec *store.Record, now time.Time) (probe.Target, probe.Options) {
 	o := p.Base
 	o.Now = now
-	o.Thresholds = slices.Clone(rec.Thresholds)
+	o.Thresholds = probe.DayThresholds(rec.Thresholds...)
 	if pc := rec.Probe; pc != nil {
 		if len(pc.Roots) > 0 {
 			t := p.trust(pc.Roots)

@@ -136,7 +136,7 @@ func certificate(prev store.Record, rec *store.Record, rep *probe.Report, at tim
 		rec.Fingerprint = fp
 		rec.FiredDays = alert.FiredDays
 	}
-	days, stage := stageOf(rep.Leaf.NotAfter, at, prev.Thresholds)
+	days, stage := stageOf(probe.Validity{NotBefore: rep.Leaf.NotBefore, NotAfter: rep.Leaf.NotAfter}, at, prev.Thresholds)
 	if stage == "" || (rec.FiredDays != store.NoStage && days >= rec.FiredDays) {
 		return rotEv, nil
 	}
@@ -164,11 +164,12 @@ func certificate(prev store.Record, rec *store.Record, rep *probe.Report, at tim
 // thresholds, exactly as the Report's expiry_stage is computed (probe owns
 // the rule): days is the threshold (stageExpired once expired) and stage is
 // "" when none applies.
-func stageOf(notAfter, at time.Time, thresholds []int) (days int, stage string) {
-	if len(thresholds) == 0 {
-		thresholds = probe.DefaultThresholds
+func stageOf(v probe.Validity, at time.Time, thresholds []int) (days int, stage string) {
+	th := probe.DefaultThresholds
+	if len(thresholds) > 0 {
+		th = probe.DayThresholds(thresholds...)
 	}
-	s := probe.ExpiryStage(notAfter, at, thresholds)
+	s := probe.ExpiryStage(v, at, th)
 	if s == probe.StageExpired {
 		return stageExpired, string(s)
 	}

@@ -31,7 +31,7 @@ type machine struct {
 
 func newMachine() *machine {
 	return &machine{rec: store.Record{ID: "w_t", Target: probe.TargetInfo{Host: "a.test", Port: 443},
-		Thresholds: probe.DefaultThresholds, FailureThreshold: 3, State: StatePending}, alerts: map[string]store.Alert{}, at: now0}
+		Thresholds: DefaultThresholdDays(), FailureThreshold: 3, State: StatePending}, alerts: map[string]store.Alert{}, at: now0}
 }
 
 func (m *machine) step(rep *probe.Report) []string {
@@ -126,20 +126,20 @@ func TestStageOf(t *testing.T) {
 		th    []int
 		stage string
 	}{
-		{31 * 24 * time.Hour, probe.DefaultThresholds, ""},
-		{30*24*time.Hour + time.Hour, probe.DefaultThresholds, "30d"}, // 30 whole days
-		{14 * 24 * time.Hour, probe.DefaultThresholds, "14d"},
-		{8 * 24 * time.Hour, probe.DefaultThresholds, "14d"},
-		{7*24*time.Hour + time.Minute, probe.DefaultThresholds, "7d"},
-		{time.Hour, probe.DefaultThresholds, "1d"},
+		{31 * 24 * time.Hour, DefaultThresholdDays(), ""},
+		{30*24*time.Hour + time.Hour, DefaultThresholdDays(), "30d"}, // 30 whole days
+		{14 * 24 * time.Hour, DefaultThresholdDays(), "14d"},
+		{8 * 24 * time.Hour, DefaultThresholdDays(), "14d"},
+		{7*24*time.Hour + time.Minute, DefaultThresholdDays(), "7d"},
+		{time.Hour, DefaultThresholdDays(), "1d"},
 		// not_after is inclusive (RFC 5280, crypto/x509): at that very
 		// instant the certificate is still valid, as the Report says.
-		{0, probe.DefaultThresholds, "1d"},
-		{-time.Nanosecond, probe.DefaultThresholds, "expired"},
-		{-time.Hour, probe.DefaultThresholds, "expired"},
+		{0, DefaultThresholdDays(), "1d"},
+		{-time.Nanosecond, DefaultThresholdDays(), "expired"},
+		{-time.Hour, DefaultThresholdDays(), "expired"},
 		{50 * 24 * time.Hour, []int{60, 3}, "60d"},
 	} {
-		_, s := stageOf(at.Add(c.left), at, c.th)
+		_, s := stageOf(probe.Validity{NotBefore: at.AddDate(-1, 0, 0), NotAfter: at.Add(c.left)}, at, c.th)
 		if s != c.stage {
 			t.Errorf("stageOf(%v, %v) = %q, want %q", c.left, c.th, s, c.stage)
 		}

@@ -144,13 +144,23 @@ func parseCron(spec string) (s cron.Schedule, err error) {
 	return scheduleParser.Parse(spec)
 }
 
+// DefaultThresholdDays are probe.DefaultThresholds (all whole days) as a
+// record stores them.
+func DefaultThresholdDays() []int {
+	out := make([]int, len(probe.DefaultThresholds))
+	for i, t := range probe.DefaultThresholds {
+		out[i] = t.N
+	}
+	return out
+}
+
 // NormalizeThresholds validates thresholds_days: at most MaxThresholds
 // values, each in 1..MaxThresholdDays, duplicates removed, sorted
 // descending. Nil or empty means probe.DefaultThresholds. Errors are
 // *probe.FieldError{Field: "thresholds_days"}.
 func NormalizeThresholds(days []int) ([]int, error) {
 	if len(days) == 0 {
-		return slices.Clone(probe.DefaultThresholds), nil
+		return DefaultThresholdDays(), nil
 	}
 	if len(days) > MaxThresholds {
 		return nil, &probe.FieldError{Field: "thresholds_days", Reason: fmt.Sprintf("%d values, at most %d", len(days), MaxThresholds)}

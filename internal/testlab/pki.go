@@ -192,7 +192,10 @@ func (p *PKI) NewIntermediate(parent *Authority, o CAOpts) *Authority {
 
 // LeafOpts describe a server (or client) certificate. The zero value is a
 // valid ECDSA P-256 leaf for DefaultHost, issued by the trusted intermediate,
-// valid from Now-1h for 90 days, served with its intermediate.
+// valid from Now-1h for 90 days, served with its intermediate. A leaf given
+// only its NotAfter is a 90-day certificate, as ACME CAs issue, unless that
+// would start after Now-1h: expiry is judged against the lifetime, so
+// "expires in 5 days" means 85 days into 90.
 type LeafOpts struct {
 	CommonName string   // default: first DNS name, else DefaultHost
 	DNSNames   []string // default [DefaultHost] unless IPs or NoSAN are set
@@ -240,11 +243,14 @@ func (p *PKI) Leaf(o LeafOpts) tls.Certificate {
 			o.CommonName = o.DNSNames[0]
 		}
 	}
-	if o.NotBefore.IsZero() {
-		o.NotBefore = p.Now.Add(-time.Hour)
-	}
 	if o.NotAfter.IsZero() {
 		o.NotAfter = p.Now.Add(90 * 24 * time.Hour)
+	}
+	if o.NotBefore.IsZero() {
+		o.NotBefore = p.Now.Add(-time.Hour)
+		if nb := o.NotAfter.Add(-90 * 24 * time.Hour); nb.Before(o.NotBefore) {
+			o.NotBefore = nb
+		}
 	}
 	tmpl := leafTemplate(p.nextSerial(), o)
 	parentCert, parentKey := tmpl, crypto.Signer(key)

@@ -13,39 +13,42 @@ import (
 // Scenario names accepted by Start. Each is one defect (or none) that
 // tlswatch must diagnose.
 const (
-	ScenarioValid               = "valid"                         // P-256 leaf + intermediate, TLS 1.2-1.3
-	ScenarioValidRSA            = "valid_rsa"                     // RSA-2048 leaf
-	ScenarioIPSAN               = "ip_san"                        // leaf for IP 127.0.0.1; Host is "127.0.0.1"
-	ScenarioExpired             = "expired"                       // leaf expired 3 days ago
-	ScenarioNotYetValid         = "not_yet_valid"                 // leaf valid from Now+2 days
-	ScenarioExpiring29d         = "expiring_29d"                  // 29 days 12 hours left
-	ScenarioExpiring13d         = "expiring_13d"                  // 13 days 12 hours left
-	ScenarioExpiring6d          = "expiring_6d"                   // 6 days 12 hours left
-	ScenarioExpiring12h         = "expiring_12h"                  // 12 hours left (days_remaining 0)
-	ScenarioWrongHost           = "wrong_host"                    // leaf for other.test
-	ScenarioWildcard            = "wildcard"                      // *.tlswatch.test probed as api.tlswatch.test (valid)
-	ScenarioWildcardTwoLevels   = "wildcard_two_levels"           // *.tlswatch.test probed as a.b.tlswatch.test (mismatch)
-	ScenarioCNOnly              = "cn_only"                       // no SAN extension, CN = host
-	ScenarioSelfSigned          = "self_signed"                   // leaf signs itself
-	ScenarioUntrustedRoot       = "untrusted_root"                // leaf + intermediate + root of an unknown CA
-	ScenarioPrivateCA           = "private_ca"                    // leaf + intermediate of an unknown CA, root not served
-	ScenarioMissingIntermediate = "missing_intermediate"          // leaf alone; AIA URL serves the intermediate
-	ScenarioMissingDeadAIA      = "missing_intermediate_dead_aia" // leaf alone; its AIA URL refuses connections
-	ScenarioUntrustedDirect     = "untrusted_root_direct"         // leaf signed directly by an unknown root, served alone, no AIA
-	ScenarioExpiredIntermediate = "expired_intermediate"          // served intermediate expired yesterday
-	ScenarioRootServed          = "root_served"                   // leaf + intermediate + trusted root
-	ScenarioChainOrder          = "chain_order"                   // leaf, unrelated CA, intermediate
-	ScenarioChainDuplicate      = "chain_duplicate"               // leaf, intermediate, intermediate
-	ScenarioLegacyAccepted      = "legacy_accepted"               // TLS 1.0-1.3 accepted
-	ScenarioTLS10Only           = "tls10_only"                    // TLS 1.0 only
-	ScenarioRSA1024             = "rsa1024"                       // RSA-1024 leaf key
-	ScenarioWeakEC              = "weak_ec"                       // intermediate with a P-224 key
-	ScenarioSHA1                = "sha1"                          // leaf signed with ECDSA-SHA1
-	ScenarioClientCertRequired  = "client_cert_required"          // server demands a client cert from the Root
-	ScenarioMustStaple          = "must_staple"                   // leaf with must-staple, no staple served
-	ScenarioRefused             = "refused"                       // nothing listens
-	ScenarioNeverAnswers        = "never_answers"                 // accepts, never speaks
-	ScenarioPlainHTTP           = "plain_http"                    // plain HTTP on the port
+	ScenarioValid                = "valid"                         // P-256 leaf + intermediate, TLS 1.2-1.3
+	ScenarioValidRSA             = "valid_rsa"                     // RSA-2048 leaf
+	ScenarioIPSAN                = "ip_san"                        // leaf for IP 127.0.0.1; Host is "127.0.0.1"
+	ScenarioExpired              = "expired"                       // leaf expired 3 days ago
+	ScenarioNotYetValid          = "not_yet_valid"                 // leaf valid from Now+2 days
+	ScenarioExpiring29d          = "expiring_29d"                  // 29 days 12 hours left
+	ScenarioExpiring13d          = "expiring_13d"                  // 13 days 12 hours left
+	ScenarioExpiring6d           = "expiring_6d"                   // 6 days 12 hours left
+	ScenarioExpiring12h          = "expiring_12h"                  // 12 hours left (days_remaining 0)
+	ScenarioShortLivedFresh      = "short_lived_fresh"             // 9-day certificate issued 1 day ago (quiet)
+	ScenarioShortLivedOverdue    = "short_lived_overdue"           // 9-day certificate issued 7 days ago (renewal overdue)
+	ScenarioIntermediateExpiring = "intermediate_expiring"         // valid leaf under an intermediate with 20 days left
+	ScenarioWrongHost            = "wrong_host"                    // leaf for other.test
+	ScenarioWildcard             = "wildcard"                      // *.tlswatch.test probed as api.tlswatch.test (valid)
+	ScenarioWildcardTwoLevels    = "wildcard_two_levels"           // *.tlswatch.test probed as a.b.tlswatch.test (mismatch)
+	ScenarioCNOnly               = "cn_only"                       // no SAN extension, CN = host
+	ScenarioSelfSigned           = "self_signed"                   // leaf signs itself
+	ScenarioUntrustedRoot        = "untrusted_root"                // leaf + intermediate + root of an unknown CA
+	ScenarioPrivateCA            = "private_ca"                    // leaf + intermediate of an unknown CA, root not served
+	ScenarioMissingIntermediate  = "missing_intermediate"          // leaf alone; AIA URL serves the intermediate
+	ScenarioMissingDeadAIA       = "missing_intermediate_dead_aia" // leaf alone; its AIA URL refuses connections
+	ScenarioUntrustedDirect      = "untrusted_root_direct"         // leaf signed directly by an unknown root, served alone, no AIA
+	ScenarioExpiredIntermediate  = "expired_intermediate"          // served intermediate expired yesterday
+	ScenarioRootServed           = "root_served"                   // leaf + intermediate + trusted root
+	ScenarioChainOrder           = "chain_order"                   // leaf, unrelated CA, intermediate
+	ScenarioChainDuplicate       = "chain_duplicate"               // leaf, intermediate, intermediate
+	ScenarioLegacyAccepted       = "legacy_accepted"               // TLS 1.0-1.3 accepted
+	ScenarioTLS10Only            = "tls10_only"                    // TLS 1.0 only
+	ScenarioRSA1024              = "rsa1024"                       // RSA-1024 leaf key
+	ScenarioWeakEC               = "weak_ec"                       // intermediate with a P-224 key
+	ScenarioSHA1                 = "sha1"                          // leaf signed with ECDSA-SHA1
+	ScenarioClientCertRequired   = "client_cert_required"          // server demands a client cert from the Root
+	ScenarioMustStaple           = "must_staple"                   // leaf with must-staple, no staple served
+	ScenarioRefused              = "refused"                       // nothing listens
+	ScenarioNeverAnswers         = "never_answers"                 // accepts, never speaks
+	ScenarioPlainHTTP            = "plain_http"                    // plain HTTP on the port
 )
 
 // ScenarioNames lists every scenario Start knows, in a stable order.
@@ -53,6 +56,7 @@ func ScenarioNames() []string {
 	return []string{
 		ScenarioValid, ScenarioValidRSA, ScenarioIPSAN, ScenarioExpired, ScenarioNotYetValid,
 		ScenarioExpiring29d, ScenarioExpiring13d, ScenarioExpiring6d, ScenarioExpiring12h,
+		ScenarioShortLivedFresh, ScenarioShortLivedOverdue, ScenarioIntermediateExpiring,
 		ScenarioWrongHost, ScenarioWildcard, ScenarioWildcardTwoLevels, ScenarioCNOnly,
 		ScenarioSelfSigned, ScenarioUntrustedRoot, ScenarioPrivateCA, ScenarioMissingIntermediate,
 		ScenarioMissingDeadAIA, ScenarioUntrustedDirect, ScenarioExpiredIntermediate, ScenarioRootServed, ScenarioChainOrder,
@@ -138,6 +142,15 @@ func leafOnly(p *PKI, name string) (LeafOpts, bool) {
 		return LeafOpts{NotAfter: p.Now.Add(6*day + 12*time.Hour)}, true
 	case ScenarioExpiring12h:
 		return LeafOpts{NotAfter: p.Now.Add(12 * time.Hour)}, true
+	case ScenarioShortLivedFresh:
+		return LeafOpts{NotBefore: p.Now.Add(-1 * day), NotAfter: p.Now.Add(8*day - time.Second)}, true
+	case ScenarioShortLivedOverdue:
+		return LeafOpts{NotBefore: p.Now.Add(-7 * day), NotAfter: p.Now.Add(2*day - time.Second)}, true
+	case ScenarioIntermediateExpiring:
+		// A leaf valid for 60 more days under an intermediate that dies in
+		// 20: the chain stops working first.
+		short := p.NewIntermediate(p.Root, CAOpts{CommonName: "tlswatch Expiring Intermediate CA", NotAfter: p.Now.Add(20 * day)})
+		return LeafOpts{Issuer: short, NotBefore: p.Now.Add(-30 * day), NotAfter: p.Now.Add(60 * day)}, true
 	case ScenarioWrongHost:
 		return LeafOpts{DNSNames: []string{"other.test"}}, true
 	case ScenarioWildcard, ScenarioWildcardTwoLevels:

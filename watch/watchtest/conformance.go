@@ -67,7 +67,7 @@ func addDefaults(t *testing.T, svc watch.Service) {
 	if w.Target.Host != "a.test" || w.Target.Port != 443 || w.Target.SNI != "a.test" {
 		t.Errorf("target %+v", w.Target)
 	}
-	if w.Schedule != watch.DefaultSchedule || !slices.Equal(w.ThresholdsDays, probe.DefaultThresholds) ||
+	if w.Schedule != watch.DefaultSchedule || !slices.Equal(w.ThresholdsDays, watch.DefaultThresholdDays()) ||
 		w.FailureThreshold != watch.DefaultFailureThreshold || w.TimeoutMS != int(probe.DefaultTimeout/time.Millisecond) {
 		t.Errorf("defaults: schedule %q thresholds %v failure threshold %d timeout %d", w.Schedule, w.ThresholdsDays, w.FailureThreshold, w.TimeoutMS)
 	}

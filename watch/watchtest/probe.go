@@ -53,9 +53,10 @@ func Probe(_ context.Context, t probe.Target, o probe.Options) (probe.Report, er
 		r.Findings = []probe.Finding{probe.NewFinding(probe.CodeExpiringSoon, "certificate expires in 5 days")}
 	}
 	notAfter := now.Add(time.Duration(days)*24*time.Hour + time.Hour)
-	r.ExpiryStage = probe.ExpiryStage(notAfter, now, o.Thresholds)
+	notBefore := notAfter.AddDate(0, 0, -90) // a 90-day certificate, as ACME CAs issue
+	r.ExpiryStage = probe.ExpiryStage(probe.Validity{NotBefore: notBefore, NotAfter: notAfter}, now, o.Thresholds)
 	r.Leaf = &probe.CertInfo{Subject: "CN=" + t.Host, Issuer: "CN=Test CA", SANs: []string{t.Host},
-		NotBefore: now.AddDate(0, 0, -10), NotAfter: notAfter, DaysRemaining: probe.DaysRemaining(notAfter, now),
+		NotBefore: notBefore, NotAfter: notAfter, DaysRemaining: probe.DaysRemaining(notAfter, now),
 		Serial: "01", SHA256: "fp-" + t.Host, Key: "ECDSA P-256", SignatureAlgorithm: "ECDSA-SHA256"}
 	return r, nil
 }
