@@ -92,7 +92,7 @@ func TestRunScenarios(t *testing.T) {
 			msg:   map[string]string{CodeRenewalOverdue: "day 7 of 9"}}},
 		{testlab.ScenarioIntermediateExpiring, want{status: StatusWarning, reachable: true, trusted: true, stage: StageNone,
 			codes: map[string]Severity{CodeIntermediateExpiring: SeverityWarning}, absent: []string{CodeRenewalOverdue, CodeExpiringSoon},
-			msg:   map[string]string{CodeIntermediateExpiring: "tlswatch Expiring Intermediate CA"}}},
+			msg: map[string]string{CodeIntermediateExpiring: "tlswatch Expiring Intermediate CA"}}},
 		{testlab.ScenarioWrongHost, want{status: StatusDown, reachable: true, trusted: false,
 			codes: map[string]Severity{CodeHostnameMismatch: SeverityCritical}, msg: map[string]string{CodeHostnameMismatch: "other.test"}}},
 		{testlab.ScenarioWildcard, want{status: StatusOK, reachable: true, trusted: true, absent: []string{CodeHostnameMismatch}}},
