@@ -1,9 +1,16 @@
 package probe
 
+import (
+	"github.com/tlswatch/tlswatch/ari"
+	"github.com/tlswatch/tlswatch/caa"
+)
+
 // Cache holds what probes can share: chain verifications that succeeded
-// (valid while every certificate on the path is), AIA downloads (an hour)
-// and OCSP answers and CRLs (until their nextUpdate, an hour at most).
-// Failures are never kept: a fixed server must be seen at once.
+// (valid while every certificate on the path is), AIA downloads (an hour),
+// OCSP answers and CRLs (until their nextUpdate, an hour at most), ACME
+// directories (a day) and renewal windows (the CA's Retry-After, a minute
+// to a day), and CAA answers (their TTL, a minute to an hour). Failures of
+// the server probed are never kept: a fixed server must be seen at once.
 //
 // A Cache is safe for concurrent use by any number of probes. A process
 // that probes the same servers again and again (serve, a watcher, a scan)
@@ -15,6 +22,8 @@ type Cache struct {
 	verify *verifyCache
 	aia    *aiaCache
 	rev    *expiringCache
+	ari    *ari.Cache
+	caa    *caa.Cache
 }
 
 // Bounds of a Cache: entries beyond them evict others.
@@ -30,5 +39,7 @@ func NewCache() *Cache {
 		verify: &verifyCache{m: map[verifyKey]verifyEntry{}},
 		aia:    &aiaCache{m: map[string]*aiaEntry{}},
 		rev:    &expiringCache{m: map[string]expiringEntry{}, max: revocationCacheMax},
+		ari:    ari.NewCache(),
+		caa:    caa.NewCache(),
 	}
 }

@@ -13,8 +13,8 @@ import (
 
 // Deep diagnostics plug into the core probe here, and only here:
 //
-//   - the postHandshake analysers: revocation and SCTs, trust stores —
-//     they need the certificate;
+//   - the postHandshake analysers: revocation and SCTs, trust stores,
+//     the CA's renewal window (ARI) and CAA — they need the certificate;
 //   - startDeep and mergeDeep, called by run() around the handshakes: the
 //     work that needs no certificate and runs beside the main handshake
 //     (the other addresses, cipher enumeration, the handshake without
@@ -26,14 +26,19 @@ import (
 //
 // Cost by default: revocation one OCSP request (or one CRL download) per
 // certificate that names a source, cached until nextUpdate; one extra
-// handshake per additional address of the host. Options.Deep adds one
-// handshake per accepted cipher suite plus five, and one without SNI.
+// handshake per additional address of the host; for a leaf of a CA that
+// publishes ARI, one HTTPS request per certificate per CA-given interval
+// and the CA's directory once a day; CAA one DNS query per label up to
+// the records, cached for their TTL. Options.Deep adds one handshake per
+// accepted cipher suite plus five, and one without SNI.
 
 // postHandshake are the checks that need the certificate, run concurrently
 // by runAnalysers in this order of findings.
 var postHandshake = []analyser{
 	{"revocation", analyseRevocation},
 	{"trust_stores", analyseTrustStores},
+	{"renewal_info", analyseRenewalInfo},
+	{"caa", analyseCAA},
 }
 
 // dialClassifiers claim a dial or handshake error before the generic

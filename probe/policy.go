@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -108,15 +110,17 @@ func (d policyDialer) DialContext(ctx context.Context, network, address string) 
 	return nil, errors.Join(errs...)
 }
 
-// newFetchClient builds the HTTP client for AIA, OCSP and CRL fetches of
-// one probe. It never uses a proxy (a proxy would dial on our behalf and
+// newFetchClient builds the HTTP client for AIA, OCSP, CRL and ACME fetches
+// of one probe; https is verified against the probe's trust store (a
+// private ACME CA's root comes with --ca-file). It never uses a proxy (a proxy would dial on our behalf and
 // escape the policy) and keeps no idle connections: fetches are cached by
 // URL, and an idle pool would keep goroutines and sockets alive after the
 // probe.
-func newFetchClient(resolver Resolver, control controlFunc) *http.Client {
+func newFetchClient(resolver Resolver, control controlFunc, roots *x509.CertPool) *http.Client {
 	d := policyDialer{resolver: resolver, control: control, timeout: aiaTimeout}
 	tr := &http.Transport{
 		Proxy:                  nil,
+		TLSClientConfig:        &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		DialContext:            d.DialContext,
 		DisableKeepAlives:      true,
 		ResponseHeaderTimeout:  aiaTimeout,

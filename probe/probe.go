@@ -81,9 +81,10 @@ type Options struct {
 	// for every connection the probe opens. An error it returns aborts the
 	// dial and is classified by the probe.
 	Control func(network, address string, c syscall.RawConn) error
-	// HTTPClient fetches AIA issuers (and OCSP/CRL). Default: a client of
-	// this probe with a 5 s timeout that resolves with Resolver, dials
-	// through Policy and Control, never uses a proxy and re-checks every
+	// HTTPClient fetches AIA issuers, OCSP/CRL and ACME renewal
+	// information. Default: a client of this probe with a 5 s timeout that
+	// resolves with Resolver, dials through Policy and Control, verifies
+	// https against Roots, never uses a proxy and re-checks every
 	// redirect. A client supplied here is trusted as is: its dialer must
 	// apply DialControl itself.
 	HTTPClient *http.Client
@@ -124,6 +125,25 @@ type Options struct {
 	// Cache is shared by the probes given the same one (see Cache); nil
 	// gives each Run a private Cache.
 	Cache *Cache
+
+	// Renewal checks (renewalinfo.go, caacheck.go). Zero values: both on,
+	// with PublicCAs and the system's DNS resolver.
+	//
+	// CAs are the certificate authorities known for ARI and CAA (see CA);
+	// nil means PublicCAs.
+	CAs []CA
+	// NoARI skips asking the CA for its renewal window: one HTTPS request
+	// per certificate per CA-given interval (6 hours at Let's Encrypt),
+	// plus the CA's directory once a day.
+	NoARI bool
+	// NoCAA skips the CAA lookup: one DNS query per label from the name up
+	// to the first that has CAA records, each cached for its TTL.
+	NoCAA bool
+	// DNSServer answers the CAA queries (host:port); empty means the first
+	// nameserver of /etc/resolv.conf. It is the operator's resolver, so
+	// the outbound policy (which guards what targets make tlswatch dial)
+	// does not apply to it.
+	DNSServer string
 
 	// guarded: Control already includes the policy (withDefaults ran).
 	guarded bool
@@ -166,7 +186,10 @@ func (o Options) withDefaults() Options {
 		o.Control, o.guarded = o.DialControl(), true
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = newFetchClient(o.Resolver, o.Control)
+		o.HTTPClient = newFetchClient(o.Resolver, o.Control, o.Roots)
+	}
+	if o.CAs == nil {
+		o.CAs = PublicCAs
 	}
 	if o.Cache == nil {
 		o.Cache = NewCache()

@@ -116,7 +116,37 @@ type Report struct {
 	// MozillaProfile is the Mozilla server-side TLS profile (version 5.7)
 	// that every protocol and suite the server accepts fits in: modern,
 	// intermediate, old or none; set by the deep scan.
-	MozillaProfile string `json:"mozilla_profile,omitempty"`
+	MozillaProfile string       `json:"mozilla_profile,omitempty"`
+	RenewalInfo    *RenewalInfo `json:"renewal_info,omitempty"` // the CA's suggested renewal window (ACME ARI)
+	CAA            *CAAInfo     `json:"caa,omitempty"`          // the CAA records that govern the next renewal
+}
+
+// RenewalInfo is the CA's suggested renewal window for the leaf (ACME
+// Renewal Information, RFC 9773), or why it is unknown.
+type RenewalInfo struct {
+	CA             string     `json:"ca"`
+	Directory      string     `json:"directory"`
+	URL            string     `json:"url,omitempty"` // the renewalInfo resource asked
+	WindowStart    *time.Time `json:"window_start,omitempty"`
+	WindowEnd      *time.Time `json:"window_end,omitempty"`
+	ExplanationURL string     `json:"explanation_url,omitempty"`
+	Error          string     `json:"error,omitempty"`
+}
+
+// CAAInfo is what the CAA records say about the next renewal of the leaf.
+type CAAInfo struct {
+	CA         string     `json:"ca,omitempty"`         // the leaf's CA, when tlswatch knows it
+	Identities []string   `json:"identities,omitempty"` // the CAA issuer names of that CA
+	Names      []CAACheck `json:"names"`
+}
+
+// CAACheck is the CAA verdict for one certificate name.
+type CAACheck struct {
+	Name      string   `json:"name"`                 // as the certificate names it: "mcp.example.com", "*.example.com"
+	RecordsAt string   `json:"records_at,omitempty"` // the domain whose records apply; empty: none up the tree
+	Records   []string `json:"records,omitempty"`    // zone-file form: 0 issue "letsencrypt.org"
+	Permitted *bool    `json:"permitted,omitempty"`  // absent when the CA is unknown or the lookup failed
+	Error     string   `json:"error,omitempty"`
 }
 
 // TargetInfo is what was probed: the host used for SNI and name checks, the

@@ -501,7 +501,7 @@ func revocationFetch(ctx context.Context, method, rawURL string, body []byte, op
 	if client == nil {
 		// A caller that brings no client gets the default outbound policy,
 		// like every probe dial.
-		client = newFetchClient(net.DefaultResolver, guardControl(nil, nil))
+		client = newFetchClient(net.DefaultResolver, guardControl(nil, nil), nil)
 	}
 	start := time.Now()
 	resp, err := client.Do(req)
