@@ -9,5 +9,5 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, pebblelab.IgnoreVA)
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(pebblelab.VAWorker))
 }

@@ -2,15 +2,17 @@
 // watch service at scrape time, so the numbers are always those of the bbolt
 // file and never a second copy that could drift.
 //
-// For people migrating from blackbox_exporter: tlswatch_cert_not_after_timestamp_seconds
-// plays the part of probe_ssl_earliest_cert_expiry, but it is the leaf's
-// not_after, never a served root that no client uses.
+// For people migrating from blackbox_exporter: tlswatch_chain_earliest_not_after_timestamp_seconds
+// plays the part of probe_ssl_earliest_cert_expiry, but over the path
+// clients verify (leaf included), never a served root that no client uses;
+// tlswatch_cert_not_after_timestamp_seconds is the leaf's alone.
 package metrics
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +49,14 @@ var (
 		"When the watch was last probed, as a Unix timestamp.", labels, nil)
 	descExpiryStage = prometheus.NewDesc("tlswatch_cert_expiry_stage_days",
 		"The expiry stage threshold in days the leaf is at (0 when expired); absent at stage none.", labels, nil)
+	descNotBefore = prometheus.NewDesc("tlswatch_cert_not_before_timestamp_seconds",
+		"Leaf certificate not_before as a Unix timestamp.", labels, nil)
+	descEarliest = prometheus.NewDesc("tlswatch_chain_earliest_not_after_timestamp_seconds",
+		"Earliest not_after of any certificate on the path clients verify, leaf included, as a Unix timestamp.", labels, nil)
+	descPathNotBefore = prometheus.NewDesc("tlswatch_chain_cert_not_before_timestamp_seconds",
+		"not_before of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.", append(labels, "position", "subject"), nil)
+	descPathNotAfter = prometheus.NewDesc("tlswatch_chain_cert_not_after_timestamp_seconds",
+		"not_after of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.", append(labels, "position", "subject"), nil)
 	descWatches = prometheus.NewDesc("tlswatch_watches",
 		"Number of watches.", nil, nil)
 	descScrapeErr = prometheus.NewDesc("tlswatch_scrape_error",
@@ -67,7 +77,8 @@ func NewCollector(src Lister) *Collector { return &Collector{src: src, timeout: 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNotAfter, descDays, descUp, descStatus, descSuccess,
-		descDuration, descFailures, descLastCheck, descExpiryStage, descWatches, descScrapeErr} {
+		descDuration, descFailures, descLastCheck, descExpiryStage, descNotBefore, descEarliest,
+		descPathNotBefore, descPathNotAfter, descWatches, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -109,20 +120,37 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descDuration, r.Timing.Total/1000)
 		if r.Leaf != nil {
 			gauge(descNotAfter, float64(r.Leaf.NotAfter.Unix()))
+			gauge(descNotBefore, float64(r.Leaf.NotBefore.Unix()))
 			gauge(descDays, float64(r.Leaf.DaysRemaining))
+			if d, ok := stageDays(r.ExpiryStage, r.Leaf); ok {
+				gauge(descExpiryStage, d)
+			}
 		}
-		if d, ok := stageDays(r.ExpiryStage); ok {
-			gauge(descExpiryStage, float64(d))
+		if ch := r.Chain; ch != nil {
+			if ch.EarliestNotAfter != nil {
+				gauge(descEarliest, float64(ch.EarliestNotAfter.Unix()))
+			}
+			for i, v := range ch.Validity {
+				pos := strconv.Itoa(i)
+				gauge(descPathNotBefore, float64(v.NotBefore.Unix()), pos, v.Subject)
+				gauge(descPathNotAfter, float64(v.NotAfter.Unix()), pos, v.Subject)
+			}
 		}
 	}
 }
 
-// stageDays is the gauge value of a stage: its threshold, 0 once expired.
-func stageDays(stage probe.Stage) (int, bool) {
+// stageDays is the gauge value of a stage: its threshold in days (an hour
+// or percent threshold converted for this certificate), 0 once expired.
+func stageDays(stage probe.Stage, leaf *probe.CertInfo) (float64, bool) {
 	if stage == probe.StageExpired {
 		return 0, true
 	}
-	return stage.Days()
+	th, ok := stage.Threshold()
+	if !ok {
+		return 0, false
+	}
+	life := probe.Validity{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter}.Lifetime()
+	return th.Span(life).Hours() / 24, true
 }
 
 func targetLabel(t probe.TargetInfo) string { return t.String() }

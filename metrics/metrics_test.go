@@ -20,11 +20,20 @@ func (s staticList) List(context.Context) ([]watch.Watch, error) { return s, nil
 
 func TestScrapeMatchesWatches(t *testing.T) {
 	notAfter := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	notBefore := notAfter.Add(-90*24*time.Hour + time.Second)
+	interExpiry := time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC)
 	checked := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	chain := &probe.ChainInfo{EarliestNotAfter: &interExpiry, Validity: []probe.CertValidity{
+		{Subject: "CN=a.example", NotBefore: notBefore, NotAfter: notAfter},
+		{Subject: "CN=Inter", NotBefore: notBefore.AddDate(-1, 0, 0), NotAfter: interExpiry},
+	}}
 	ws := staticList{
 		{ID: "w_up", Target: probe.TargetInfo{Host: "a.example", Port: 443}, State: watch.StateUp, LastCheckedAt: &checked,
 			LastReport: &probe.Report{Status: probe.StatusCritical, Reachable: true, Trusted: true, ExpiryStage: "7d",
-				Leaf: &probe.CertInfo{NotAfter: notAfter, DaysRemaining: 4}, Timing: probe.Timing{Total: 250}}},
+				Leaf: &probe.CertInfo{NotBefore: notBefore, NotAfter: notAfter, DaysRemaining: 4}, Chain: chain, Timing: probe.Timing{Total: 250}}},
+		{ID: "w_pct", Target: probe.TargetInfo{Host: "d.example", Port: 443}, State: watch.StateUp,
+			LastReport: &probe.Report{Status: probe.StatusWarning, Reachable: true, Trusted: true, ExpiryStage: "10%",
+				Leaf: &probe.CertInfo{NotBefore: notBefore, NotAfter: notAfter, DaysRemaining: 4}}},
 		{ID: "w_down", Target: probe.TargetInfo{Host: "b.example", Port: 8443}, State: watch.StateDown, ConsecutiveFailures: 3,
 			LastReport: &probe.Report{Status: probe.StatusDown, ExpiryStage: "none"}},
 		{ID: "w_new", Target: probe.TargetInfo{Host: "c.example", Port: 443}, State: watch.StatePending},
@@ -84,6 +93,12 @@ func TestScrapeMatchesWatches(t *testing.T) {
 		{"tlswatch_watch_consecutive_failures", "w_down", nil, 3, true},
 		{"tlswatch_cert_expiry_stage_days", "w_up", nil, 7, true},
 		{"tlswatch_cert_expiry_stage_days", "w_down", nil, 0, false},
+		{"tlswatch_cert_expiry_stage_days", "w_pct", nil, 9, true}, // 10% of 90 days
+		{"tlswatch_cert_not_before_timestamp_seconds", "w_up", nil, float64(notBefore.Unix()), true},
+		{"tlswatch_chain_earliest_not_after_timestamp_seconds", "w_up", nil, float64(interExpiry.Unix()), true},
+		{"tlswatch_chain_cert_not_after_timestamp_seconds", "w_up", []string{"position", "1", "subject", "CN=Inter"}, float64(interExpiry.Unix()), true},
+		{"tlswatch_chain_cert_not_before_timestamp_seconds", "w_up", []string{"position", "0", "subject", "CN=a.example"}, float64(notBefore.Unix()), true},
+		{"tlswatch_chain_earliest_not_after_timestamp_seconds", "w_down", nil, 0, false},
 	}
 	for _, c := range checks {
 		got, ok := get(c.name, c.id, c.extra...)
@@ -91,7 +106,7 @@ func TestScrapeMatchesWatches(t *testing.T) {
 			t.Errorf("%s{id=%s %v} = %v (present %v), want %v (present %v)", c.name, c.id, c.extra, got, ok, c.want, c.present)
 		}
 	}
-	if f := fams["tlswatch_watches"]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != 3 {
+	if f := fams["tlswatch_watches"]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != 4 {
 		t.Errorf("tlswatch_watches missing or wrong")
 	}
 	for name := range fams {

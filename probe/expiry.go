@@ -87,9 +87,10 @@ func (v Validity) Lifetime() time.Duration {
 	return v.NotAfter.Add(time.Second).Sub(v.NotBefore)
 }
 
-// span is the time left at which t is reached, for a certificate of
-// lifetime life (used to order thresholds of mixed units).
-func (t Threshold) span(life time.Duration) time.Duration {
+// Span is the time left at which t is reached, for a certificate of
+// lifetime life (before the last-third rule): what orders thresholds of
+// mixed units.
+func (t Threshold) Span(life time.Duration) time.Duration {
 	switch t.Unit {
 	case UnitDays:
 		return time.Duration(t.N) * day
@@ -118,7 +119,7 @@ func (t Threshold) reached(v Validity, now time.Time) bool {
 		if days > t.N {
 			return false
 		}
-	} else if left > t.span(life) {
+	} else if left > t.Span(life) {
 		return false
 	}
 	third := life / 3
@@ -153,7 +154,7 @@ func ExpiryStage(v Validity, now time.Time, thresholds []Threshold) Stage {
 		if t.N <= 0 || !t.reached(v, now) {
 			continue
 		}
-		if !found || t.span(life) < best.span(life) {
+		if !found || t.Span(life) < best.Span(life) {
 			best, found = t, true
 		}
 	}

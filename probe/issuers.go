@@ -85,7 +85,9 @@ func matchCA(cas []CA, leaf *x509.Certificate) (CA, bool) {
 // authority key identifier of the leaves (colons allowed in HEX). Errors
 // are *FieldError on field "acme-directory".
 func ParseACMEDirectory(spec string) (CA, error) {
-	bad := func(reason string) error { return &FieldError{Field: "acme-directory", Reason: fmt.Sprintf("%q: %s", spec, reason)} }
+	bad := func(reason string) error {
+		return &FieldError{Field: "acme-directory", Reason: fmt.Sprintf("%q: %s", spec, reason)}
+	}
 	spec = strings.TrimSpace(spec)
 	match, u := "", spec
 	if !strings.HasPrefix(strings.ToLower(spec), "https://") {

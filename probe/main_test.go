@@ -12,5 +12,5 @@ import (
 // probe, server or fetch that does not stop is a leak in a long-running
 // server).
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, pebblelab.IgnoreVA)
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction(pebblelab.VAWorker))
 }

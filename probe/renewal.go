@@ -92,7 +92,7 @@ func (a *chainAnalysis) chainExpiry(thresholds []Threshold) {
 	life := Validity{a.leaf.NotBefore, a.leaf.NotAfter}.Lifetime()
 	window := time.Duration(0)
 	for _, t := range thresholds {
-		window = max(window, t.span(life))
+		window = max(window, t.Span(life))
 	}
 	var soon []string
 	sev := SeverityWarning

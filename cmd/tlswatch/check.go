@@ -79,6 +79,8 @@ func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
 	asJSON := fs.Bool("json", false, "print the Report as JSON")
 	deep := fs.Bool("deep", false, "also enumerate accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)")
 	noRevocation := fs.Bool("no-revocation", false, "skip the online OCSP/CRL check (the stapled response is still read)")
+	noARI := fs.Bool("no-ari", false, "do not ask the certificate's CA for its renewal window (ACME ARI)")
+	noCAA := fs.Bool("no-caa", false, "do not look up the CAA records that the next renewal must pass")
 	singleAddress := fs.Bool("single-address", false, "probe only the first resolved address, not every A/AAAA record")
 	var clientCerts stringList
 	fs.Var(&clientCerts, "client-cert", "present this mTLS client certificate when the server asks for one, and check its expiry: `NAME=CERT,KEY` (PEM files)")
@@ -103,6 +105,7 @@ func runCheck(ctx context.Context, c *cli, args []string) (int, error) {
 		return exitUnknown, err
 	}
 	opts.Deep, opts.NoRevocation, opts.SingleAddress = *deep, *noRevocation, *singleAddress
+	opts.NoARI, opts.NoCAA = *noARI, *noCAA
 	for _, c := range certs {
 		opts.ClientCert, opts.ClientCertName = &c.Pair, c.Name
 	}
@@ -188,6 +191,10 @@ func writeReport(w io.Writer, r probe.Report, pal palette) {
 		p.field("SANs", strings.Join(l.SANs, ", "))
 		p.field("valid", fmt.Sprintf("%s to %s", day(l.NotBefore), day(l.NotAfter)))
 		p.field("remaining", lifetime(l, r.CheckedAt))
+		p.field("lifetime", lifeProgress(r))
+		if ri := r.RenewalInfo; ri != nil {
+			p.field("renewal", renewalWindowText(ri))
+		}
 		p.field("key", l.Key)
 		p.field("signature", l.SignatureAlgorithm)
 		p.field("serial", l.Serial)
@@ -205,6 +212,9 @@ func writeReport(w io.Writer, r probe.Report, pal palette) {
 			p.field("verified", strings.Join(ch.VerifiedPath, "\n               → "))
 		} else {
 			p.field("verified", "no path to a trusted root")
+		}
+		if e := ch.EarliestNotAfter; e != nil && r.Leaf != nil && e.Before(r.Leaf.NotAfter) {
+			p.field("chain dies", day(*e)+", before the leaf")
 		}
 	}
 
@@ -276,7 +286,11 @@ func verdict(r probe.Report) string {
 		parts = append(parts, "reachable and trusted")
 	}
 	if r.Leaf != nil {
-		parts = append(parts, "certificate "+lifetime(r.Leaf, r.CheckedAt))
+		part := "certificate " + lifetime(r.Leaf, r.CheckedAt)
+		if lp := lifeProgress(r); lp != "" {
+			part += " (" + lp + ")"
+		}
+		parts = append(parts, part)
 	}
 	n := 0
 	for _, f := range r.Findings {
@@ -322,6 +336,34 @@ func lifetime(l *probe.CertInfo, at time.Time) string {
 		return "expires within the hour"
 	}
 	return fmt.Sprintf("expires in %d hour%s", h, plural(h))
+}
+
+// lifeProgress says where the leaf is in its lifetime, as in "day 7 of 9,
+// renewal overdue"; empty outside its validity.
+func lifeProgress(r probe.Report) string {
+	l := r.Leaf
+	if l == nil || l.NotBefore.IsZero() || r.CheckedAt.Before(l.NotBefore) || r.CheckedAt.After(l.NotAfter) {
+		return ""
+	}
+	s := probe.LifetimeProgress(probe.Validity{NotBefore: l.NotBefore, NotAfter: l.NotAfter}, r.CheckedAt)
+	for _, f := range r.Findings {
+		switch f.Code {
+		case probe.CodeRenewalOverdue:
+			s += ", renewal overdue"
+		case probe.CodeRenewalSuggested:
+			s += ", the CA asks for renewal now"
+		}
+	}
+	return s
+}
+
+// renewalWindowText is the CA's suggested renewal window, or why it is
+// unknown.
+func renewalWindowText(ri *probe.RenewalInfo) string {
+	if ri.Error != "" || ri.WindowStart == nil || ri.WindowEnd == nil {
+		return ri.CA + " window unknown: " + ri.Error
+	}
+	return fmt.Sprintf("%s suggests %s to %s", ri.CA, day(*ri.WindowStart), day(*ri.WindowEnd))
 }
 
 func day(t time.Time) string {

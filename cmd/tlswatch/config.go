@@ -30,4 +30,7 @@ type Config struct {
 	BackupEvery time.Duration // serve --backup-every: automatic backups while serve owns the database; 0 off
 	BackupKeep  int           // serve --backup-keep: backups kept
 	BackupDir   string        // serve --backup-dir: where backups go; default next to the database
+
+	ACMEDirectories []string // --acme-directory [MATCH=]URL (repeatable): private CAs asked for renewal windows
+	DNSServer       string   // --dns-server HOST:PORT: the resolver of CAA lookups
 }

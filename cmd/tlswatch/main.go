@@ -150,6 +150,8 @@ type sharedFlags struct {
 	db          string
 	caFiles     stringList
 	minInterval string
+	acmeDirs    stringList
+	dnsServer   string
 }
 
 type stringList []string
@@ -165,6 +167,8 @@ func newFlagSet(name string, c *cli) *flag.FlagSet {
 	fs.StringVar(&c.shared.db, "db", c.shared.db, "bbolt database `path` (default $XDG_STATE_HOME/tlswatch/tlswatch.db or ~/.local/state/tlswatch/tlswatch.db)")
 	fs.Var(&c.shared.caFiles, "ca-file", "PEM `file` of roots added to the trust store (repeatable; env TLSWATCH_CA_FILE, a path list)")
 	fs.StringVar(&c.shared.minInterval, "min-interval", c.shared.minInterval, "floor for watch schedules, a Go `duration`")
+	fs.Var(&c.shared.acmeDirs, "acme-directory", "ACME directory `URL` of a private CA to ask for renewal windows (ARI), for the certificates no known CA claims; ISSUER=URL or aki:HEX=URL for the certificates of one issuer (repeatable)")
+	fs.StringVar(&c.shared.dnsServer, "dns-server", c.shared.dnsServer, "DNS server `host:port` for CAA lookups (default: the first nameserver of /etc/resolv.conf)")
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usageFor(fs)) }
 	return fs
 }
@@ -214,7 +218,8 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, missing string) (string, er
 // config turns the shared flags and the environment into a Config. needDB
 // resolves the database path and creates its directory (0700).
 func (c *cli) config(needDB bool) (Config, error) {
-	cfg := Config{Version: buildVersion(), CAFiles: c.caFiles()}
+	cfg := Config{Version: buildVersion(), CAFiles: c.caFiles(),
+		ACMEDirectories: append([]string(nil), c.shared.acmeDirs...), DNSServer: c.shared.dnsServer}
 	if c.shared.minInterval != "" {
 		d, err := parseDuration("--min-interval", c.shared.minInterval)
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -14,8 +15,9 @@ import (
 // probeSetup is where every command's probe options come from, so that
 // serve, check, scan and watch probe alike: the trust store (system roots
 // plus --ca-file), the outbound policy (serve's --deny-private,
-// --allow-cidr, --deny-cidr; the default elsewhere) and the client
-// certificates (--client-cert). A watch adds its own configuration on top
+// --allow-cidr, --deny-cidr; the default elsewhere), the client
+// certificates (--client-cert), the CAs of --acme-directory and the CAA
+// resolver of --dns-server. A watch adds its own configuration on top
 // through watch.Prober. Errors name the flag.
 func probeSetup(cfg Config) (probe.Options, map[string]watch.ClientCert, error) {
 	roots, err := loadRoots(cfg.CAFiles) // its errors name --ca-file and the file
@@ -43,9 +45,38 @@ func probeSetup(cfg Config) (probe.Options, map[string]watch.ClientCert, error) 
 	if err != nil {
 		return probe.Options{}, nil, err
 	}
-	// One cache of verifications, AIA fetches and revocation answers for
-	// every probe of the process.
-	return probe.Options{Roots: roots, CustomRoots: custom, Policy: policy, Cache: probe.NewCache()}, certs, nil
+	// The CAs asked for renewal windows and named in CAA, and the CAA
+	// resolver.
+	cas, err := knownCAs(cfg.ACMEDirectories)
+	if err != nil {
+		return probe.Options{}, nil, err
+	}
+	if cfg.DNSServer != "" {
+		if _, port, err := net.SplitHostPort(cfg.DNSServer); err != nil || port == "" {
+			return probe.Options{}, nil, fmt.Errorf("--dns-server: %q: want HOST:PORT", cfg.DNSServer)
+		}
+	}
+	// One cache of verifications, AIA fetches, revocation answers, renewal
+	// windows and CAA answers for every probe of the process.
+	return probe.Options{Roots: roots, CustomRoots: custom, Policy: policy, Cache: probe.NewCache(),
+		CAs: cas, DNSServer: cfg.DNSServer}, certs, nil
+}
+
+// knownCAs are the operator's --acme-directory CAs, then the public ones;
+// nil (the probe's default) without any.
+func knownCAs(specs []string) ([]probe.CA, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	var cas []probe.CA
+	for _, s := range specs {
+		ca, err := probe.ParseACMEDirectory(s)
+		if err != nil {
+			return nil, fmt.Errorf("--%w", err)
+		}
+		cas = append(cas, ca)
+	}
+	return append(cas, probe.PublicCAs...), nil
 }
 
 // prober is the watch.Prober of a command: its probe options, to which each

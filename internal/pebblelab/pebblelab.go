@@ -9,7 +9,8 @@
 // (PEBBLE_VA_ALWAYS_VALID), so no name needs to resolve.
 //
 // Pebble's validation authority starts a goroutine that lives as long as
-// the process; packages using this lab ignore it in goleak (IgnoreVA).
+// the process; packages using this lab ignore it in goleak:
+// goleak.IgnoreTopFunction(pebblelab.VAWorker).
 package pebblelab
 
 import (
@@ -31,15 +32,17 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
-	"go.uber.org/goleak"
 	"golang.org/x/crypto/acme"
+
+	"github.com/tlswatch/tlswatch/internal/testlab"
 )
 
 // CAAIdentity is the CAA issuer name Pebble's directory announces.
 const CAAIdentity = "pebble.letsencrypt.org"
 
-// IgnoreVA is the goleak option for Pebble's validation-authority worker.
-var IgnoreVA = goleak.IgnoreTopFunction("github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks")
+// VAWorker is the function of Pebble's validation-authority worker, for
+// goleak.IgnoreTopFunction.
+const VAWorker = "github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks"
 
 // Lab is a running Pebble.
 type Lab struct {
@@ -47,8 +50,10 @@ type Lab struct {
 	DirectoryURL string
 	// Roots trusts Pebble's issuing root and the lab's own HTTPS
 	// certificate: a probe given them verifies the certificates Pebble
-	// issues and can fetch from Pebble.
-	Roots *x509.CertPool
+	// issues and can fetch from Pebble. RootsPEM holds the same two, for
+	// --ca-file.
+	Roots    *x509.CertPool
+	RootsPEM string
 
 	t      testing.TB
 	srv    *httptest.Server
@@ -74,9 +79,11 @@ func Start(t testing.TB, validity time.Duration) *Lab {
 	t.Cleanup(srv.Close)
 
 	roots := x509.NewCertPool()
-	roots.AddCert(authority.GetRootCert(0).Cert)
+	root := authority.GetRootCert(0).Cert
+	roots.AddCert(root)
 	roots.AddCert(srv.Certificate())
-	l := &Lab{DirectoryURL: srv.URL + wfe.DirectoryPath, Roots: roots, t: t, srv: srv}
+	l := &Lab{DirectoryURL: srv.URL + wfe.DirectoryPath, Roots: roots, t: t, srv: srv,
+		RootsPEM: testlab.EncodePEM(root) + testlab.EncodePEM(srv.Certificate())}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
