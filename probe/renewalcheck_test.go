@@ -16,6 +16,11 @@ import (
 // serveAt serves cert on loopback and returns the Target for host there.
 func serveAt(t *testing.T, cert tls.Certificate, host string) Target {
 	t.Helper()
+	return serveCert(t, cert, host)
+}
+
+func serveCert(t testing.TB, cert tls.Certificate, host string) Target {
+	t.Helper()
 	addr := testlab.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
