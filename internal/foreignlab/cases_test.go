@@ -199,8 +199,8 @@ func validityCases() []labCase {
 				has(probe.CodeNotYetValid, `\bdays?\b`), lacks(probe.CodeNotYetValid, `\d+h\d+m`))},
 		// A 90-day certificate with 5 days left: renewal failed.
 		{Name: "nginx/five-days-left", Serve: nginxLeaf(valid(-85*day, 5*day+12*time.Hour)),
-			Want: verdict{Status: probe.StatusCritical, Reachable: true, Trusted: true, Findings: F{probe.CodeExpiringSoon: crit},
-				Facts: []fact{has(probe.CodeExpiringSoon, `\b5 days\b`)}, Checks: []check{stage("7d")}}},
+			Want: verdict{Status: probe.StatusCritical, Reachable: true, Trusted: true, Findings: F{probe.CodeExpiringSoon: crit, probe.CodeRenewalOverdue: crit},
+				Facts: []fact{has(probe.CodeExpiringSoon, `\b5 days\b`), has(probe.CodeRenewalOverdue, `day 85 of 91`)}, Checks: []check{stage("7d")}}},
 		// A short-lived certificate (5 days, issued 12 hours ago, like
 		// Let's Encrypt's six-day ones): 4.5 days left is most of its
 		// life; by the turn-2 expiry rule (under the threshold AND under
