@@ -43,7 +43,7 @@ func writeFixture(t *testing.T) string {
 	var ups []store.Update
 	for i := range fixtureWatches {
 		r := store.Record{ID: fmt.Sprintf("w_%016x", i), Target: probe.TargetInfo{Host: "127.0.0.1", Port: 1 + i},
-			Schedule: "@every 1h", Thresholds: []int{30, 14, 7, 1}, FailureThreshold: 3, CreatedAt: now,
+			Schedule: "@every 1h", Thresholds: probe.DefaultThresholds, FailureThreshold: 3, CreatedAt: now,
 			State: "down", LastCheckedAt: now, LastStatus: "down", ConsecutiveFailures: 3}
 		ups = append(ups, store.Update{Record: r, Create: true})
 		for j := range 3 {

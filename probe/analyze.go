@@ -154,7 +154,7 @@ func (a *chainAnalysis) leafValidity(opts Options) {
 	case a.stage != StageNone:
 		a.findings = append(a.findings, Finding{Code: CodeExpiringSoon, Severity: expirySeverity(days),
 			Message: fmt.Sprintf("the certificate expires on %s, in %s (stage %s; %s)",
-				leaf.NotAfter.UTC().Format(time.RFC3339), leftUntil(leaf.NotAfter, now), a.stage, LifetimeProgress(v, now))})
+				leaf.NotAfter.UTC().Format(time.RFC3339), TimeLeft(leaf.NotAfter, now), a.stage, LifetimeProgress(v, now))})
 	}
 	if f, ok := renewalOverdue(v, now, opts.RenewalCycle); ok {
 		a.findings = append(a.findings, f)

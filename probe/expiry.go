@@ -74,6 +74,39 @@ func ParseThreshold(s string) (Threshold, error) {
 	return Threshold{n, unit}, nil
 }
 
+// MarshalJSON writes a day threshold as a number (30) and the others as
+// their canonical string ("36h", "20%"): how a watch record shows them.
+func (t Threshold) MarshalJSON() ([]byte, error) {
+	if t.Unit == UnitDays {
+		return strconv.AppendInt(nil, int64(t.N), 10), nil
+	}
+	return strconv.AppendQuote(nil, t.String()), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes: a stored value, already
+// validated when it was accepted (user input is validated by package
+// watch, never here).
+func (t *Threshold) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] != '"' {
+		n, err := strconv.Atoi(string(b))
+		if err != nil {
+			return fmt.Errorf("threshold %s: want a whole number of days or a string such as \"36h\"", b)
+		}
+		*t = Days(n)
+		return nil
+	}
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("threshold %s: %w", b, err)
+	}
+	v, err := ParseThreshold(s)
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}
+
 // Validity is a certificate's validity period.
 type Validity struct {
 	NotBefore, NotAfter time.Time

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +174,22 @@ func TestRunShortLived(t *testing.T) {
 				t.Errorf("earliest_not_after %v, want %v; validity %+v", ch.EarliestNotAfter, want, ch.Validity)
 			}
 		})
+	}
+}
+
+func TestThresholdJSON(t *testing.T) {
+	in := []Threshold{Days(30), Hours(36), Percent(20)}
+	b, err := json.Marshal(in)
+	if err != nil || string(b) != `[30,"36h","20%"]` {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+	var out []Threshold
+	if err := json.Unmarshal(b, &out); err != nil || len(out) != 3 || out[0] != in[0] || out[1] != in[1] || out[2] != in[2] {
+		t.Fatalf("Unmarshal = %v, %v", out, err)
+	}
+	for _, bad := range []string{`["36x"]`, `[1.5]`, `[true]`} {
+		if err := json.Unmarshal([]byte(bad), &out); err == nil {
+			t.Errorf("Unmarshal(%s) accepted", bad)
+		}
 	}
 }

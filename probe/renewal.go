@@ -38,7 +38,7 @@ func renewalOverdue(v Validity, now time.Time, cycle time.Duration) (Finding, bo
 	}
 	f := NewFinding(CodeRenewalOverdue, fmt.Sprintf(
 		"%s: the certificate is past two thirds of its lifetime, when ACME clients (certbot, cert-manager, Caddy) renew, and it was not replaced: the renewal automation has likely stopped; %s left",
-		LifetimeProgress(v, now), leftUntil(v.NotAfter, now)))
+		LifetimeProgress(v, now), TimeLeft(v.NotAfter, now)))
 	if cycle > 0 {
 		f.Message += fmt.Sprintf(" (until now it was replaced every %s)", inDays(cycle))
 	}
@@ -75,10 +75,10 @@ func inDays(d time.Duration) string {
 	return "less than an hour"
 }
 
-// leftUntil says how long is left until notAfter in the Report's own
+// TimeLeft says how long is left until notAfter in the Report's own
 // days_remaining (whole days, rounded down) so that text and JSON agree;
 // under a day, in hours.
-func leftUntil(notAfter, now time.Time) string {
+func TimeLeft(notAfter, now time.Time) string {
 	if days := DaysRemaining(notAfter, now); days >= 1 {
 		return plural(days, "day")
 	}
@@ -115,7 +115,7 @@ func (a *chainAnalysis) chainExpiry(thresholds []Threshold) {
 		if i == 0 || left < 0 || a.now.Before(c.NotBefore) || left > window {
 			continue // the leaf has its own rules; expired_intermediate says the rest
 		}
-		soon = append(soon, fmt.Sprintf("the %s %s expires on %s, in %s", pathRole(c), c.Subject.String(), c.NotAfter.UTC().Format(time.RFC3339), leftUntil(c.NotAfter, a.now)))
+		soon = append(soon, fmt.Sprintf("the %s %s expires on %s, in %s", pathRole(c), c.Subject.String(), c.NotAfter.UTC().Format(time.RFC3339), TimeLeft(c.NotAfter, a.now)))
 		if left <= 7*day {
 			sev = SeverityCritical
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tlswatch/tlswatch/probe"
 )
 
 // Records are stored in a small binary form, not JSON: loading 100,000 of
@@ -37,8 +39,11 @@ func encodeRecord(r *Record) []byte {
 	str(r.Scheme)
 	num(int64(r.TimeoutMS))
 	str(r.Schedule)
-	num(int64(len(r.Thresholds)))
-	for _, d := range r.Thresholds {
+	// Whole-day thresholds here, as every version wrote them; the full
+	// list (hours and percentages too) in the thresholds group at the end.
+	days := dayThresholds(r.Thresholds)
+	num(int64(len(days)))
+	for _, d := range days {
 		num(int64(d))
 	}
 	num(int64(r.FailureThreshold))
@@ -51,7 +56,7 @@ func encodeRecord(r *Record) []byte {
 	str(r.LastStatus)
 	tm(r.NotAfter)
 	str(r.Fingerprint)
-	num(int64(r.FiredDays))
+	num(int64(legacyFiredDays(r.FiredStage)))
 	num(int64(r.HistoryCount))
 	// Fields added later go here, at the end, in groups: decodeRecord
 	// treats a missing trailing group as zero, so older values keep
@@ -90,7 +95,61 @@ func encodeRecord(r *Record) []byte {
 		mcp, _ = json.Marshal(r.MCPInfo) // a struct of strings and numbers: cannot fail
 	}
 	str(string(mcp))
-	return b
+	return append(b, thresholdsGroup(r)...)
+}
+
+// thresholdsGroup is the last group of encodeRecord: every threshold in
+// its canonical form, the fired stage by name, the renewal cycle in
+// seconds.
+func thresholdsGroup(r *Record) []byte {
+	var b []byte
+	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
+	b = binary.AppendVarint(b, int64(len(r.Thresholds)))
+	for _, t := range r.Thresholds {
+		str(t.String())
+	}
+	str(r.FiredStage)
+	return binary.AppendVarint(b, int64(r.RenewalCycle/time.Second))
+}
+
+// dayThresholds are the whole-day thresholds of ts, in order.
+func dayThresholds(ts []probe.Threshold) []int {
+	var out []int
+	for _, t := range ts {
+		if t.Unit == probe.UnitDays {
+			out = append(out, t.N)
+		}
+	}
+	return out
+}
+
+// legacyFiredDays is the fired stage as the days number of the earlier
+// encoding, for a binary of before the thresholds group (it reads nothing
+// after its own groups): a day stage's days, -1 for expired, 0 for none,
+// and 1 for an hour or percent stage, so that such a binary fires nothing
+// but expiry again.
+func legacyFiredDays(stage string) int {
+	if stage == string(probe.StageExpired) {
+		return -1
+	}
+	if d, ok := probe.Stage(stage).Days(); ok {
+		return d
+	}
+	if stage != "" {
+		return 1
+	}
+	return 0
+}
+
+// firedStageOfDays reads the days number of the earlier encoding.
+func firedStageOfDays(days int) string {
+	switch {
+	case days < 0:
+		return string(probe.StageExpired)
+	case days > 0:
+		return probe.Days(days).String()
+	}
+	return ""
 }
 
 // maxListLen bounds every list a record holds (thresholds, roots, CIDRs).
@@ -102,7 +161,7 @@ var errShortRecord = errors.New("truncated record")
 
 func decodeRecord(raw []byte, r *Record) error {
 	if len(raw) > 0 && raw[0] == '{' {
-		return json.Unmarshal(raw, r)
+		return decodeRecordJSON(raw, r)
 	}
 	if len(raw) == 0 || raw[0] != recordCodecV1 {
 		return fmt.Errorf("unknown record encoding %#x", raw[:min(1, len(raw))])
@@ -117,9 +176,13 @@ func decodeRecord(raw []byte, r *Record) error {
 	r.Scheme = d.str()
 	r.TimeoutMS = int(d.num())
 	r.Schedule = d.str()
-	r.Thresholds = make([]int, d.count())
+	r.Thresholds = make([]probe.Threshold, d.count())
 	for i := range r.Thresholds {
-		r.Thresholds[i] = int(d.num())
+		n := d.num()
+		if n < 1 && d.err == nil {
+			d.err = fmt.Errorf("threshold of %d days", n)
+		}
+		r.Thresholds[i] = probe.Days(int(n))
 	}
 	r.FailureThreshold = int(d.num())
 	r.ClientCert = d.str()
@@ -131,7 +194,7 @@ func decodeRecord(raw []byte, r *Record) error {
 	r.LastStatus = d.str()
 	r.NotAfter = d.tm()
 	r.Fingerprint = d.str()
-	r.FiredDays = int(d.num())
+	r.FiredStage = firedStageOfDays(int(d.num()))
 	r.HistoryCount = int(d.num())
 	if d.more() {
 		r.TransitionCount = int(d.num())
@@ -139,8 +202,29 @@ func decodeRecord(raw []byte, r *Record) error {
 	if d.more() {
 		decodeProbeConfig(&d, r)
 	}
+	if d.more() {
+		decodeThresholds(&d, r)
+	}
 	if d.err != nil {
 		return fmt.Errorf("record %q: %w", r.ID, d.err)
+	}
+	return nil
+}
+
+// decodeRecordJSON reads a record written as JSON (before the binary
+// form), whose fired stage was a number of days.
+func decodeRecordJSON(raw []byte, r *Record) error {
+	var legacy struct {
+		FiredDays int `json:"fired_days"`
+	}
+	if err := json.Unmarshal(raw, r); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &legacy); err != nil {
+		return err
+	}
+	if r.FiredStage == "" {
+		r.FiredStage = firedStageOfDays(legacy.FiredDays)
 	}
 	return nil
 }
@@ -172,6 +256,22 @@ func decodeProbeConfig(d *decoder, r *Record) {
 			d.err = fmt.Errorf("mcp info: %w", err)
 		}
 	}
+}
+
+// decodeThresholds reads the thresholds group of encodeRecord, which
+// replaces what the days-only fields said.
+func decodeThresholds(d *decoder, r *Record) {
+	ts := make([]probe.Threshold, d.count())
+	for i := range ts {
+		t, err := probe.ParseThreshold(d.str())
+		if err != nil && d.err == nil {
+			d.err = fmt.Errorf("threshold: %w", err)
+		}
+		ts[i] = t
+	}
+	r.Thresholds = ts
+	r.FiredStage = d.str()
+	r.RenewalCycle = time.Duration(d.num()) * time.Second
 }
 
 type decoder struct {

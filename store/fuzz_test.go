@@ -18,10 +18,10 @@ func FuzzDecodeRecord(f *testing.F) {
 		ID:     "w_3f9a",
 		Target: probe.TargetInfo{Host: "mcp.example.com", Port: 443, SNI: "mcp.example.com", IP: "203.0.113.7"},
 		Path:   "/mcp", Scheme: "smtp", TimeoutMS: 3000, Schedule: "@every 6h",
-		Thresholds: []int{30, 14, 7, 1}, FailureThreshold: 3, ClientCert: "client.pem",
+		Thresholds: []probe.Threshold{probe.Days(30), probe.Hours(36), probe.Percent(20), probe.Days(1)}, FailureThreshold: 3, ClientCert: "client.pem",
 		CreatedAt: t0, UpdatedAt: t0.Add(time.Minute), State: "up", ConsecutiveFailures: 2,
 		LastCheckedAt: t0.Add(time.Hour), LastStatus: "ok", NotAfter: t0.Add(90 * 24 * time.Hour),
-		Fingerprint: "ab12", FiredDays: 5, HistoryCount: 17,
+		Fingerprint: "ab12", FiredStage: "36h", RenewalCycle: 60 * 24 * time.Hour, HistoryCount: 17,
 	}
 	f.Add(encodeRecord(full))
 	f.Add(encodeRecord(&Record{}))

@@ -2,12 +2,15 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tlswatch/tlswatch/probe"
 )
 
 // copyFixture copies testdata/schema1.db (written by the schema-1 code, see
@@ -72,7 +75,7 @@ func checkFixtureWatches(t *testing.T, db *DB) {
 	}
 	pinned := byID["w_0000000000000002"].Record
 	if pinned.Target.SNI != "sni.example" || pinned.Target.IP != "192.0.2.7" || pinned.TimeoutMS != 3000 ||
-		pinned.Schedule != "0 */2 * * *" || len(pinned.Thresholds) != 2 || pinned.FailureThreshold != 5 || pinned.FiredDays != 7 {
+		pinned.Schedule != "0 */2 * * *" || fmt.Sprint(pinned.Thresholds) != "[21d 7d]" || pinned.FailureThreshold != 5 || pinned.FiredStage != "7d" {
 		t.Errorf("pinned watch: %+v", pinned)
 	}
 	mail := byID["w_0000000000000003"].Record
@@ -194,5 +197,61 @@ func TestFeed(t *testing.T) {
 	err = db.bolt.View(func(tx *bolt.Tx) error { n = tx.Bucket(bFeed).Stats().KeyN; return nil })
 	if err != nil || n != FeedKeep {
 		t.Errorf("feed holds %d entries, want %d", n, FeedKeep)
+	}
+}
+
+// TestThresholdsFromDaysOnlyFile opens testdata/schema2-days.db, written by
+// the code before hour and percent thresholds (see fixture_v2_test.go):
+// every threshold reads as whole days, the fired stage by name, the probe
+// configuration intact; a record written back carries the new thresholds
+// group and keeps the rest.
+func TestThresholdsFromDaysOnlyFile(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "schema2-days.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tlswatch.db")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	get := func(id string) Record {
+		t.Helper()
+		v, err := db.Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Record
+	}
+	for _, c := range []struct{ id, thresholds, fired string }{
+		{"w_00000000000000a1", "[30d 14d 7d 1d]", ""},
+		{"w_00000000000000a2", "[45d 7d]", "7d"},
+		{"w_00000000000000a3", "[21d]", ""},
+	} {
+		r := get(c.id)
+		if fmt.Sprint(r.Thresholds) != c.thresholds || r.FiredStage != c.fired || r.RenewalCycle != 0 {
+			t.Errorf("%s: thresholds %v fired %q cycle %v; want %s %q", c.id, r.Thresholds, r.FiredStage, r.RenewalCycle, c.thresholds, c.fired)
+		}
+	}
+	for fp, want := range map[string]string{"fp-a2": "7d", "fp-old": "expired"} {
+		if a, ok, err := db.Alert("w_00000000000000a2", fp); err != nil || !ok || a.Fired() != want {
+			t.Errorf("alert %s: %+v %v %v, want fired %q", fp, a, ok, err, want)
+		}
+	}
+	r := get("w_00000000000000a3")
+	r.Thresholds = []probe.Threshold{probe.Days(21), probe.Hours(36), probe.Percent(20)}
+	r.FiredStage, r.RenewalCycle = "36h", 9*24*time.Hour
+	if _, err := db.Apply([]Update{{Record: r}}); err != nil {
+		t.Fatal(err)
+	}
+	got := get("w_00000000000000a3")
+	if fmt.Sprint(got.Thresholds) != "[21d 36h 20%]" || got.FiredStage != "36h" || got.RenewalCycle != 9*24*time.Hour ||
+		got.Probe == nil || len(got.Probe.Roots) != 2 || !got.Probe.Policy.DenyPrivate || got.Probe.TokenName != "prod" ||
+		got.MCPInfo == nil || got.MCPInfo.ToolCount != 3 || got.CreatedBy != "alice" {
+		t.Errorf("written back: %+v probe %+v", got, got.Probe)
 	}
 }

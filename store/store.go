@@ -237,17 +237,17 @@ func (db *DB) Schema() (int, error) {
 // Record is a watch as persisted: its configuration and the watcher's state.
 // The last report is not part of it: it is the newest history entry.
 type Record struct {
-	ID               string           `json:"id"`
-	Target           probe.TargetInfo `json:"target"`
-	Path             string           `json:"path,omitempty"`
-	Scheme           string           `json:"scheme,omitempty"` // STARTTLS scheme; empty for direct TLS
-	TimeoutMS        int              `json:"timeout_ms,omitempty"`
-	Schedule         string           `json:"schedule"`
-	Thresholds       []int            `json:"thresholds_days"`
-	FailureThreshold int              `json:"failure_threshold"`
-	ClientCert       string           `json:"client_cert,omitempty"`
-	CreatedAt        time.Time        `json:"created_at"`
-	UpdatedAt        time.Time        `json:"updated_at"`
+	ID               string            `json:"id"`
+	Target           probe.TargetInfo  `json:"target"`
+	Path             string            `json:"path,omitempty"`
+	Scheme           string            `json:"scheme,omitempty"` // STARTTLS scheme; empty for direct TLS
+	TimeoutMS        int               `json:"timeout_ms,omitempty"`
+	Schedule         string            `json:"schedule"`
+	Thresholds       []probe.Threshold `json:"thresholds_days"`
+	FailureThreshold int               `json:"failure_threshold"`
+	ClientCert       string            `json:"client_cert,omitempty"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
 
 	State               string    `json:"state"`
 	ConsecutiveFailures int       `json:"consecutive_failures"`
@@ -257,9 +257,14 @@ type Record struct {
 	// had one (zero when none ever did). NotAfter feeds the expiry index.
 	NotAfter    time.Time `json:"not_after"`
 	Fingerprint string    `json:"fingerprint,omitempty"`
-	// FiredDays mirrors the current certificate's Alert.FiredDays so that
-	// loading 100,000 watches does not read the alerts bucket.
-	FiredDays int `json:"fired_days,omitempty"`
+	// FiredStage is the most severe expiry stage fired for the current
+	// certificate ("30d", "36h", "20%", "expired"; empty when none): the
+	// last of its Alert.Stages, mirrored here so that loading 100,000
+	// watches does not read the alerts bucket.
+	FiredStage string `json:"fired_stage,omitempty"`
+	// RenewalCycle is how far apart the last two certificates' expiries
+	// were (the renewal cycle the watch has seen); zero until a rotation.
+	RenewalCycle time.Duration `json:"renewal_cycle,omitempty"`
 	// HistoryCount and TransitionCount are maintained by the store;
 	// callers' values are ignored.
 	HistoryCount    int `json:"history_count"`
@@ -332,16 +337,20 @@ type Alert struct {
 	Fingerprint string    `json:"fingerprint"`
 	NotAfter    time.Time `json:"not_after"`
 	FirstSeen   time.Time `json:"first_seen"`
-	// FiredDays is the most severe stage fired so far, in days (-1 for
-	// expired); 0 (NoStage) when none has fired.
-	FiredDays int `json:"fired_days,omitempty"`
-	// Stages lists the stages fired, oldest first ("30d", "7d", "expired").
+	// Stages lists the stages fired, oldest first and each more severe
+	// than the one before ("30d", "7d", "expired"; "36h", "20%" for hour
+	// and percent thresholds): the last is the most severe so far.
 	Stages []string `json:"stages"`
 }
 
-// NoStage is Alert.FiredDays before any stage fired (thresholds are >= 1 and
-// expired is -1, so 0 is free).
-const NoStage = 0
+// Fired is the most severe stage fired for the certificate; empty when
+// none.
+func (a Alert) Fired() string {
+	if len(a.Stages) == 0 {
+		return ""
+	}
+	return a.Stages[len(a.Stages)-1]
+}
 
 // maxAlertsPerWatch bounds the fingerprints remembered per watch. Several are
 // kept (not just the current one) so a host whose backends serve two

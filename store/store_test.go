@@ -30,7 +30,7 @@ var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 func rec(id, host string) Record {
 	return Record{ID: id, Target: probe.TargetInfo{Host: host, Port: 443}, Schedule: "@every 1h",
-		Thresholds: []int{30, 14, 7, 1}, FailureThreshold: 3, CreatedAt: t0, State: "pending"}
+		Thresholds: probe.DefaultThresholds, FailureThreshold: 3, CreatedAt: t0, State: "pending"}
 }
 
 func report(at time.Time, status probe.Status) *probe.Report {
@@ -146,10 +146,10 @@ func TestExpiringIndexAndDelete(t *testing.T) {
 		t.Errorf("Lookup = %q, %v", id, err)
 	}
 	if _, err := db.Apply([]Update{{Record: mk("w_f", 20, "up"), Report: report(now, "ok"),
-		Alert: &Alert{Fingerprint: "fp-w_f", FiredDays: 30, Stages: []string{"30d"}}}}); err != nil {
+		Alert: &Alert{Fingerprint: "fp-w_f", Stages: []string{"30d"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if a, ok, err := db.Alert("w_f", "fp-w_f"); err != nil || !ok || a.FiredDays != 30 {
+	if a, ok, err := db.Alert("w_f", "fp-w_f"); err != nil || !ok || a.Fired() != "30d" {
 		t.Errorf("Alert = %+v %v %v", a, ok, err)
 	}
 	if _, err := db.Delete("w_f"); err != nil {
@@ -233,10 +233,10 @@ func TestAlertPruning(t *testing.T) {
 
 func TestRecordCodec(t *testing.T) {
 	r := Record{ID: "w_0123456789abcdef", Target: probe.TargetInfo{Host: "ä.test", Port: 8443, SNI: "s.test", IP: "::1"},
-		Path: "/mcp", Scheme: "smtp", TimeoutMS: 2500, Schedule: "0 9 * * 1-5", Thresholds: []int{60, 7},
+		Path: "/mcp", Scheme: "smtp", TimeoutMS: 2500, Schedule: "0 9 * * 1-5", Thresholds: []probe.Threshold{probe.Days(60), probe.Hours(12), probe.Percent(5), probe.Days(7)},
 		FailureThreshold: 5, ClientCert: "/x.pem", CreatedAt: t0, UpdatedAt: t0.Add(time.Second),
 		State: "down", ConsecutiveFailures: 7, LastCheckedAt: t0.Add(time.Hour), LastStatus: "down",
-		NotAfter: t0.Add(-time.Hour), Fingerprint: "ab", FiredDays: -1, HistoryCount: 500, TransitionCount: 12}
+		NotAfter: t0.Add(-time.Hour), Fingerprint: "ab", FiredStage: "expired", RenewalCycle: 8 * time.Hour, HistoryCount: 500, TransitionCount: 12}
 	var got Record
 	if err := decodeRecord(encodeRecord(&r), &got); err != nil {
 		t.Fatal(err)
@@ -253,7 +253,14 @@ func TestRecordCodec(t *testing.T) {
 	if err := decodeRecord([]byte(`{"id":"w_2","schedule":"@hourly"}`), &j); err != nil || j.Schedule != "@hourly" {
 		t.Errorf("JSON record: %+v %v", j, err)
 	}
+	// Without the thresholds group the value is what the code before it
+	// wrote: whole-day thresholds only, the fired stage as days.
 	raw := encodeRecord(&r)
+	raw = raw[:len(raw)-len(thresholdsGroup(&r))]
+	var days Record
+	if err := decodeRecord(raw, &days); err != nil || fmt.Sprint(days.Thresholds) != "[60d 7d]" || days.FiredStage != "expired" || days.RenewalCycle != 0 {
+		t.Errorf("days-only value: %+v %v", days, err)
+	}
 	// r has no probe configuration: its schema-2 group is ten empty fields.
 	// Without that group it is a schema-1 value; one field less, a value
 	// from before TransitionCount existed.
@@ -268,6 +275,10 @@ func TestRecordCodec(t *testing.T) {
 	}
 	if err := decodeRecord(raw[:len(raw)-3], &got); err == nil {
 		t.Error("a record cut inside its schema-2 group decoded")
+	}
+	enc := encodeRecord(&r)
+	if err := decodeRecord(enc[:len(enc)-2], &got); err == nil {
+		t.Error("a record cut inside its thresholds group decoded")
 	}
 	full := r
 	full.Probe = &ProbeConfig{Roots: [][]byte{{1, 2, 3}, {4}}, ClientCertFile: "/etc/c.pem", ClientKeyFile: "/etc/k.pem",

@@ -3,11 +3,15 @@ package tools
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"sync"
 
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // schemaErrors collects output schemas that could not be derived (the tool
@@ -34,10 +38,51 @@ func withOutputSchema[T any]() mcp.ToolOption {
 	return mcp.WithRawOutputSchema(raw)
 }
 
+// Thresholds, in and out: a number of days or a string ("36h", "20%").
+// Package watch validates what comes in (ranges included); the schema says
+// what to send, as an item-level anyOf (never a type array, never a
+// top-level anyOf, which some clients reject).
+var (
+	thresholdItem = &jsonschema.Schema{AnyOf: []*jsonschema.Schema{
+		{Type: "integer", Minimum: jsonschema.Ptr(1.0), Maximum: jsonschema.Ptr(float64(watch.MaxThresholdDays))},
+		{Type: "string", Pattern: `^[0-9]+(d|h|%)?$`},
+	}}
+	argSchemas = map[reflect.Type]*jsonschema.Schema{
+		reflect.TypeFor[ThresholdsArg](): {Type: "array", Items: thresholdItem, MaxItems: jsonschema.Ptr(watch.MaxThresholds)},
+	}
+	resultSchemas = map[reflect.Type]*jsonschema.Schema{
+		reflect.TypeFor[probe.Threshold](): {AnyOf: []*jsonschema.Schema{{Type: "integer"}, {Type: "string"}}},
+	}
+)
+
+// ThresholdsArg is thresholds_days as a client sends it, passed to package
+// watch as is.
+type ThresholdsArg []any
+
+// withInputSchema derives the tool's inputSchema from T like
+// mcp.WithInputSchema, with the argument types above described by hand.
+func withInputSchema[T any]() mcp.ToolOption {
+	s, err := jsonschema.For[T](&jsonschema.ForOptions{IgnoreInvalidTypes: true, TypeSchemas: argSchemas})
+	var raw json.RawMessage
+	if err == nil {
+		raw, err = json.Marshal(s)
+	}
+	if err != nil {
+		schemaErrMu.Lock()
+		schemaErrors = append(schemaErrors, fmt.Errorf("input schema of %s: %w", reflect.TypeFor[T](), err))
+		schemaErrMu.Unlock()
+		raw = json.RawMessage(`{"type":"object"}`)
+	}
+	return func(t *mcp.Tool) {
+		t.InputSchema.Type = "" // as mcp.WithInputSchema: the raw schema alone
+		t.RawInputSchema = raw
+	}
+}
+
 func outputSchemaFor(t reflect.Type) (json.RawMessage, error) {
-	overrides := map[reflect.Type]*jsonschema.Schema{}
+	overrides := maps.Clone(resultSchemas)
 	rec := recursiveTypes(t)
-	loose := map[reflect.Type]*jsonschema.Schema{}
+	loose := maps.Clone(resultSchemas)
 	for _, r := range rec {
 		loose[r] = &jsonschema.Schema{Type: "object"}
 	}

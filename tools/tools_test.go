@@ -302,6 +302,8 @@ func TestBadArguments(t *testing.T) {
 		{"watch_endpoint", map[string]any{"target": "example.com", "schedule": "every day"}, "schedule:"},
 		{"watch_endpoint", map[string]any{"target": "example.com", "schedule": "@every 100ms"}, "schedule:"},
 		{"watch_endpoint", map[string]any{"target": "example.com", "thresholds_days": []any{30, 0}}, "thresholds_days:"},
+		{"watch_endpoint", map[string]any{"target": "example.com", "thresholds_days": []any{"36x"}}, "thresholds_days:"},
+		{"watch_endpoint", map[string]any{"target": "example.com", "thresholds_days": []any{"101%"}}, "thresholds_days:"},
 		{"watch_endpoint", map[string]any{"target": "example.com", "failure_threshold": 1000}, "failure_threshold:"},
 		{"unwatch_endpoint", map[string]any{}, "id:"},
 		{"unwatch_endpoint", map[string]any{"id": "w_nope"}, "id:"},
@@ -347,6 +349,29 @@ func TestWatchUnavailable(t *testing.T) {
 	}
 }
 
+// thresholds_days takes days, hours and shares of the lifetime, and the
+// watch shows them back in canonical form: numbers for days, strings
+// otherwise; list_expiring shows the share of lifetime left.
+func TestWatchEndpointThresholds(t *testing.T) {
+	h := newHarness(t, Deps{Watch: newFakeWatch(t)}, "2025-11-25")
+	res := h.call("watch_endpoint", map[string]any{"target": "mcp.example.com", "thresholds_days": []any{"20%", 7, "36h", "30d"}})
+	if res.IsError {
+		t.Fatalf("watch_endpoint: %s", text(res))
+	}
+	w := decode[map[string]any](t, res)
+	if got, _ := json.Marshal(w["thresholds_days"]); string(got) != `[30,7,"36h","20%"]` {
+		t.Errorf("thresholds_days = %s", got)
+	}
+	exp := decode[map[string]any](t, h.call("list_expiring", map[string]any{"within_days": 60}))
+	ws, _ := exp["watches"].([]any)
+	if len(ws) != 1 {
+		t.Fatalf("list_expiring: %v", exp)
+	}
+	if pct, ok := ws[0].(map[string]any)["lifetime_left_pct"].(float64); !ok || pct <= 0 || pct >= 100 {
+		t.Errorf("lifetime_left_pct = %v", ws[0].(map[string]any)["lifetime_left_pct"])
+	}
+}
+
 func TestWatchTools(t *testing.T) {
 	fw := newFakeWatch(t)
 	h := newHarness(t, Deps{Watch: fw}, "2025-11-25")
@@ -355,7 +380,7 @@ func TestWatchTools(t *testing.T) {
 		t.Fatalf("watch_endpoint: %s", text(res))
 	}
 	w := decode[watch.Watch](t, res)
-	if !strings.HasPrefix(w.ID, "w_") || w.Schedule != "@every 1s" || !slices.Equal(w.ThresholdsDays, []int{30, 14, 7, 1}) || w.LastReport == nil {
+	if !strings.HasPrefix(w.ID, "w_") || w.Schedule != "@every 1s" || !slices.Equal(w.ThresholdsDays, probe.DefaultThresholds) || w.LastReport == nil {
 		t.Errorf("watch = %+v", w)
 	}
 

@@ -28,7 +28,7 @@ func (d Deps) watchService() (watch.Service, error) {
 // normalizeWatch makes a Watch validate against the derived schema.
 func normalizeWatch(w *watch.Watch) {
 	if w.ThresholdsDays == nil {
-		w.ThresholdsDays = []int{}
+		w.ThresholdsDays = []probe.Threshold{}
 	}
 	if w.LastReport != nil {
 		normalizeReport(w.LastReport)
@@ -76,13 +76,13 @@ func (d Deps) audit(ctx context.Context, what string, w watch.Watch) {
 // defaults them (ranges and defaults below are its).
 type WatchArgs struct {
 	TargetArgs
-	Schedule         string `json:"schedule,omitempty" jsonschema:"When to probe: a cron spec (5 fields, or 6 with seconds) or @every DURATION such as @every 1h; default @every 6h."`
-	ThresholdsDays   []int  `json:"thresholds_days,omitempty" jsonschema:"Expiry stages in days that alert once per certificate when crossed; each 1 to 365, at most 16; default [30, 14, 7, 1]."`
-	FailureThreshold int    `json:"failure_threshold,omitempty" jsonschema:"Consecutive failed probes before the watch is down: 1 to 100; default 3."`
-	ClientCert       string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) on every probe of the watch: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is watched too (client_cert_expiring)."`
-	CAPEM            string `json:"ca_pem,omitempty" jsonschema:"Extra trust roots for this watch (a private CA): PEM CERTIFICATE blocks, at most 16. The watch stores them and every probe trusts them in addition to the server's trust store."`
-	MCP              bool   `json:"mcp,omitempty" jsonschema:"Also watch the MCP protocol level of the endpoint (an https URL of an MCP server)."`
-	TokenName        string `json:"token_name,omitempty" jsonschema:"For mcp: the NAME of an operator token that the probe presents to a protected MCP endpoint (never the token itself)."`
+	Schedule         string        `json:"schedule,omitempty" jsonschema:"When to probe: a cron spec (5 fields, or 6 with seconds) or @every DURATION such as @every 1h; default @every 6h."`
+	ThresholdsDays   ThresholdsArg `json:"thresholds_days,omitempty" jsonschema:"Expiry stages that alert once per certificate when crossed: whole days (30 or \"7d\", 1 to 365), hours (\"36h\", 1 to 8760) or a share of the certificate's lifetime (\"20%\"). A stage is reached when the time left is within it and within the last third of the lifetime, so short-lived certificates stay quiet while renewed on time. At most 16; default [30, 14, 7, 1]."`
+	FailureThreshold int           `json:"failure_threshold,omitempty" jsonschema:"Consecutive failed probes before the watch is down: 1 to 100; default 3."`
+	ClientCert       string        `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) on every probe of the watch: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is watched too (client_cert_expiring)."`
+	CAPEM            string        `json:"ca_pem,omitempty" jsonschema:"Extra trust roots for this watch (a private CA): PEM CERTIFICATE blocks, at most 16. The watch stores them and every probe trusts them in addition to the server's trust store."`
+	MCP              bool          `json:"mcp,omitempty" jsonschema:"Also watch the MCP protocol level of the endpoint (an https URL of an MCP server)."`
+	TokenName        string        `json:"token_name,omitempty" jsonschema:"For mcp: the NAME of an operator token that the probe presents to a protected MCP endpoint (never the token itself)."`
 }
 
 func watchEndpointTool(d Deps) Tool {
@@ -90,7 +90,7 @@ func watchEndpointTool(d Deps) Tool {
 		mcp.WithDescription("Add or update (idempotent per target) a watch that probes a TLS endpoint on a schedule, persisted across restarts. "+
 			"Probes once now and returns the watch with its id and first Report. The watch goes down after failure_threshold consecutive failures "+
 			"and up after one success; expiry stages alert once per certificate. Subscribe to tlswatch://watches/{id} or tlswatch://expiring to be notified."),
-		mcp.WithInputSchema[WatchArgs](),
+		withInputSchema[WatchArgs](),
 		withOutputSchema[watch.Watch](),
 		annotate("Watch endpoint", false, false, true, true),
 	)

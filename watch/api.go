@@ -34,15 +34,15 @@ const (
 // Watch is the record shown per watch by watch_endpoint, list_watches,
 // list_expiring and tlswatch://watches/{id}. JSON names are the contract.
 type Watch struct {
-	ID                  string           `json:"id"`
-	Target              probe.TargetInfo `json:"target"`
-	Schedule            string           `json:"schedule"`
-	ThresholdsDays      []int            `json:"thresholds_days"`
-	State               string           `json:"state"`
-	ConsecutiveFailures int              `json:"consecutive_failures"`
-	LastCheckedAt       *time.Time       `json:"last_checked_at,omitempty"`
-	LastReport          *probe.Report    `json:"last_report,omitempty"`
-	CreatedAt           time.Time        `json:"created_at"`
+	ID                  string            `json:"id"`
+	Target              probe.TargetInfo  `json:"target"`
+	Schedule            string            `json:"schedule"`
+	ThresholdsDays      []probe.Threshold `json:"thresholds_days"` // days as numbers, others as "36h", "20%"
+	State               string            `json:"state"`
+	ConsecutiveFailures int               `json:"consecutive_failures"`
+	LastCheckedAt       *time.Time        `json:"last_checked_at,omitempty"`
+	LastReport          *probe.Report     `json:"last_report,omitempty"`
+	CreatedAt           time.Time         `json:"created_at"`
 
 	// Additive fields: how the watch is probed.
 	FailureThreshold int    `json:"failure_threshold"`
@@ -65,6 +65,10 @@ type Watch struct {
 	ProbedBy  string `json:"probed_by,omitempty"`
 	// MCP is what the latest MCP-level probe saw.
 	MCP *MCPInfo `json:"mcp,omitempty"`
+	// LifetimeLeftPct is the share of the leaf's lifetime that was left at
+	// the latest probe, in percent (0 once expired): 9 days left of 90
+	// and 20 hours left of 2 days are both worth a look.
+	LifetimeLeftPct *float64 `json:"lifetime_left_pct,omitempty"`
 }
 
 // RootInfo names one extra trust root of a watch.
@@ -93,8 +97,10 @@ type Spec struct {
 	SNI       string
 	TimeoutMS int
 
-	Schedule         string
-	Thresholds       []int
+	Schedule string
+	// Thresholds as given: numbers (days) or strings ("30", "7d", "36h",
+	// "20%"); NormalizeThresholds says what is accepted.
+	Thresholds       []any
 	FailureThreshold int
 
 	// ClientCert names the client certificate presented on every probe;

@@ -3,6 +3,7 @@ package watch
 import (
 	"fmt"
 
+	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 )
 
@@ -21,7 +22,7 @@ func (e *Engine) load() error {
 		strs[s] = s
 		return s
 	}
-	thCache := make(map[string][]int)
+	thCache := make(map[string][]probe.Threshold)
 	var bad int
 	err := e.st.ForEach(func(r store.Record) error {
 		s, ok := schedCache[r.Schedule]

@@ -114,7 +114,8 @@ func (p *Prober) Run(ctx context.Context, rec *store.Record, now time.Time) (pro
 func (p *Prober) Options(rec *store.Record, now time.Time) (probe.Target, probe.Options) {
 	o := p.Base
 	o.Now = now
-	o.Thresholds = probe.DayThresholds(rec.Thresholds...)
+	o.Thresholds = rec.Thresholds // never mutated in place
+	o.RenewalCycle = rec.RenewalCycle
 	if pc := rec.Probe; pc != nil {
 		if len(pc.Roots) > 0 {
 			t := p.trust(pc.Roots)

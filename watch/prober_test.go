@@ -172,9 +172,10 @@ func TestLimitsFitTheStore(t *testing.T) {
 	for i := 0; i < watch.MaxRoots; i++ {
 		roots = append(roots, p.NewRoot("root "+string(rune('a'+i))).PEM())
 	}
-	var th []int
-	for d := 1; d <= watch.MaxThresholds; d++ {
-		th = append(th, d*20)
+	// The largest of each unit, then as many more as allowed.
+	th := []any{watch.MaxThresholdDays, strconv.Itoa(watch.MaxThresholdHours) + "h", "100%"}
+	for d := 1; len(th) < watch.MaxThresholds; d++ {
+		th = append(th, strconv.Itoa(d)+"h")
 	}
 	cidrs := make([]string, watch.MaxCIDRs)
 	for i := range cidrs {

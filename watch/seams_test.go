@@ -111,7 +111,7 @@ func TestRemoteChanges(t *testing.T) {
 	eng.Subscribe(rec)
 
 	r := store.Record{ID: "w_remote", Target: probe.TargetInfo{Host: "a.test", Port: 443}, Schedule: "@every 1s",
-		Thresholds: watch.DefaultThresholdDays(), FailureThreshold: 3, State: watch.StatePending, CreatedAt: clock.Now()}
+		Thresholds: probe.DefaultThresholds, FailureThreshold: 3, State: watch.StatePending, CreatedAt: clock.Now()}
 	if _, err := db.Apply([]store.Update{{Record: r, Create: true}}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -457,12 +459,23 @@ func (e *Engine) Alerts(_ context.Context, after string, limitN int) (AlertFeed,
 	return out, nil
 }
 
+// lifetimeLeftPct is the share of the leaf's lifetime left when it was
+// checked, in percent with one decimal; 0 once expired.
+func lifetimeLeftPct(l *probe.CertInfo, at time.Time) *float64 {
+	life := probe.Validity{NotBefore: l.NotBefore, NotAfter: l.NotAfter}.Lifetime()
+	if l.NotBefore.IsZero() || life <= 0 {
+		return nil
+	}
+	pct := math.Round(float64(max(l.NotAfter.Sub(at), 0))/float64(life)*1000) / 10
+	return &pct
+}
+
 func toWatch(r store.Record, last *probe.Report) Watch {
 	w := Watch{
 		ID:                  r.ID,
 		Target:              r.Target,
 		Schedule:            r.Schedule,
-		ThresholdsDays:      append([]int(nil), r.Thresholds...),
+		ThresholdsDays:      slices.Clone(r.Thresholds),
 		State:               r.State,
 		ConsecutiveFailures: r.ConsecutiveFailures,
 		LastReport:          last,
@@ -485,6 +498,9 @@ func toWatch(r store.Record, last *probe.Report) Watch {
 	}
 	if w.State == "" {
 		w.State = StatePending
+	}
+	if last != nil && last.Leaf != nil {
+		w.LifetimeLeftPct = lifetimeLeftPct(last.Leaf, last.CheckedAt)
 	}
 	if w.Target.SNI == "" {
 		// The contract shows the SNI actually sent.

@@ -8,10 +8,6 @@ import (
 	"github.com/tlswatch/tlswatch/store"
 )
 
-// stageExpired is the FiredDays value of the "expired" stage: more severe
-// than any threshold (which are >= 1).
-const stageExpired = -1
-
 // outcome is what one probe result does to a watch.
 type outcome struct {
 	rec        store.Record
@@ -107,25 +103,29 @@ func upDown(prev store.Record, rec *store.Record, rep *probe.Report) *Event {
 // certificate follows the leaf of a probe: a new fingerprint is a rotation
 // (stages are per certificate: a new one starts clean, one seen before
 // keeps what already fired for it), and an expiry stage fires once per
-// certificate when crossed. It sets out.alert (state to persist) and
-// out.transition.
+// certificate when one more severe than any fired for it is reached. It
+// sets out.alert (state to persist) and out.transition.
 func certificate(prev store.Record, rec *store.Record, rep *probe.Report, at time.Time, lookup alertLookup, out *outcome) (rotEv, stageEv *Event) {
 	name := targetName(prev.Target)
 	fp := rep.Leaf.SHA256
-	rec.NotAfter = rep.Leaf.NotAfter
+	v := probe.Validity{NotBefore: rep.Leaf.NotBefore, NotAfter: rep.Leaf.NotAfter}
+	rec.NotAfter = v.NotAfter
 	known := func() store.Alert {
 		if a, ok := lookup(fp); ok {
 			return a
 		}
-		return store.Alert{Fingerprint: fp, NotAfter: rep.Leaf.NotAfter, FirstSeen: at}
+		return store.Alert{Fingerprint: fp, NotAfter: v.NotAfter, FirstSeen: at}
 	}
 	var alert store.Alert
 	if fp != prev.Fingerprint {
 		if prev.Fingerprint != "" {
 			rotEv = &Event{Kind: EventRotated, Level: LevelInfo,
 				Message: fmt.Sprintf("%s: certificate rotated (sha256 %s -> %s), new one expires %s",
-					name, short(prev.Fingerprint), short(fp), rep.Leaf.NotAfter.UTC().Format(time.RFC3339))}
+					name, short(prev.Fingerprint), short(fp), v.NotAfter.UTC().Format(time.RFC3339))}
 			out.transition = true
+			if !prev.NotAfter.IsZero() && v.NotAfter.After(prev.NotAfter) {
+				rec.RenewalCycle = v.NotAfter.Sub(prev.NotAfter)
+			}
 		}
 		if a, ok := lookup(fp); ok {
 			alert = a
@@ -134,49 +134,66 @@ func certificate(prev store.Record, rec *store.Record, rep *probe.Report, at tim
 			out.alert = &alert
 		}
 		rec.Fingerprint = fp
-		rec.FiredDays = alert.FiredDays
+		rec.FiredStage = alert.Fired()
 	}
-	days, stage := stageOf(probe.Validity{NotBefore: rep.Leaf.NotBefore, NotAfter: rep.Leaf.NotAfter}, at, prev.Thresholds)
-	if stage == "" || (rec.FiredDays != store.NoStage && days >= rec.FiredDays) {
+	stage := stageOf(v, at, prev.Thresholds)
+	if stage == probe.StageNone || !moreSevere(stage, probe.Stage(rec.FiredStage), v) {
 		return rotEv, nil
 	}
 	if out.alert == nil {
 		alert = known()
 	}
-	alert.FiredDays = days
-	alert.Stages = append(append([]string(nil), alert.Stages...), stage)
+	alert.Stages = append(append([]string(nil), alert.Stages...), string(stage))
 	out.alert = &alert
-	rec.FiredDays = days
+	rec.FiredStage = string(stage)
 	out.transition = true
-	lvl := LevelWarning
-	if days <= 7 {
-		lvl = LevelCritical
-	}
-	msg := fmt.Sprintf("%s: certificate expires in %d days (%s), stage %s (sha256 %s)",
-		name, probe.DaysRemaining(rep.Leaf.NotAfter, at), rep.Leaf.NotAfter.UTC().Format(time.RFC3339), stage, short(fp))
-	if days == stageExpired {
-		msg = fmt.Sprintf("%s: certificate expired at %s (sha256 %s)", name, rep.Leaf.NotAfter.UTC().Format(time.RFC3339), short(fp))
-	}
-	return rotEv, &Event{Kind: EventStageCrossed, Level: lvl, Message: msg}
+	return rotEv, stageEvent(name, stage, v, at, fp)
 }
 
-// stageOf returns the expiry stage of a certificate at time at, by the
+// stageEvent announces a stage crossed: critical once expired or when the
+// stage leaves 7 days or less, warning before.
+func stageEvent(name string, stage probe.Stage, v probe.Validity, at time.Time, fp string) *Event {
+	lvl := LevelWarning
+	if t, ok := stage.Threshold(); !ok || t.Span(v.Lifetime()) <= 7*24*time.Hour {
+		lvl = LevelCritical
+	}
+	msg := fmt.Sprintf("%s: certificate expires in %s (%s; %s), stage %s (sha256 %s)",
+		name, probe.TimeLeft(v.NotAfter, at), v.NotAfter.UTC().Format(time.RFC3339), probe.LifetimeProgress(v, at), stage, short(fp))
+	if stage == probe.StageExpired {
+		msg = fmt.Sprintf("%s: certificate expired at %s (sha256 %s)", name, v.NotAfter.UTC().Format(time.RFC3339), short(fp))
+	}
+	return &Event{Kind: EventStageCrossed, Level: lvl, Message: msg}
+}
+
+// stageOf is the expiry stage of a certificate at time at by the watch's
 // thresholds, exactly as the Report's expiry_stage is computed (probe owns
-// the rule): days is the threshold (stageExpired once expired) and stage is
-// "" when none applies.
-func stageOf(v probe.Validity, at time.Time, thresholds []int) (days int, stage string) {
-	th := probe.DefaultThresholds
-	if len(thresholds) > 0 {
-		th = probe.DayThresholds(thresholds...)
+// the rule).
+func stageOf(v probe.Validity, at time.Time, thresholds []probe.Threshold) probe.Stage {
+	if len(thresholds) == 0 {
+		thresholds = probe.DefaultThresholds
 	}
-	s := probe.ExpiryStage(v, at, th)
-	if s == probe.StageExpired {
-		return stageExpired, string(s)
+	return probe.ExpiryStage(v, at, thresholds)
+}
+
+// moreSevere says whether stage leaves less time than fired, the most
+// severe stage fired so far for the certificate ("" when none): expired
+// beats everything, thresholds compare by the time left at which they are
+// reached for this certificate. A fired stage this binary cannot read
+// (written by another version) counts as none.
+func moreSevere(stage, fired probe.Stage, v probe.Validity) bool {
+	switch {
+	case fired == probe.StageExpired:
+		return false
+	case stage == probe.StageExpired:
+		return true
 	}
-	if d, ok := s.Days(); ok {
-		return d, string(s)
+	f, ok := fired.Threshold()
+	if !ok {
+		return true
 	}
-	return 0, ""
+	s, _ := stage.Threshold()
+	life := v.Lifetime()
+	return s.Span(life) < f.Span(life)
 }
 
 // reason names the most severe finding of a failed probe.

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -31,7 +32,7 @@ type machine struct {
 
 func newMachine() *machine {
 	return &machine{rec: store.Record{ID: "w_t", Target: probe.TargetInfo{Host: "a.test", Port: 443},
-		Thresholds: DefaultThresholdDays(), FailureThreshold: 3, State: StatePending}, alerts: map[string]store.Alert{}, at: now0}
+		Thresholds: probe.DefaultThresholds, FailureThreshold: 3, State: StatePending}, alerts: map[string]store.Alert{}, at: now0}
 }
 
 func (m *machine) step(rep *probe.Report) []string {
@@ -114,8 +115,8 @@ func TestStagesOncePerCertificate(t *testing.T) {
 	if evs := m.step(leafRep(m.at.Add(time.Hour), "down", "A", na)); fmt.Sprint(evs) != "[rotated/info status_changed/warning]" {
 		t.Fatalf("rotation back events %v", evs)
 	}
-	if m.rec.FiredDays != stageExpired {
-		t.Errorf("FiredDays after rotating back = %d", m.rec.FiredDays)
+	if m.rec.FiredStage != "expired" {
+		t.Errorf("fired stage after rotating back = %q", m.rec.FiredStage)
 	}
 }
 
@@ -123,23 +124,25 @@ func TestStageOf(t *testing.T) {
 	at := now0
 	for _, c := range []struct {
 		left  time.Duration
-		th    []int
-		stage string
+		th    []probe.Threshold
+		stage probe.Stage
 	}{
-		{31 * 24 * time.Hour, DefaultThresholdDays(), ""},
-		{30*24*time.Hour + time.Hour, DefaultThresholdDays(), "30d"}, // 30 whole days
-		{14 * 24 * time.Hour, DefaultThresholdDays(), "14d"},
-		{8 * 24 * time.Hour, DefaultThresholdDays(), "14d"},
-		{7*24*time.Hour + time.Minute, DefaultThresholdDays(), "7d"},
-		{time.Hour, DefaultThresholdDays(), "1d"},
+		{31 * 24 * time.Hour, probe.DefaultThresholds, probe.StageNone},
+		{30*24*time.Hour + time.Hour, probe.DefaultThresholds, "30d"}, // 30 whole days
+		{14 * 24 * time.Hour, probe.DefaultThresholds, "14d"},
+		{8 * 24 * time.Hour, probe.DefaultThresholds, "14d"},
+		{7*24*time.Hour + time.Minute, probe.DefaultThresholds, "7d"},
+		{time.Hour, probe.DefaultThresholds, "1d"},
 		// not_after is inclusive (RFC 5280, crypto/x509): at that very
 		// instant the certificate is still valid, as the Report says.
-		{0, DefaultThresholdDays(), "1d"},
-		{-time.Nanosecond, DefaultThresholdDays(), "expired"},
-		{-time.Hour, DefaultThresholdDays(), "expired"},
-		{50 * 24 * time.Hour, []int{60, 3}, "60d"},
+		{0, probe.DefaultThresholds, "1d"},
+		{-time.Nanosecond, probe.DefaultThresholds, "expired"},
+		{-time.Hour, probe.DefaultThresholds, "expired"},
+		{50 * 24 * time.Hour, probe.DayThresholds(60, 3), "60d"},
+		{50 * 24 * time.Hour, nil, probe.StageNone}, // nil: the defaults
+		{20 * time.Hour, []probe.Threshold{probe.Hours(36), probe.Percent(10)}, "36h"},
 	} {
-		_, s := stageOf(probe.Validity{NotBefore: at.AddDate(-1, 0, 0), NotAfter: at.Add(c.left)}, at, c.th)
+		s := stageOf(probe.Validity{NotBefore: at.AddDate(-1, 0, 0), NotAfter: at.Add(c.left)}, at, c.th)
 		if s != c.stage {
 			t.Errorf("stageOf(%v, %v) = %q, want %q", c.left, c.th, s, c.stage)
 		}
@@ -166,14 +169,22 @@ func TestParseSchedule(t *testing.T) {
 }
 
 func TestNormalizeThresholds(t *testing.T) {
-	got, err := NormalizeThresholds([]int{7, 30, 7, 1, 14})
-	if err != nil || fmt.Sprint(got) != "[30 14 7 1]" {
-		t.Errorf("NormalizeThresholds = %v, %v", got, err)
+	for _, c := range []struct {
+		in   []any
+		want string
+	}{
+		{[]any{7, 30, 7, 1, 14}, "[30d 14d 7d 1d]"},
+		{nil, "[30d 14d 7d 1d]"},
+		{[]any{"20%", 30.0, "36h", "7d", "30", json.Number("14"), " 12H ", int64(1)}, "[30d 14d 7d 1d 36h 12h 20%]"},
+		{[]any{"365d", "8760h", "100%", "1%"}, "[365d 8760h 100% 1%]"},
+	} {
+		got, err := NormalizeThresholds(c.in)
+		if err != nil || fmt.Sprint(got) != c.want {
+			t.Errorf("NormalizeThresholds(%v) = %v, %v; want %s", c.in, got, err, c.want)
+		}
 	}
-	if got, _ := NormalizeThresholds(nil); fmt.Sprint(got) != "[30 14 7 1]" {
-		t.Errorf("default = %v", got)
-	}
-	for _, bad := range [][]int{{0}, {-1}, {366}, {30, 400}, make([]int, MaxThresholds+1)} {
+	for _, bad := range [][]any{{0}, {-1}, {366}, {30, 400}, {30.5}, {"0h"}, {"8761h"}, {"101%"}, {"36x"}, {"+5"}, {"1.5d"},
+		{"h"}, {""}, {true}, {nil}, make([]any, MaxThresholds+1)} {
 		_, err := NormalizeThresholds(bad)
 		var fe *probe.FieldError
 		if !errors.As(err, &fe) || fe.Field != "thresholds_days" {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -37,9 +36,11 @@ const (
 
 // Limits.
 const (
-	// MaxThresholdDays bounds thresholds_days: a stage further out than a
-	// year would alert on every freshly issued certificate.
-	MaxThresholdDays = 365
+	// MaxThresholdDays bounds a threshold in days (and MaxThresholdHours
+	// one in hours): a stage further out than a year would alert on every
+	// freshly issued certificate.
+	MaxThresholdDays  = 365
+	MaxThresholdHours = MaxThresholdDays * 24
 	// MaxThresholds bounds how many stages one watch has.
 	MaxThresholds = 16
 	// MaxScheduleLen bounds a schedule spec.
@@ -144,46 +145,11 @@ func parseCron(spec string) (s cron.Schedule, err error) {
 	return scheduleParser.Parse(spec)
 }
 
-// DefaultThresholdDays are probe.DefaultThresholds (all whole days) as a
-// record stores them.
-func DefaultThresholdDays() []int {
-	out := make([]int, len(probe.DefaultThresholds))
-	for i, t := range probe.DefaultThresholds {
-		out[i] = t.N
-	}
-	return out
-}
-
-// NormalizeThresholds validates thresholds_days: at most MaxThresholds
-// values, each in 1..MaxThresholdDays, duplicates removed, sorted
-// descending. Nil or empty means probe.DefaultThresholds. Errors are
-// *probe.FieldError{Field: "thresholds_days"}.
-func NormalizeThresholds(days []int) ([]int, error) {
-	if len(days) == 0 {
-		return DefaultThresholdDays(), nil
-	}
-	if len(days) > MaxThresholds {
-		return nil, &probe.FieldError{Field: "thresholds_days", Reason: fmt.Sprintf("%d values, at most %d", len(days), MaxThresholds)}
-	}
-	out := make([]int, 0, len(days))
-	for _, d := range days {
-		if d < 1 || d > MaxThresholdDays {
-			return nil, &probe.FieldError{Field: "thresholds_days",
-				Reason: fmt.Sprintf("%d out of range 1-%d", d, MaxThresholdDays)}
-		}
-		if !slices.Contains(out, d) {
-			out = append(out, d)
-		}
-	}
-	sort.Sort(sort.Reverse(sort.IntSlice(out)))
-	return out, nil
-}
-
 // config is a validated Spec: the configuration part of a store.Record.
 type config struct {
 	target store.Record // Target, Scheme, Path, TimeoutMS only
 	sched  Schedule
-	th     []int
+	th     []probe.Threshold
 	ft     int
 	roots  [][]byte
 	spec   Spec // the strings that passed validation as they are

@@ -88,3 +88,30 @@ func TestRenewalFlagsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// watch add takes days, hours and shares of the lifetime; the watch shows
+// them back in canonical form, and expiring shows the share of lifetime
+// left.
+func TestWatchAddLifetimeThresholds(t *testing.T) {
+	l := newLab(t)
+	db := filepath.Join(t.TempDir(), "tlswatch.db")
+	target := l.serve(t, testlab.LeafOpts{NotAfter: l.days(9)}) // a 90-day certificate, 81 days in
+	shared := []string{"--db", db, "--ca-file", l.caFile}
+	r := runCLI(t, "", append([]string{"watch", "add", target, "--ip", "127.0.0.1", "--thresholds", "20%, 36h,30,7d"}, shared...)...)
+	if r.code != exitOK || !strings.Contains(r.stdout, "thresholds 30d,7d,36h,20%") {
+		t.Fatalf("watch add: code %d, stderr %q\n%s", r.code, r.stderr, r.stdout)
+	}
+	r = runCLI(t, "", append([]string{"watch", "add", target, "--ip", "127.0.0.1", "--thresholds", "30,7d", "--json"}, shared...)...)
+	var w map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &w); err != nil {
+		t.Fatalf("watch add --json: %v\n%s", err, r.stdout)
+	}
+	if got, _ := json.Marshal(w["thresholds_days"]); string(got) != `[30,7]` {
+		t.Errorf("thresholds_days = %s", got)
+	}
+	r = runCLI(t, "", append([]string{"expiring"}, shared...)...)
+	if r.code != exitOK || !strings.Contains(r.stdout, "LIFE LEFT") || !strings.Contains(r.stdout, "10.") {
+		t.Errorf("expiring: code %d, stderr %q\n%s", r.code, r.stderr, r.stdout)
+	}
+	wantBadInput(t, runCLI(t, "", append([]string{"watch", "add", target, "--thresholds", "36x"}, shared...)...), "--thresholds: ", "36x")
+}

@@ -27,6 +27,7 @@ Examples:
   tlswatch serve --config tlswatch.yaml --client-cert partner=/etc/tlswatch/partner.crt,/etc/tlswatch/partner.key
 `,
 	"check": `usage: tlswatch check TARGET [--ip IP] [--sni NAME] [--timeout DURATION] [--client-cert NAME=CERT,KEY] [--json]
+                      [--deep] [--no-revocation] [--single-address] [--no-ari] [--no-caa]
 
 Probes one target and prints a report: status, findings with what to do,
 certificate, chain, TLS and timing. TARGET is host, host:port, [v6]:port or
@@ -54,11 +55,15 @@ Adds a watch (or updates the one for the same target) and probes it once now.
 SPEC is a cron spec or @every DURATION (default "@every 6h"). The watch keeps
 how it must be probed: the roots of --ca-file (by content), the client
 certificate's name and files, SNI, IP and timeout, so 'tlswatch serve'
-probes it the same way without those flags.
+probes it the same way without those flags. --thresholds takes days (30 or
+7d), hours (36h) and shares of the certificate's lifetime (20%); a stage
+alerts once per certificate when the time left is within it and within the
+last third of the lifetime.
 
 Examples:
   tlswatch watch add mcp.example.com
   tlswatch watch add https://mcp.example.com/mcp --schedule "@every 1h" --thresholds 21,7,1
+  tlswatch watch add internal.example.net --thresholds 36h,6h,20%
   tlswatch watch add internal.example.net --ca-file /etc/ssl/private-root.pem
 `,
 	"watch ls": `usage: tlswatch watch ls [--json]
@@ -73,8 +78,9 @@ Removes a watch by its id (w_...) or by its target.
 	"expiring": `usage: tlswatch expiring [--within DAYS] [--json]
 
 Lists watches whose certificate expires within DAYS (default 30; 0 lists
-only those at or past expiry), already expired, or down; soonest first. --json prints {"within_days": N, "watches": [...]},
-the same as the list_expiring tool.
+only those at or past expiry), already expired, or down; soonest first, with
+the share of each certificate's lifetime left. --json prints
+{"within_days": N, "watches": [...]}, the same as the list_expiring tool.
 `,
 	"scan": `usage: tlswatch scan FILE|- [--concurrency N] [--timeout DURATION] [--json]
 

@@ -61,7 +61,7 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 	fs := newFlagSet("watch add", c)
 	tf := addTargetFlags(fs)
 	schedule := fs.String("schedule", "", "cron spec or @every `spec` (default \"@every 6h\")")
-	thresholds := fs.String("thresholds", "", "expiry stages in `days`, comma-separated (default 30,14,7,1)")
+	thresholds := fs.String("thresholds", "", "expiry `stages`, comma-separated: days (30 or 7d), hours (36h) or a share of the lifetime (20%) (default 30,14,7,1)")
 	mcpLevel := fs.Bool("mcp", false, "also watch the MCP protocol level of the endpoint (an https URL of an MCP server)")
 	var clientCerts stringList
 	fs.Var(&clientCerts, "client-cert", "present this mTLS client certificate on every probe of the watch: `NAME=CERT,KEY` (PEM files; the watch keeps the name and the paths)")
@@ -95,7 +95,7 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 	}
 	pal := colorFor(c.stdout)
 	fmt.Fprintf(c.stdout, "watching %s as %s (%s, thresholds %s)\n",
-		w.Target.String(), w.ID, w.Schedule, joinInts(w.ThresholdsDays))
+		w.Target.String(), w.ID, w.Schedule, joinThresholds(w.ThresholdsDays))
 	if r := w.LastReport; r != nil {
 		fmt.Fprintf(c.stdout, "first probe: %s  %s\n", pal.status(r.Status), verdict(*r))
 	}
@@ -111,10 +111,6 @@ func watchSpec(cfg Config, tf *targetFlags, target, schedule, thresholds string,
 	if err != nil {
 		return watch.Spec{}, err
 	}
-	days, err := parseThresholds(thresholds)
-	if err != nil {
-		return watch.Spec{}, err
-	}
 	// Load them as a probe would: a bad file is an error now, not at the
 	// first scheduled probe.
 	_, certs, err := probeSetup(cfg)
@@ -126,33 +122,31 @@ func watchSpec(cfg Config, tf *targetFlags, target, schedule, thresholds string,
 		return watch.Spec{}, err
 	}
 	spec := watch.Spec{Target: target, IP: tf.ip, SNI: tf.sni, TimeoutMS: timeoutMS, Schedule: schedule,
-		Thresholds: days, CAPEM: roots, MCP: mcpLevel}
+		Thresholds: splitThresholds(thresholds), CAPEM: roots, MCP: mcpLevel}
 	for _, cc := range certs {
 		spec.ClientCert, spec.ClientCertFile, spec.ClientKeyFile = cc.Name, cc.CertFile, cc.KeyFile
 	}
 	return spec, flagNames(watch.CheckSpec(spec))
 }
 
-// parseThresholds parses "30,14,7,1"; range checks are the watcher's.
-func parseThresholds(s string) ([]int, error) {
+// splitThresholds splits "30,14,36h,20%" into its values, which package
+// watch validates (an error names --thresholds).
+func splitThresholds(s string) []any {
 	if strings.TrimSpace(s) == "" {
-		return nil, nil
+		return nil
 	}
-	var days []int
+	var out []any
 	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			return nil, fmt.Errorf("--thresholds: %q is not a whole number of days (want e.g. 30,14,7,1)", strings.TrimSpace(f))
-		}
-		days = append(days, n)
+		out = append(out, strings.TrimSpace(f))
 	}
-	return days, nil
+	return out
 }
 
-func joinInts(v []int) string {
-	s := make([]string, len(v))
-	for i, n := range v {
-		s[i] = strconv.Itoa(n)
+// joinThresholds writes thresholds as --thresholds takes them.
+func joinThresholds(ts []probe.Threshold) string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = t.String()
 	}
 	return strings.Join(s, ",")
 }
@@ -265,10 +259,13 @@ func runExpiring(ctx context.Context, c *cli, args []string) (int, error) {
 
 // writeWatchTable prints one row per watch, in the order given.
 func writeWatchTable(w io.Writer, ws []watch.Watch, pal palette, now time.Time) {
-	tb := table{header: []string{"ID", "TARGET", "STATE", "STATUS", "EXPIRES", "NOT AFTER", "CHECKED", "SCHEDULE"}}
+	tb := table{header: []string{"ID", "TARGET", "STATE", "STATUS", "EXPIRES", "LIFE LEFT", "NOT AFTER", "CHECKED", "SCHEDULE"}}
 	for _, wt := range ws {
 		status := cell{text: "-"}
-		expires, notAfter := "-", "-"
+		expires, lifeLeft, notAfter := "-", "-", "-"
+		if p := wt.LifetimeLeftPct; p != nil {
+			lifeLeft = strconv.FormatFloat(*p, 'f', -1, 64) + "%"
+		}
 		if r := wt.LastReport; r != nil {
 			status = cell{text: string(r.Status), color: statusColor(r.Status)}
 			if r.Leaf != nil {
@@ -286,6 +283,7 @@ func writeWatchTable(w io.Writer, ws []watch.Watch, pal palette, now time.Time) 
 			{text: wt.State, color: stateColor(wt.State)},
 			status,
 			{text: expires},
+			{text: lifeLeft},
 			{text: notAfter},
 			{text: checked},
 			{text: wt.Schedule},

@@ -55,7 +55,7 @@ func FillDatabase(path string, n int, rep probe.Report) error {
 			leaf.NotAfter, leaf.DaysRemaining, leaf.SHA256 = notAfter, days, fmt.Sprintf("%064x", j)
 			r.Leaf = &leaf
 			rec := store.Record{ID: fmt.Sprintf("w_%016x", uint64(j)*0x9e3779b97f4a7c15), Target: r.Target,
-				Schedule: scheds[j%len(scheds)], Thresholds: watch.DefaultThresholdDays(), FailureThreshold: 3,
+				Schedule: scheds[j%len(scheds)], Thresholds: probe.DefaultThresholds, FailureThreshold: 3,
 				CreatedAt: now, UpdatedAt: now, State: state, LastCheckedAt: r.CheckedAt, LastStatus: string(r.Status),
 				NotAfter: notAfter, Fingerprint: leaf.SHA256}
 			ups = append(ups, store.Update{Record: rec, Create: true, Report: &r})

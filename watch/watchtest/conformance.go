@@ -67,7 +67,7 @@ func addDefaults(t *testing.T, svc watch.Service) {
 	if w.Target.Host != "a.test" || w.Target.Port != 443 || w.Target.SNI != "a.test" {
 		t.Errorf("target %+v", w.Target)
 	}
-	if w.Schedule != watch.DefaultSchedule || !slices.Equal(w.ThresholdsDays, watch.DefaultThresholdDays()) ||
+	if w.Schedule != watch.DefaultSchedule || !slices.Equal(w.ThresholdsDays, probe.DefaultThresholds) ||
 		w.FailureThreshold != watch.DefaultFailureThreshold || w.TimeoutMS != int(probe.DefaultTimeout/time.Millisecond) {
 		t.Errorf("defaults: schedule %q thresholds %v failure threshold %d timeout %d", w.Schedule, w.ThresholdsDays, w.FailureThreshold, w.TimeoutMS)
 	}
@@ -81,8 +81,9 @@ func addDefaults(t *testing.T, svc watch.Service) {
 
 func addIdempotent(t *testing.T, svc watch.Service) {
 	a := mustAdd(t, svc, watch.Spec{Target: "a.test"})
-	b := mustAdd(t, svc, watch.Spec{Target: "https://A.test.:443/mcp", Schedule: "@every 1h", Thresholds: []int{7, 60, 7}})
-	if b.ID != a.ID || b.Schedule != "@every 1h" || !slices.Equal(b.ThresholdsDays, []int{60, 7}) || !b.CreatedAt.Equal(a.CreatedAt) {
+	b := mustAdd(t, svc, watch.Spec{Target: "https://A.test.:443/mcp", Schedule: "@every 1h", Thresholds: []any{7, "36h", 60, "7d", "20%"}})
+	want := []probe.Threshold{probe.Days(60), probe.Days(7), probe.Hours(36), probe.Percent(20)}
+	if b.ID != a.ID || b.Schedule != "@every 1h" || !slices.Equal(b.ThresholdsDays, want) || !b.CreatedAt.Equal(a.CreatedAt) {
 		t.Errorf("re-Add of the same target: %+v (first %s)", b, a.ID)
 	}
 	c := mustAdd(t, svc, watch.Spec{Target: "a.test", SNI: "other.test"})
@@ -127,8 +128,9 @@ func badInput(t *testing.T, svc watch.Service) {
 		{"ip", watch.Spec{Target: "a.test", IP: "nope"}},
 		{"timeout_ms", watch.Spec{Target: "a.test", TimeoutMS: 70000}},
 		{"schedule", watch.Spec{Target: "a.test", Schedule: "every day"}},
-		{"thresholds_days", watch.Spec{Target: "a.test", Thresholds: []int{0}}},
-		{"thresholds_days", watch.Spec{Target: "a.test", Thresholds: make([]int, watch.MaxThresholds+1)}},
+		{"thresholds_days", watch.Spec{Target: "a.test", Thresholds: []any{0}}},
+		{"thresholds_days", watch.Spec{Target: "a.test", Thresholds: []any{"36x"}}},
+		{"thresholds_days", watch.Spec{Target: "a.test", Thresholds: make([]any, watch.MaxThresholds+1)}},
 		{"failure_threshold", watch.Spec{Target: "a.test", FailureThreshold: -1}},
 		{"ca_pem", watch.Spec{Target: "a.test", CAPEM: "not a certificate"}},
 		{"client_cert", watch.Spec{Target: "a.test", ClientCert: "../etc/key"}},
