@@ -13,11 +13,12 @@ import (
 	"github.com/tlswatch/tlswatch/probe"
 )
 
-// copyFixture copies testdata/schema1.db (written by the schema-1 code, see
-// fixture_v1_test.go) to a temporary file.
-func copyFixture(t *testing.T) string {
+// copyFixture copies a file of testdata (schema1.db, written by the
+// schema-1 code, see fixture_v1_test.go; schema2-days.db, see
+// fixture_v2_test.go) to a temporary file.
+func copyFixture(t *testing.T, name string) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "schema1.db"))
+	raw, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func copyFixture(t *testing.T) string {
 // state, and every outbox entry and mark kept; the feed starts empty and
 // works.
 func TestMigrateSchema1(t *testing.T) {
-	path := copyFixture(t)
+	path := copyFixture(t, "schema1.db")
 	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrSchemaMismatch) {
 		t.Fatalf("read-only open of a schema-1 file: %v, want ErrSchemaMismatch", err)
 	}
@@ -120,7 +121,7 @@ func checkFixtureOutbox(t *testing.T, ob *Outbox) {
 // A schema-1 file in which no outbox was ever used (its buckets were made
 // on first use) gets them from the migration.
 func TestMigrateSchema1WithoutOutbox(t *testing.T) {
-	path := copyFixture(t)
+	path := copyFixture(t, "schema1.db")
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -206,15 +207,7 @@ func TestFeed(t *testing.T) {
 // configuration intact; a record written back carries the new thresholds
 // group and keeps the rest.
 func TestThresholdsFromDaysOnlyFile(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("testdata", "schema2-days.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "tlswatch.db")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path, Options{})
+	db, err := Open(copyFixture(t, "schema2-days.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
