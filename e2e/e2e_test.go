@@ -162,7 +162,14 @@ func httpServer(t *testing.T, args []string, env ...string) string {
 // non-zero. stop is idempotent and also runs on cleanup.
 func startHTTPServer(t *testing.T, args []string, env ...string) (string, func()) {
 	t.Helper()
-	args = append(args, "--http", "127.0.0.1:0")
+	return startHTTPServerOn(t, "127.0.0.1:0", args, env...)
+}
+
+// startHTTPServerOn is startHTTPServer listening on addr (a restart on the
+// same port).
+func startHTTPServerOn(t *testing.T, addr string, args []string, env ...string) (string, func()) {
+	t.Helper()
+	args = append(args, "--http", addr)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()

@@ -56,6 +56,8 @@ type Options struct {
 	Now time.Time
 	// Roots is the trust store (system roots plus --ca-file). Never nil after
 	// defaults: a nil pool would make macOS/Windows use the platform verifier.
+	// A pool must not be changed once a probe has used it (its verdicts and
+	// subjects are cached per pool).
 	Roots *x509.CertPool
 	// Thresholds are the expiry stages, default 30, 14, 7 and 1 days. A
 	// stage is reached when the time left is within the threshold and

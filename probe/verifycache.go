@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"runtime"
@@ -163,25 +162,58 @@ func unanchored(leaf *x509.Certificate, intermediates []*x509.Certificate, roots
 	if roots == nil || len(intermediates) > 4 || !timeValid(leaf, now) || len(leaf.UnhandledCriticalExtensions) > 0 {
 		return false
 	}
+	// An intermediate has at most len(intermediates)-1 others below it on
+	// any path, so a path length constraint at least that large can never
+	// fail. (Bounding it by len(intermediates) instead made every chain of
+	// an intermediate with pathlen 0, the usual kind, take the real Verify.)
 	for _, c := range intermediates {
 		if !timeValid(c, now) || len(c.UnhandledCriticalExtensions) > 0 || !c.BasicConstraintsValid || !c.IsCA ||
-			(c.MaxPathLen >= 0 && c.MaxPathLen < len(intermediates)) {
+			(c.MaxPathLen >= 0 && c.MaxPathLen < len(intermediates)-1) {
 			return false
 		}
 	}
-	// Subjects is deprecated only because it omits the platform roots of
-	// a system pool on macOS and Windows, excluded above.
-	for _, s := range roots.Subjects() {
-		if bytes.Equal(s, leaf.RawSubject) || bytes.Equal(s, leaf.RawIssuer) {
+	subjects := subjectsOf(roots)
+	if subjects[string(leaf.RawSubject)] || subjects[string(leaf.RawIssuer)] {
+		return false
+	}
+	for _, c := range intermediates {
+		if subjects[string(c.RawIssuer)] {
 			return false
-		}
-		for _, c := range intermediates {
-			if bytes.Equal(s, c.RawIssuer) {
-				return false
-			}
 		}
 	}
 	return true
+}
+
+// poolSubjects caches the subjects of each trust store unanchored has
+// seen. A probe compares its chain with two or three stores of hundreds of
+// roots, and CertPool.Subjects copies every one of them on each call. The
+// stores are built once per process (system, Mozilla, the operator's) and
+// never changed after, so the cache is keyed by the pool itself; its size
+// is bounded anyway, for a caller that builds pools per probe.
+var poolSubjects = struct {
+	sync.Mutex
+	m map[*x509.CertPool]map[string]bool
+}{m: map[*x509.CertPool]map[string]bool{}}
+
+const poolSubjectsMax = 64
+
+func subjectsOf(pool *x509.CertPool) map[string]bool {
+	poolSubjects.Lock()
+	defer poolSubjects.Unlock()
+	if s, ok := poolSubjects.m[pool]; ok {
+		return s
+	}
+	// Subjects is deprecated only because it omits the platform roots of
+	// a system pool on macOS and Windows, excluded by the caller.
+	set := map[string]bool{}
+	for _, s := range pool.Subjects() {
+		set[string(s)] = true
+	}
+	if len(poolSubjects.m) >= poolSubjectsMax {
+		clear(poolSubjects.m)
+	}
+	poolSubjects.m[pool] = set
+	return set
 }
 
 func timeValid(c *x509.Certificate, now time.Time) bool {

@@ -1,8 +1,13 @@
 package probe
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"math/big"
 	"testing"
 	"time"
 
@@ -39,6 +44,15 @@ func TestUnanchoredAgreesWithVerify(t *testing.T) {
 	add("root_served", testlab.LeafOpts{Chain: []*x509.Certificate{p.Intermediate.Cert, p.Root.Cert}})
 	add("expired_leaf", testlab.LeafOpts{NotBefore: p.Now.Add(-100 * day), NotAfter: p.Now.Add(-day)})
 	add("other_root", testlab.LeafOpts{Issuer: other})
+	// Intermediates with a path length constraint, as public CAs issue them
+	// (pathlen 0 under the root; 1 above another).
+	zero := pathLenCA(t, p, p.Root, "pathlen0 inter", 0)
+	add("pathlen0", testlab.LeafOpts{Issuer: zero, Chain: []*x509.Certificate{zero.Cert}})
+	one := pathLenCA(t, p, p.Root, "pathlen1 inter", 1)
+	below := pathLenCA(t, p, one, "pathlen0 below 1", 0)
+	add("pathlen1_0", testlab.LeafOpts{Issuer: below, Chain: []*x509.Certificate{below.Cert, one.Cert}})
+	tooDeep := pathLenCA(t, p, zero, "below pathlen0", -1)
+	add("pathlen_violated", testlab.LeafOpts{Issuer: tooDeep, Chain: []*x509.Certificate{tooDeep.Cert, zero.Cert}})
 
 	pools := map[string]*x509.CertPool{
 		"lab":     p.Roots(),
@@ -68,7 +82,8 @@ func TestUnanchoredAgreesWithVerify(t *testing.T) {
 				}
 			}
 			// The cases the shortcut is for must take it.
-			if (pn == "empty" || pn == "mozilla") && (cn == "valid" || cn == "untrusted") && !short {
+			common := cn == "valid" || cn == "untrusted" || cn == "pathlen0"
+			if (pn == "empty" || pn == "mozilla") && common && !short {
 				t.Errorf("%s against %s: not recognised as unanchored", cn, pn)
 			}
 		}
@@ -81,4 +96,34 @@ func poolOf(cs ...*x509.Certificate) *x509.CertPool {
 		p.AddCert(c)
 	}
 	return p
+}
+
+// pathLenCA issues an intermediate CA under parent whose path length
+// constraint is maxPathLen (-1: none).
+func pathLenCA(t *testing.T, p *testlab.PKI, parent *testlab.Authority, cn string, maxPathLen int) *testlab.Authority {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             p.Now.AddDate(-1, 0, 0),
+		NotAfter:              p.Now.AddDate(3, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            maxPathLen,
+		MaxPathLenZero:        maxPathLen == 0,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, key.Public(), parent.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testlab.Authority{Cert: c, Key: key}
 }

@@ -80,7 +80,17 @@ func (f *fakeWatch) id(host string) string {
 
 // fire tells every notifier of an event of the watch of host.
 func (f *fakeWatch) fire(host, kind, level string) {
+	f.fireChange(host, [2]string{kind, level})
+}
+
+// fireChange tells every notifier of one Change of the watch of host with
+// several events (kind, level pairs), as one probe commits them.
+func (f *fakeWatch) fireChange(host string, events ...[2]string) {
 	w, _ := f.Get(context.Background(), f.id(host))
+	c := watch.Change{Watch: w}
+	for _, e := range events {
+		c.Events = append(c.Events, watch.Event{Kind: e[0], Level: e[1], Message: e[0] + " " + host})
+	}
 	f.mu.Lock()
 	ns := make([]watch.Notifier, 0, len(f.notifiers))
 	for _, n := range f.notifiers {
@@ -88,7 +98,7 @@ func (f *fakeWatch) fire(host, kind, level string) {
 	}
 	f.mu.Unlock()
 	for _, n := range ns {
-		n.Changed(watch.Change{Watch: w, Events: []watch.Event{{Kind: kind, Level: level, Message: kind + " " + host}}})
+		n.Changed(c)
 	}
 }
 

@@ -26,6 +26,12 @@ type handlerFunc[A, R any] func(ctx context.Context, req mcp.CallToolRequest, ar
 // whose messages ("tool execution failed: ...", "failed to bind arguments:
 // json: cannot unmarshal ...") do not name the field the way a user needs.
 func typed[A, R any](fn handlerFunc[A, R]) server.ToolHandlerFunc {
+	return typedLinked(fn, nil)
+}
+
+// typedLinked is typed whose successful results also carry links (content
+// items of type resource_link) to the resources they name.
+func typedLinked[A, R any](fn handlerFunc[A, R], links func(R) []mcp.Content) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (res *mcp.CallToolResult, err error) {
 		// A panic is our bug, not the caller's: answer isError (not a
 		// protocol error) and keep serving.
@@ -42,7 +48,11 @@ func typed[A, R any](fn handlerFunc[A, R]) server.ToolHandlerFunc {
 		if err != nil {
 			return mcp.NewToolResultError(errorText(err)), nil
 		}
-		return structuredResult(out, summary), nil
+		res = structuredResult(out, summary)
+		if links != nil {
+			res.Content = append(res.Content, links(out)...)
+		}
+		return res, nil
 	}
 }
 

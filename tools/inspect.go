@@ -73,8 +73,8 @@ func inspectChainTool(d Deps) Tool {
 		mcp.WithDescription("Every certificate the server sends, in order, with full details (subject, issuer, serial, validity, days remaining, SANs, key, signature algorithm, SHA-256, CA flag, AIA/OCSP/CRL URLs, SCT count); "+
 			"the verified path(s) a client builds and where each certificate came from; what is missing (and whether AIA supplies it), extra (root served), duplicated, unrelated or out of order. "+
 			"Also carries the check_tls verdict fields."),
-		mcp.WithInputSchema[InspectArgs](),
-		withOutputSchema[probe.ChainReport](),
+		withInputSchema[InspectArgs](append(diagnoseConstraints(), defaultValue("include_pem", false))...),
+		withOutputSchema[probe.ChainReport]("inspect_chain"),
 		annotate("Inspect chain", true, false, true, true),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a InspectArgs) (probe.ChainReport, string, error) {
@@ -113,8 +113,8 @@ func inspectCertificateTool(d Deps) Tool {
 	def := mcp.NewTool("inspect_certificate",
 		mcp.WithDescription("Analyse certificates pasted as PEM (one certificate, or a whole chain leaf first) the way inspect_chain analyses a served chain: "+
 			"details of each certificate, expiry, chain problems, verified path(s) against the trust store, and, when host is given, whether the name matches. No network connection to the server is made."),
-		mcp.WithInputSchema[CertificateArgs](),
-		withOutputSchema[probe.ChainReport](),
+		withInputSchema[CertificateArgs](),
+		withOutputSchema[probe.ChainReport]("inspect_certificate"),
 		// Open world: completing a path may fetch issuers over AIA.
 		annotate("Inspect certificate", true, false, true, true),
 	)

@@ -23,7 +23,7 @@ type MCPCheckFunc func(ctx context.Context, rawURL string, opts mcpcheck.Options
 // token.
 type MCPCheckArgs struct {
 	TargetArgs
-	URL        string `json:"url,omitempty" jsonschema:"Alias of target, for callers that think of the endpoint as a URL."`
+	URL        string `json:"url,omitempty" jsonschema:"Alias of target, for callers that think of the endpoint as a URL: give target or url."`
 	TokenName  string `json:"token_name,omitempty" jsonschema:"Authenticate with this bearer token: the NAME of a token the operator loaded with serve --mcp-token NAME=ENV_VAR (or NAME=@FILE), so the token never passes through the model. Sent only when the endpoint's certificate verifies for its name; never logged or echoed."`
 	Token      string `json:"token,omitempty" jsonschema:"Deprecated: prefer token_name. A raw bearer token (it then passes through the model and its context). Sent only when the certificate verifies; never echoed back."`
 	ClientCert string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path)."`
@@ -115,8 +115,8 @@ func checkMCPEndpointTool(d Deps) Tool {
 			"Reports whether it speaks MCP, the protocol version, server name and version, the tools and their hash, the latency, and findings such as not_mcp or mcp_auth_required. "+
 			"When the endpoint answers 401 it follows the authorization chain (protected-resource metadata, authorization-server metadata, the TLS of every host in it) and reports each broken link (auth_* findings) with the chain as data in auth_chain. "+
 			"For a protected endpoint pass token_name, the name of a token the operator configured."),
-		mcp.WithInputSchema[MCPCheckArgs](),
-		withOutputSchema[mcpcheck.Result](),
+		withInputSchema[MCPCheckArgs](append(targetConstraints(), optional("target"))...),
+		withOutputSchema[mcpcheck.Result]("check_mcp_endpoint"),
 		annotate("Check MCP endpoint", true, false, true, true),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a MCPCheckArgs) (mcpcheck.Result, string, error) {

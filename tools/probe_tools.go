@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
@@ -77,8 +78,8 @@ func checkTLSTool(d Deps) Tool {
 			"status ok/warning/critical/down, whether it is reachable and trusted, the expiry stage, every finding "+
 			"(expired, not yet valid, expiring soon, name mismatch, incomplete chain, untrusted root, self-signed, old TLS, weak key or signature, ...), "+
 			"the negotiated TLS version and cipher, the leaf certificate and the chain. Use it when a client cannot connect to an HTTPS or MCP server."),
-		mcp.WithInputSchema[DiagnoseArgs](),
-		withOutputSchema[probe.Report](),
+		withInputSchema[DiagnoseArgs](diagnoseConstraints()...),
+		withOutputSchema[probe.Report]("check_tls"),
 		annotate("Check TLS", true, false, true, true),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a DiagnoseArgs) (probe.Report, string, error) {
@@ -199,8 +200,12 @@ func scanEndpointsTool(d Deps) Tool {
 	def := mcp.NewTool("scan_endpoints",
 		mcp.WithDescription(fmt.Sprintf("Probe many TLS endpoints in one call (at most %d), %d at a time, and return one check_tls Report per target in the order given, "+
 			"with counts by status. Sends progress notifications while it runs when the request carries a progressToken.", d.MaxScanTargets, d.ScanConcurrency)),
-		mcp.WithInputSchema[ScanArgs](),
-		withOutputSchema[ScanResult](),
+		withInputSchema[ScanArgs](
+			inItems("targets", targetConstraints()...),
+			itemCount("targets", 1, d.MaxScanTargets),
+			itemsOr("targets", &jsonschema.Schema{Type: "string", Description: "Shorthand for {\"target\": \"...\"}."}),
+		),
+		withOutputSchema[ScanResult]("scan_endpoints"),
 		annotate("Scan endpoints", true, false, true, true),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, req mcp.CallToolRequest, a ScanArgs) (ScanResult, string, error) {

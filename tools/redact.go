@@ -25,9 +25,13 @@ func (d Deps) redactTool(h server.ToolHandlerFunc) server.ToolHandlerFunc {
 			return res, err
 		}
 		for i, c := range res.Content {
-			if tc, ok := c.(mcp.TextContent); ok {
-				tc.Text = d.Redact.String(tc.Text)
-				res.Content[i] = tc
+			switch c := c.(type) {
+			case mcp.TextContent:
+				c.Text = d.Redact.String(c.Text)
+				res.Content[i] = c
+			case mcp.ResourceLink:
+				c.URI, c.Name, c.Description = d.Redact.String(c.URI), d.Redact.String(c.Name), d.Redact.String(c.Description)
+				res.Content[i] = c
 			}
 		}
 		switch sc := res.StructuredContent.(type) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/mark3labs/mcp-go/mcp"
+
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // Resource URIs (DESIGN.md).
@@ -19,6 +21,22 @@ const (
 
 // WatchURI is the resource URI of one watch.
 func WatchURI(id string) string { return uriWatchPrefix + id }
+
+// maxLinks bounds the resource links of one listing: a client follows a
+// few, and a fleet of 100,000 watches must not become as many content
+// items.
+const maxLinks = 50
+
+// watchLinks are resource_link content items to the watches' resources
+// (the first maxLinks).
+func watchLinks(ws []watch.Watch) []mcp.Content {
+	out := make([]mcp.Content, 0, min(len(ws), maxLinks))
+	for _, w := range ws[:min(len(ws), maxLinks)] {
+		out = append(out, mcp.NewResourceLink(WatchURI(w.ID), "watch "+w.ID,
+			"Watch of "+targetLabel(w.Target, w.ID)+": config, state and latest Report; subscribe for changes.", mimeJSON))
+	}
+	return out
+}
 
 const mimeJSON = "application/json"
 

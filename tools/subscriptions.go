@@ -22,18 +22,22 @@ import (
 //
 //   - 2025-11-25 and earlier: resources/subscribe and resources/unsubscribe
 //     (after-hooks) record URIs per session ID; the session-unregistered hook
-//     (stdio end, HTTP DELETE, idle-TTL sweep) drops them. Updates go out
-//     with SendNotificationToSpecificClient, and log alerts with
+//     (stdio end, HTTP DELETE, idle-TTL sweep, eviction) drops them. Updates
+//     go out with SendNotificationToSpecificClient, and log alerts with
 //     SendLogMessageToSpecificClient, which honours logging/setLevel.
 //   - 2026-07-28: there are no sessions; a client opens a subscriptions/listen
 //     request whose filter names the URIs, and the stream lives as long as
 //     that request. The before-hook records the stream (its session, request
-//     ID, URIs and the log level declared in its _meta) and forgets it when
-//     the request's context ends. Updates are written to that stream's
-//     session, tagged with the subscription ID as the protocol requires.
+//     ID and URIs) and forgets it when the request's context ends. Updates
+//     are written to that stream's session, tagged with the subscription ID
+//     as the protocol requires. A listen stream never carries
+//     notifications/message: the protocol forbids notification types the
+//     client did not ask for, and logging is request-scoped in that revision.
 //
 // list_changed goes to every legacy session and to the listen streams whose
-// filter asked for it.
+// filter asked for it. One Change (one probe: a rotation, a status change
+// and a stage crossing at once) sends at most one resources/updated per URI
+// to each recipient.
 //
 // All methods are safe for concurrent use and never block on a client: a
 // full notification channel drops the message (mcp-go's own behaviour).
@@ -61,8 +65,7 @@ type listenStream struct {
 	session     server.ClientSession
 	id          any // JSON-RPC ID of the listen request: the subscription ID
 	uris        map[string]struct{}
-	logLevel    mcp.LoggingLevel // "" means no log notifications
-	listChanged bool             // opted in to resources/list_changed
+	listChanged bool // opted in to resources/list_changed
 }
 
 var _ watch.Notifier = (*Subscriptions)(nil)
@@ -140,8 +143,7 @@ func (s *Subscriptions) install(h *server.Hooks) {
 }
 
 // addStream records a 2026-07-28 subscriptions/listen request (its session,
-// request ID, URIs and the log level declared in its _meta) for as long as
-// the request lasts.
+// request ID and URIs) for as long as the request lasts.
 func (s *Subscriptions) addStream(ctx context.Context, id any, msg *mcp.SubscriptionsListenRequest) {
 	cs := server.ClientSessionFromContext(ctx)
 	if cs == nil || msg == nil || id == nil {
@@ -154,9 +156,6 @@ func (s *Subscriptions) addStream(ctx context.Context, id any, msg *mcp.Subscrip
 			break
 		}
 		ls.uris[u] = struct{}{}
-	}
-	if info := server.RequestProtocolInfoFromContext(ctx); info != nil {
-		ls.logLevel = info.LogLevel
 	}
 	s.mu.Lock()
 	s.streams[ls] = struct{}{}
@@ -325,8 +324,8 @@ func (s *Subscriptions) sendToStream(ls *listenStream, method string, params map
 }
 
 // alert sends an event of watch w as notifications/message at its level to
-// every session whose logging level admits it, and to listen streams that
-// declared a log level.
+// every 2025-11-25-era session whose logging level admits it; never to a
+// 2026-07-28 listen stream.
 func (s *Subscriptions) alert(w watch.Watch, ev watch.Event) {
 	if s.srv == nil {
 		return
@@ -351,19 +350,11 @@ func (s *Subscriptions) alert(w watch.Watch, ev watch.Event) {
 	}
 	notif := mcp.NewLoggingMessageNotification(level, "tlswatch", data)
 
-	legacy, streams := s.recipients(func(ls *listenStream) bool {
-		return ls.logLevel != "" && level.ShouldSendTo(ls.logLevel)
-	})
-
+	legacy, _ := s.recipients(func(*listenStream) bool { return false })
 	for _, id := range legacy {
 		// SendLogMessageToSpecificClient applies the session's setLevel.
 		if err := s.srv.SendLogMessageToSpecificClient(id, notif); err != nil {
 			s.logger.Debug("alert not delivered", "session", id, "err", err)
 		}
-	}
-	for _, ls := range streams {
-		s.sendToStream(ls, string(mcp.MethodNotificationMessage), map[string]any{
-			"level": level, "logger": "tlswatch", "data": data,
-		})
 	}
 }

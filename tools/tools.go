@@ -205,6 +205,11 @@ type ServerOptions struct {
 type Server struct {
 	*server.MCPServer
 	Subs *Subscriptions
+	// Hooks are the server's hooks; a transport may add its own before
+	// serving (the SDK takes one Hooks value).
+	Hooks *server.Hooks
+
+	deps Deps
 }
 
 // NewServer builds the MCP server: every tool, resource and template of the
@@ -261,7 +266,7 @@ func NewServer(deps Deps, opts ServerOptions) *Server {
 	if d.Watch != nil {
 		subs.cancelWatch = d.Watch.Subscribe(subs)
 	}
-	return &Server{MCPServer: s, Subs: subs}
+	return &Server{MCPServer: s, Subs: subs, Hooks: hooks, deps: d}
 }
 
 // Close detaches the registry from the watcher.

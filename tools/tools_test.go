@@ -105,6 +105,7 @@ func TestInventory(t *testing.T) {
 				t.Errorf("%s: input property %s has no description", d.Name, name)
 			}
 		}
+		checkPortableInput(t, d.Name, "inputSchema", m.InputSchema)
 		for _, h := range []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"} {
 			if _, ok := m.Annotations[h]; !ok {
 				t.Errorf("%s: annotation %s not set", d.Name, h)
@@ -140,6 +141,57 @@ func TestInventory(t *testing.T) {
 			t.Errorf("%s: hints (readOnly, destructive, idempotent, openWorld) = %v, want %v", tl.Def.Name, got, want)
 		}
 	}
+}
+
+// checkPortableInput walks an input schema: no "type" arrays (single-type
+// dialects such as Gemini's reject them), every integer bounded by
+// minimum and maximum, every node typed (or an anyOf of typed branches).
+func checkPortableInput(t *testing.T, tool, path string, s map[string]any) {
+	t.Helper()
+	switch typ := s["type"].(type) {
+	case []any:
+		t.Errorf("%s: %s: type array %v", tool, path, typ)
+	case string:
+		if typ == "integer" && (s["minimum"] == nil || s["maximum"] == nil) {
+			t.Errorf("%s: %s: integer without minimum and maximum", tool, path)
+		}
+	case nil:
+		if s["anyOf"] == nil {
+			t.Errorf("%s: %s: untyped schema", tool, path)
+		}
+	}
+	if props, ok := s["properties"].(map[string]any); ok {
+		for name, p := range props {
+			checkPortableInput(t, tool, path+"."+name, p.(map[string]any))
+		}
+	}
+	if items, ok := s["items"].(map[string]any); ok {
+		checkPortableInput(t, tool, path+".items", items)
+	}
+	if branches, ok := s["anyOf"].([]any); ok {
+		for i, b := range branches {
+			checkPortableInput(t, tool, fmt.Sprintf("%s.anyOf[%d]", path, i), b.(map[string]any))
+		}
+	}
+}
+
+// TestToolsListSize: tools/list as a client receives it stays small, so a
+// client that compiles every schema is not slowed (it was 78 KB).
+func TestToolsListSize(t *testing.T) {
+	h := newHarness(t, Deps{}, "2025-11-25")
+	res, err := h.c.ListTools(context.Background(), mcp.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const max = 40_000
+	if len(b) > max {
+		t.Errorf("tools/list result is %d bytes, want at most %d", len(b), max)
+	}
+	t.Logf("tools/list: %d bytes for %d tools", len(b), len(res.Tools))
 }
 
 // --- in-process harness ---
@@ -626,7 +678,8 @@ func TestSubscriptionsModern(t *testing.T) {
 		t.Skipf("in-process client negotiated %s", c.ProtocolVersion())
 	}
 	fw.Add(ctx, watch.Spec{Target: "mcp.example.com"})
-	// 2026-07-28: the log level travels in the listen request's _meta.
+	// 2026-07-28: the log level travels in the listen request's _meta; even
+	// so, a listen stream never carries notifications/message.
 	if err := c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelWarning}}); err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +694,6 @@ func TestSubscriptionsModern(t *testing.T) {
 	if n.Params.Meta[mcp.MetaKeySubscriptionID] == nil {
 		t.Errorf("update not tagged with the subscription id: %+v", n.Params.Meta)
 	}
-	waitNote(t, notes, "notifications/message", "", 2*time.Second)
 	// A watch nobody listens to stays quiet.
 	fw.Add(ctx, watch.Spec{Target: "other.example.com"})
 	fw.fire("other.example.com", watch.EventRotated, "info")
@@ -655,6 +707,9 @@ drain:
 			}
 			if n.Method == "notifications/resources/list_changed" {
 				t.Error("list_changed delivered to a stream that did not opt in")
+			}
+			if n.Method == "notifications/message" {
+				t.Errorf("notifications/message on a listen stream: %v", n.Params.AdditionalFields)
 			}
 		case <-quiet:
 			break drain

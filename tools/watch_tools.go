@@ -90,11 +90,16 @@ func watchEndpointTool(d Deps) Tool {
 		mcp.WithDescription("Add or update (idempotent per target) a watch that probes a TLS endpoint on a schedule, persisted across restarts. "+
 			"Probes once now and returns the watch with its id and first Report. The watch goes down after failure_threshold consecutive failures "+
 			"and up after one success; expiry stages alert once per certificate. Subscribe to tlswatch://watches/{id} or tlswatch://expiring to be notified."),
-		withInputSchema[WatchArgs](),
-		withOutputSchema[watch.Watch](),
+		withInputSchema[WatchArgs](append(targetConstraints(),
+			defaultValue("schedule", watch.DefaultSchedule),
+			defaultValue("thresholds_days", probe.DefaultThresholds),
+			intRange("failure_threshold", 1, watch.MaxFailureThreshold),
+			defaultValue("failure_threshold", watch.DefaultFailureThreshold),
+		)...),
+		withOutputSchema[watch.Watch]("watch_endpoint"),
 		annotate("Watch endpoint", false, false, true, true),
 	)
-	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a WatchArgs) (watch.Watch, string, error) {
+	return Tool{Def: def, Handler: typedLinked(func(ctx context.Context, _ mcp.CallToolRequest, a WatchArgs) (watch.Watch, string, error) {
 		svc, err := d.watchService()
 		if err != nil {
 			return watch.Watch{}, "", err
@@ -110,7 +115,7 @@ func watchEndpointTool(d Deps) Tool {
 		d.audit(ctx, "watch added", w)
 		normalizeWatch(&w)
 		return w, watchSummary(w), nil
-	})}
+	}, func(w watch.Watch) []mcp.Content { return watchLinks([]watch.Watch{w}) })}
 }
 
 // watchSpec passes the arguments through, with what this server adds: the
@@ -147,8 +152,8 @@ type UnwatchResult struct {
 func unwatchEndpointTool(d Deps) Tool {
 	def := mcp.NewTool("unwatch_endpoint",
 		mcp.WithDescription("Remove a watch, by id or by target, with its history. Returns the removed watch."),
-		mcp.WithInputSchema[UnwatchArgs](),
-		withOutputSchema[UnwatchResult](),
+		withInputSchema[UnwatchArgs](),
+		withOutputSchema[UnwatchResult]("unwatch_endpoint"),
 		annotate("Unwatch endpoint", false, true, true, false),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a UnwatchArgs) (UnwatchResult, string, error) {
@@ -184,17 +189,17 @@ type WatchList struct {
 func listWatchesTool(d Deps) Tool {
 	def := mcp.NewTool("list_watches",
 		mcp.WithDescription("List every watch with its state (pending, up, down), schedule, thresholds and latest Report. Same content as the tlswatch://watches resource."),
-		mcp.WithInputSchema[ListWatchesArgs](),
-		withOutputSchema[WatchList](),
+		withInputSchema[ListWatchesArgs](),
+		withOutputSchema[WatchList]("list_watches"),
 		annotate("List watches", true, false, true, false),
 	)
-	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, _ ListWatchesArgs) (WatchList, string, error) {
+	return Tool{Def: def, Handler: typedLinked(func(ctx context.Context, _ mcp.CallToolRequest, _ ListWatchesArgs) (WatchList, string, error) {
 		out, err := d.listWatches(ctx)
 		if err != nil {
 			return WatchList{}, "", err
 		}
 		return out, watchesSummary(out.Watches, "no watches (add one with watch_endpoint)"), nil
-	})}
+	}, func(l WatchList) []mcp.Content { return watchLinks(l.Watches) })}
 }
 
 func (d Deps) listWatches(ctx context.Context) (WatchList, error) {
@@ -227,17 +232,17 @@ func listExpiringTool(d Deps) Tool {
 	def := mcp.NewTool("list_expiring",
 		mcp.WithDescription("List watches whose leaf certificate expires within within_days (default 30), is already expired, or that are down; soonest expiry first. "+
 			"For 30 days this is the tlswatch://expiring resource."),
-		mcp.WithInputSchema[ExpiringArgs](),
-		withOutputSchema[ExpiringList](),
+		withInputSchema[ExpiringArgs](intRange("within_days", 0, watch.MaxExpiringDays), defaultValue("within_days", watch.DefaultExpiringDays)),
+		withOutputSchema[ExpiringList]("list_expiring"),
 		annotate("List expiring", true, false, true, false),
 	)
-	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a ExpiringArgs) (ExpiringList, string, error) {
+	return Tool{Def: def, Handler: typedLinked(func(ctx context.Context, _ mcp.CallToolRequest, a ExpiringArgs) (ExpiringList, string, error) {
 		out, err := d.listExpiring(ctx, a.WithinDays)
 		if err != nil {
 			return ExpiringList{}, "", err
 		}
 		return out, watchesSummary(out.Watches, fmt.Sprintf("no watch expires within %d days, is expired or down", out.WithinDays)), nil
-	})}
+	}, func(l ExpiringList) []mcp.Content { return watchLinks(l.Watches) })}
 }
 
 // listExpiring is list_expiring for within (nil: the default window).
@@ -270,8 +275,8 @@ type History struct {
 func getHistoryTool(d Deps) Tool {
 	def := mcp.NewTool("get_history",
 		mcp.WithDescription("The latest probe results (Reports) of one watch, newest first, to see when a problem started or a certificate rotated."),
-		mcp.WithInputSchema[HistoryArgs](),
-		withOutputSchema[History](),
+		withInputSchema[HistoryArgs](intRange("limit", 1, watch.MaxHistoryLimit), defaultValue("limit", watch.DefaultHistoryLimit)),
+		withOutputSchema[History]("get_history"),
 		annotate("Get history", true, false, true, false),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a HistoryArgs) (History, string, error) {

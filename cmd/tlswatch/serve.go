@@ -2,22 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/tlswatch/tlswatch/auth"
@@ -87,17 +84,16 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		defer stopMetrics()
 	}
 	if cfg.HTTPAddr == "" {
-		return serveStdio(ctx, srv.MCPServer, stdin, stdout, stderr)
+		return serveStdio(ctx, srv, stdin, stdout, logger)
 	}
-	return serveHTTP(ctx, cfg, srv.MCPServer, deps.Watch, pr.Base.Roots, logger, stderr)
+	return serveHTTP(ctx, cfg, srv, deps.Watch, pr.Base.Roots, logger, stderr)
 }
 
 // serveStdio speaks MCP on stdin/stdout until stdin closes or ctx ends.
-func serveStdio(ctx context.Context, s *server.MCPServer, stdin io.Reader, stdout, stderr io.Writer) error {
-	stdio := server.NewStdioServer(s)
-	stdio.SetErrorLogger(log.New(stderr, "tlswatch: ", log.LstdFlags))
-	err := stdio.Listen(ctx, stdin, stdout)
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
+func serveStdio(ctx context.Context, srv *tools.Server, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
+	t := &stdioTransport{srv: srv.MCPServer, refuse: srv.ResourceRequestError, logger: logger, maxLine: maxBodyBytes}
+	err := t.serve(ctx, stdin, stdout)
+	if err == nil || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return fmt.Errorf("stdio: %w", err)
@@ -105,7 +101,7 @@ func serveStdio(ctx context.Context, s *server.MCPServer, stdin io.Reader, stdou
 
 // serveHTTP serves streamable HTTP at /mcp until ctx ends, then shuts down
 // gracefully.
-func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches watch.Service, roots *x509.CertPool, logger *slog.Logger, stderr io.Writer) error {
+func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch.Service, roots *x509.CertPool, logger *slog.Logger, stderr io.Writer) error {
 	addr, err := listenAddr("--http", cfg.HTTPAddr)
 	if err != nil {
 		return err
@@ -138,17 +134,24 @@ func serveHTTP(ctx context.Context, cfg Config, s *server.MCPServer, watches wat
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
-	mcpHTTP := server.NewStreamableHTTPServer(s,
+	ids := newSessionIDs(nil)
+	srv.Hooks.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, _ *mcp.InitializeResult) {
+		if cs := server.ClientSessionFromContext(ctx); cs != nil {
+			ids.confirm(cs.SessionID())
+		}
+	})
+	mcpHTTP := server.NewStreamableHTTPServer(srv.MCPServer,
 		server.WithEndpointPath(endpointPath),
-		server.WithSessionIdManager(newSessionIDs()),
+		server.WithSessionIdManager(ids),
 		server.WithSessionIdleTTL(sessionIdleTTL),
 		server.WithHeartbeatInterval(heartbeatInterval),
 		server.WithStreamableHTTPLogger(logger),
 		server.WithStreamableHTTPServer(httpSrv),
 	)
+	endpoint := &mcpEndpoint{sdk: mcpHTTP, ids: ids, flights: newFlights(), refuse: srv.ResourceRequestError, logger: logger}
 	mux := http.NewServeMux()
 	limiter := newRateLimiter(rateLimitPerSecond, rateLimitBurst)
-	mux.Handle(endpointPath, limiter.limit(guard(authn, mcpHTTP)))
+	mux.Handle(endpointPath, limiter.limit(guard(authn, endpoint)))
 	if watches != nil {
 		// Prometheus scrapes the same listener; the token guards it too,
 		// since the metrics name every watched target.
@@ -267,34 +270,4 @@ func originAllowed(r *http.Request) bool {
 		return true
 	}
 	return strings.EqualFold(u.Host, r.Host)
-}
-
-// sessionIDs is a stateful session ID manager: IDs are 128 random bits and
-// only IDs this process issued and has not terminated are valid, so a
-// session dropped by the idle sweeper answers 404 and the client starts a
-// new one (instead of silently continuing without its subscriptions).
-// Unlike mcp-go's InsecureStatefulSessionIdManager it keeps no tombstones,
-// so memory does not grow with the number of sessions ever seen.
-type sessionIDs struct{ live sync.Map }
-
-func newSessionIDs() *sessionIDs { return &sessionIDs{} }
-
-func (m *sessionIDs) Generate() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	id := "mcp-session-" + hex.EncodeToString(b[:])
-	m.live.Store(id, struct{}{})
-	return id
-}
-
-func (m *sessionIDs) Validate(id string) (isTerminated bool, err error) {
-	if _, ok := m.live.Load(id); !ok {
-		return false, errors.New("unknown or expired session")
-	}
-	return false, nil
-}
-
-func (m *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
-	m.live.Delete(id)
-	return false, nil
 }

@@ -168,9 +168,9 @@ function tail(stream, max = 8192) {
  * Starts `tlswatch serve --http 127.0.0.1:PORT` and waits until it accepts
  * TCP connections. Returns { url, port, proc, stderr, stop() }.
  */
-export async function startHttpServer({ caFile, db, token, extraArgs = [], env = {} } = {}) {
+export async function startHttpServer({ caFile, db, token, port, extraArgs = [], env = {} } = {}) {
   const { tlswatch } = binaries();
-  const port = await freePort();
+  port = port ?? await freePort();
   const args = ['serve', '--http', `127.0.0.1:${port}`, '--db', db ?? path.join(tmpDir(), 'tlswatch.db')];
   if (caFile) args.push('--ca-file', caFile);
   if (token) args.push('--token', token);

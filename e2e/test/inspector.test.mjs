@@ -57,6 +57,15 @@ describe('MCP Inspector CLI against tlswatch serve (stdio)', () => {
     for (const n of REQUIRED_TOOLS) assert.ok(tools.includes(n), `${n} in ${tools.join(', ')}`);
   });
 
+  it('tools/list input schemas are portable: no schema-lint finding (--strict)', async () => {
+    const out = parseOut(await inspector(serverArgv, ['--method', 'tools/list', '--strict']));
+    const input = (out.schemaFindings ?? []).flatMap((t) =>
+      t.findings.filter((f) => f.schema === 'inputSchema').map((f) => `${t.toolName} ${f.path}: ${f.rule}`));
+    assert.deepEqual(input, [], `input schema findings:\n${input.join('\n')}`);
+    const size = JSON.stringify(out.result ?? out).length;
+    assert.ok(size <= 40_000, `tools/list is ${size} bytes`);
+  });
+
   it('tools/call check_tls against the loopback lab server: status ok', async () => {
     const port = lab.scenarios.ip_san.port;
     const out = parseOut(await inspector(serverArgv,

@@ -271,7 +271,11 @@ export function defineSuite(kind) {
         if (!tools.has('scan_endpoints')) return t.skip('scan_endpoints is not registered');
         const schema = tools.get('scan_endpoints').inputSchema.properties?.targets;
         assert.ok(schema, 'scan_endpoints takes targets');
-        assert.equal(schema.items?.type, 'object', 'targets are objects with the target fields');
+        // Each item is an object with the target fields, or a plain target
+        // string (an item-level anyOf).
+        const branches = schema.items?.anyOf ?? [schema.items];
+        assert.ok(branches.some((b) => b?.type === 'object' && b.properties?.target), 'targets take objects with the target fields');
+        assert.ok(branches.some((b) => b?.type === 'string'), 'targets take plain strings');
         const items = [targetArgs(lab, 'valid'), targetArgs(lab, 'never_answers', { timeout_ms: 1500 })];
         const progress = [];
         const res = await client.callTool({ name: 'scan_endpoints', arguments: { targets: items } }, undefined, {
