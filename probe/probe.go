@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tlswatch/tlswatch/netpolicy"
 )
@@ -42,7 +43,24 @@ type FieldError struct {
 	Reason string
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+// Error bounds the reason: a reason may quote the input, and an input can
+// be megabytes.
+func (e *FieldError) Error() string { return e.Field + ": " + Clip(e.Reason, maxReasonBytes) }
+
+// maxReasonBytes bounds the reason of a FieldError as printed.
+const maxReasonBytes = 512
+
+// Clip shortens s to at most n bytes (on a rune boundary), marking the cut
+// with an ellipsis: for inputs echoed in messages.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
 
 // Resolver looks up a host's addresses. *net.Resolver satisfies it. It MUST
 // honour ctx cancellation and be safe for concurrent use.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
@@ -22,14 +23,16 @@ import (
 
 // maxURILength bounds a resource URI a client may send: a watch URI is
 // about 40 bytes, and the registry keeps what clients subscribe to.
-const maxURILength = 2048
+const maxURILength = 1024
 
 // ResourceRequestError returns the JSON-RPC error a resources/read,
-// resources/subscribe or subscriptions/listen request must be answered with
-// instead of being served, or nil to serve it. Other methods pass (nil).
-// Unknown resources get -32002 (resource not found) in both protocol eras;
+// resources/subscribe or subscriptions/listen request of session (its ID;
+// "" for a 2026-07-28 request) must be answered with instead of being
+// served, or nil to serve it. Other methods pass (nil). Unknown resources
+// get -32002 (resource not found) in both protocol eras; a URI over
+// maxURILength and a subscription over the session's limit get -32602;
 // malformed parameters are left to the SDK, which names them.
-func (s *Server) ResourceRequestError(ctx context.Context, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails {
+func (s *Server) ResourceRequestError(ctx context.Context, session, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails {
 	var uris []string
 	switch mcp.MCPMethod(method) {
 	case mcp.MethodResourcesRead, mcp.MethodResourcesSubscribe:
@@ -50,9 +53,9 @@ func (s *Server) ResourceRequestError(ctx context.Context, method string, params
 			return nil
 		}
 		uris = p.Notifications.ResourceSubscriptions
-		if len(uris) > maxSubscriptionsPerSession {
+		if len(uris) > s.Subs.max {
 			e := mcp.NewJSONRPCErrorDetails(mcp.INVALID_PARAMS,
-				fmt.Sprintf("notifications.resourceSubscriptions: %d URIs; at most %d per stream", len(uris), maxSubscriptionsPerSession), nil)
+				fmt.Sprintf("notifications.resourceSubscriptions: %d URIs; at most %d per stream", len(uris), s.Subs.max), nil)
 			return &e
 		}
 	default:
@@ -64,9 +67,14 @@ func (s *Server) ResourceRequestError(ctx context.Context, method string, params
 			if errors.Is(err, errURITooLong) {
 				code = mcp.INVALID_PARAMS
 			}
-			e := mcp.NewJSONRPCErrorDetails(code, err.Error(), map[string]any{"uri": truncate(u, 200)})
+			e := mcp.NewJSONRPCErrorDetails(code, err.Error(), map[string]any{"uri": probe.Clip(u, 200)})
 			return &e
 		}
+	}
+	if mcp.MCPMethod(method) == mcp.MethodResourcesSubscribe && s.Subs.full(session, uris[0]) {
+		e := mcp.NewJSONRPCErrorDetails(mcp.INVALID_PARAMS,
+			fmt.Sprintf("uri: this session holds %d subscriptions, the most it may; unsubscribe from one first", s.Subs.max), nil)
+		return &e
 	}
 	return nil
 }
@@ -84,26 +92,14 @@ func (s *Server) checkURI(ctx context.Context, uri string) error {
 	}
 	id, ok := strings.CutPrefix(uri, uriWatchPrefix)
 	if !ok || id == "" || strings.Contains(id, "/") {
-		return fmt.Errorf("resource not found: %s (this server has %s, %s and %s)", truncate(uri, 200), URIWatches, URIWatchTemplate, URIExpiring)
+		return fmt.Errorf("resource not found: %s (this server has %s, %s and %s)", probe.Clip(uri, 200), URIWatches, URIWatchTemplate, URIExpiring)
 	}
 	svc, err := s.deps.watchService()
 	if err != nil {
 		return fmt.Errorf("resource not found: %w", err)
 	}
 	if _, err := svc.Get(ctx, id); errors.Is(err, watch.ErrNotFound) {
-		return fmt.Errorf("resource not found: no watch %q (see list_watches)", truncate(id, 100))
+		return fmt.Errorf("resource not found: no watch %q (see list_watches)", probe.Clip(id, 100))
 	}
 	return nil // other errors: the handler reports them
-}
-
-// truncate shortens s for an error message, marking the cut.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut on a rune boundary.
-	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
 }

@@ -45,7 +45,7 @@ func TestResourceRequestError(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			params, _ := json.Marshal(c.params)
-			e := srv.ResourceRequestError(ctx, c.method, params)
+			e := srv.ResourceRequestError(ctx, "", c.method, params)
 			switch {
 			case c.code == 0 && e != nil:
 				t.Fatalf("refused: %d %s", e.Code, e.Message)

@@ -42,11 +42,11 @@ func typedLinked[A, R any](fn handlerFunc[A, R], links func(R) []mcp.Content) se
 		}()
 		var args A
 		if err := decodeArgs(req.GetRawArguments(), &args); err != nil {
-			return mcp.NewToolResultError(err.Error()), nil
+			return toolError(err), nil
 		}
 		out, summary, err := fn(ctx, req, args)
 		if err != nil {
-			return mcp.NewToolResultError(errorText(err)), nil
+			return toolError(err), nil
 		}
 		res = structuredResult(out, summary)
 		if links != nil {
@@ -65,6 +65,14 @@ func errorText(err error) string {
 		return fe.Error()
 	}
 	return err.Error()
+}
+
+// maxErrorText bounds the text of an isError result: an error may quote
+// an argument, and an argument can be megabytes.
+const maxErrorText = 2048
+
+func toolError(err error) *mcp.CallToolResult {
+	return mcp.NewToolResultError(probe.Clip(errorText(err), maxErrorText))
 }
 
 // structuredResult carries out as structuredContent, the summary as the

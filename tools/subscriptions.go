@@ -45,6 +45,7 @@ type Subscriptions struct {
 	srv     *server.MCPServer
 	logger  *slog.Logger
 	secrets *redact.Set // hidden in alert messages
+	max     int         // subscriptions per session or listen stream
 
 	mu       sync.Mutex
 	sessions map[string]*sessionSubs // legacy sessions by ID, from registration
@@ -70,16 +71,31 @@ type listenStream struct {
 
 var _ watch.Notifier = (*Subscriptions)(nil)
 
-// maxSubscriptionsPerSession bounds what one client can make the registry
-// hold (there are three URIs per watch worth watching).
-const maxSubscriptionsPerSession = 10000
+// defaultMaxSubscriptions bounds what one client can make the registry
+// hold: every subscribed URI names an existing resource (the transports
+// refuse the others), but a fleet has many.
+const defaultMaxSubscriptions = 1000
 
-func newSubscriptions(logger *slog.Logger) *Subscriptions {
+func newSubscriptions(logger *slog.Logger, max int) *Subscriptions {
 	return &Subscriptions{
 		logger:   logger,
+		max:      max,
 		sessions: map[string]*sessionSubs{},
 		streams:  map[*listenStream]struct{}{},
 	}
+}
+
+// full reports whether session id may not subscribe to uri: it holds the
+// maximum number of subscriptions already, and uri is not one of them.
+func (s *Subscriptions) full(id, uri string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[id]
+	if ss == nil {
+		return false
+	}
+	_, have := ss.uris[uri]
+	return !have && len(ss.uris) >= s.max
 }
 
 // install registers the hooks that keep the registry.
@@ -110,8 +126,8 @@ func (s *Subscriptions) install(h *server.Hooks) {
 			s.logger.Debug("subscribe from an unregistered session ignored", "uri", msg.Params.URI)
 			return
 		}
-		if len(ss.uris) >= maxSubscriptionsPerSession {
-			s.logger.Warn("subscription limit reached; ignored", "session", cs.SessionID(), "limit", maxSubscriptionsPerSession)
+		if len(ss.uris) >= s.max {
+			s.logger.Warn("subscription limit reached; ignored", "session", cs.SessionID(), "limit", s.max)
 			return
 		}
 		ss.uris[msg.Params.URI] = struct{}{}
@@ -152,7 +168,7 @@ func (s *Subscriptions) addStream(ctx context.Context, id any, msg *mcp.Subscrip
 	ls := &listenStream{session: cs, id: id, uris: map[string]struct{}{},
 		listChanged: msg.Params.Notifications.ResourcesListChanged}
 	for _, u := range msg.Params.Notifications.ResourceSubscriptions {
-		if len(ls.uris) == maxSubscriptionsPerSession {
+		if len(ls.uris) == s.max {
 			break
 		}
 		ls.uris[u] = struct{}{}

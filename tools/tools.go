@@ -196,6 +196,9 @@ type ServerOptions struct {
 	// ValidateOutput makes mcp-go check every structuredContent against the
 	// tool's outputSchema (tests turn it on so a drift fails loudly).
 	ValidateOutput bool
+	// MaxSubscriptions bounds the resources one session, or one
+	// subscriptions/listen stream, subscribes to. Default 1000.
+	MaxSubscriptions int
 	// Extra are appended to the server options (tests, transports).
 	Extra []server.ServerOption
 }
@@ -225,7 +228,10 @@ func NewServer(deps Deps, opts ServerOptions) *Server {
 		opts.Version = "dev"
 	}
 	hooks := &server.Hooks{}
-	subs := newSubscriptions(d.Logger)
+	if opts.MaxSubscriptions <= 0 {
+		opts.MaxSubscriptions = defaultMaxSubscriptions
+	}
+	subs := newSubscriptions(d.Logger, opts.MaxSubscriptions)
 	subs.secrets = d.Redact
 	subs.install(hooks)
 

@@ -12,13 +12,15 @@ type Config struct {
 	MinInterval time.Duration // --min-interval: floor for watch schedules
 	Version     string
 
-	ConfigPath  string   // serve --config: operator file (alert channels)
-	MetricsAddr string   // serve --metrics ADDR: Prometheus /metrics on its own listener (stdio mode)
-	DenyPrivate bool     // serve --deny-private: refuse loopback and private ranges too
-	AllowCIDRs  []string // serve --allow-cidr (repeatable): always allowed, wins over denies
-	DenyCIDRs   []string // serve --deny-cidr (repeatable): refused
-	ClientCerts []string // --client-cert NAME=CERT,KEY (repeatable): mTLS identities a check or watch may name
-	MCPTokens   []string // serve --mcp-token NAME=ENV_VAR or NAME=@FILE (repeatable): bearer tokens check_mcp_endpoint may name
+	ConfigPath   string   // serve --config: operator file (alert channels)
+	MetricsAddr  string   // serve --metrics ADDR: Prometheus /metrics on its own listener (stdio mode)
+	DenyPrivate  bool     // serve --deny-private: refuse loopback and private ranges too
+	AllowCIDRs   []string // serve --allow-cidr (repeatable): always allowed, wins over denies
+	DenyCIDRs    []string // serve --deny-cidr (repeatable): refused
+	ClientCerts  []string // --client-cert NAME=CERT,KEY (repeatable): mTLS identities a check or watch may name
+	MetricsToken string   // serve --metrics-token, env TLSWATCH_METRICS_TOKEN: bearer token of the --metrics listener
+	Limits       Limits   // serve --max-sessions, --max-subscriptions, --max-connections, --max-message-bytes
+	MCPTokens    []string // serve --mcp-token NAME=ENV_VAR or NAME=@FILE (repeatable): bearer tokens check_mcp_endpoint may name
 
 	ReadOnly               bool     // serve --read-only: only read tools, whatever the auth mode
 	AuthIssuers            []string // serve --auth-issuer (repeatable): OAuth resource-server mode

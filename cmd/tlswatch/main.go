@@ -340,6 +340,8 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	var mcpTokens stringList
 	fs.Var(&mcpTokens, "mcp-token", "load a bearer token that check_mcp_endpoint may send by name (token_name), so it never passes through the model: `NAME=ENV_VAR` or NAME=@FILE (repeatable)")
 	readOnly := fs.Bool("read-only", false, "offer only the read tools: no watch_endpoint or unwatch_endpoint (stdio and HTTP)")
+	metricsToken := fs.String("metrics-token", "", "require Authorization: Bearer `token` on the --metrics listener (env TLSWATCH_METRICS_TOKEN)")
+	limits := limitFlags(fs)
 	oauth := oauthFlags(fs)
 	backupEvery := fs.String("backup-every", store.DefaultBackupEvery.String(), "back the database up this often while this process owns it, a Go `duration` (0: never)")
 	backupKeep := fs.Int("backup-keep", store.DefaultBackupKeep, "keep this many automatic `backups`, removing the oldest")
@@ -367,6 +369,14 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	cfg.ClientCerts = clientCerts
 	cfg.MCPTokens = mcpTokens
 	cfg.ReadOnly = *readOnly
+	cfg.MetricsToken = *metricsToken
+	if cfg.MetricsToken == "" {
+		cfg.MetricsToken = os.Getenv("TLSWATCH_METRICS_TOKEN")
+	}
+	cfg.Limits = *limits
+	if err := cfg.Limits.check(); err != nil {
+		return exitUnknown, err
+	}
 	if err := serveAuthConfig(fs, oauth, &cfg, c.stderr); err != nil {
 		return exitUnknown, err
 	}

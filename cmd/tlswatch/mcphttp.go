@@ -34,7 +34,7 @@ type mcpEndpoint struct {
 	ids     *sessionIDs
 	flights *flights
 	// refuse is tools.Server.ResourceRequestError.
-	refuse func(ctx context.Context, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails
+	refuse func(ctx context.Context, session, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails
 	logger *slog.Logger
 }
 
@@ -202,7 +202,7 @@ func (h *mcpEndpoint) refused(w http.ResponseWriter, r *http.Request, env *envel
 	if h.refuse == nil {
 		return false
 	}
-	e := h.refuse(r.Context(), env.Method, env.Params)
+	e := h.refuse(r.Context(), r.Header.Get(server.HeaderKeySessionID), env.Method, env.Params)
 	if e == nil {
 		return false
 	}

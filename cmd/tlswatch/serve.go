@@ -29,7 +29,6 @@ import (
 const (
 	sessionIdleTTL    = 30 * time.Minute
 	heartbeatInterval = 30 * time.Second
-	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
 	maxBodyBytes      = 4 << 20
@@ -52,6 +51,7 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 	}
 	stderr = creds.secrets.Writer(stderr) // no log line shows a secret, whatever a server echoes
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Limits = cfg.Limits.withDefaults(raiseNoFile())
 	pr.Logger = logger.With("component", "watch")
 	alerts, err := alertDispatcher(cfg, pr.Base, logger)
 	if err != nil {
@@ -73,25 +73,26 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		defer closeWatch()
 	}
 
-	srv := tools.NewServer(deps, tools.ServerOptions{Name: "tlswatch", Version: cfg.Version, ReadOnly: cfg.ReadOnly})
+	srv := tools.NewServer(deps, tools.ServerOptions{Name: "tlswatch", Version: cfg.Version, ReadOnly: cfg.ReadOnly,
+		MaxSubscriptions: cfg.Limits.MaxSubscriptions})
 	defer srv.Close()
 
 	if cfg.MetricsAddr != "" && deps.Watch != nil {
-		stopMetrics, err := serveMetrics(ctx, cfg.MetricsAddr, deps.Watch, logger)
+		stopMetrics, err := serveMetrics(ctx, cfg, deps.Watch, logger, stderr)
 		if err != nil {
 			return err
 		}
 		defer stopMetrics()
 	}
 	if cfg.HTTPAddr == "" {
-		return serveStdio(ctx, srv, stdin, stdout, logger)
+		return serveStdio(ctx, srv, cfg.Limits, stdin, stdout, logger)
 	}
 	return serveHTTP(ctx, cfg, srv, deps.Watch, pr.Base.Roots, logger, stderr)
 }
 
 // serveStdio speaks MCP on stdin/stdout until stdin closes or ctx ends.
-func serveStdio(ctx context.Context, srv *tools.Server, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
-	t := &stdioTransport{srv: srv.MCPServer, refuse: srv.ResourceRequestError, logger: logger, maxLine: maxBodyBytes}
+func serveStdio(ctx context.Context, srv *tools.Server, lim Limits, stdin io.Reader, stdout io.Writer, logger *slog.Logger) error {
+	t := &stdioTransport{srv: srv.MCPServer, refuse: srv.ResourceRequestError, logger: logger, maxLine: int(lim.MaxMessageBytes)}
 	err := t.serve(ctx, stdin, stdout)
 	if err == nil || errors.Is(err, context.Canceled) {
 		return nil
@@ -106,10 +107,11 @@ func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
+	rawLn, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
 	}
+	ln := newConnLimiter(rawLn, cfg.Limits.MaxConnections, logger)
 	authn, rs, err := newAuthenticator(ctx, cfg, roots, ln.Addr(), logger)
 	if err != nil {
 		ln.Close()
@@ -128,13 +130,14 @@ func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	httpSrv := &http.Server{
+		ConnState:         ln.ConnState,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
-	ids := newSessionIDs(nil)
+	ids := newSessionIDs(nil, cfg.Limits.MaxSessions)
 	srv.Hooks.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, _ *mcp.InitializeResult) {
 		if cs := server.ClientSessionFromContext(ctx); cs != nil {
 			ids.confirm(cs.SessionID())
@@ -151,11 +154,13 @@ func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch
 	endpoint := &mcpEndpoint{sdk: mcpHTTP, ids: ids, flights: newFlights(), refuse: srv.ResourceRequestError, logger: logger}
 	mux := http.NewServeMux()
 	limiter := newRateLimiter(rateLimitPerSecond, rateLimitBurst)
-	mux.Handle(endpointPath, limiter.limit(guard(authn, endpoint)))
+	ids.evict = endpoint.end
+	maxBody := cfg.Limits.MaxMessageBytes
+	mux.Handle(endpointPath, limiter.limit(guard(authn, maxBody, endpoint)))
 	if watches != nil {
 		// Prometheus scrapes the same listener; the token guards it too,
 		// since the metrics name every watched target.
-		mux.Handle(metricsPath, limiter.limit(guard(authn, metrics.Handler(watches, logger))))
+		mux.Handle(metricsPath, limiter.limit(hostGuard(guard(authn, maxBody, metrics.Handler(watches, logger)))))
 	}
 	if rs != nil {
 		for _, p := range rs.MetadataPaths() {
@@ -225,8 +230,18 @@ func isLoopbackAddr(a net.Addr) bool {
 // cap (413), then authorization, which may read the capped body (403).
 // mcp-go's own DNS-rebinding check (Host header on loopback connections)
 // stays on behind it.
-func guard(authn auth.Authenticator, next http.Handler) http.Handler {
+//
+// No body is read before the request is authenticated, and a refusal
+// closes the connection: otherwise net/http reads up to 256 KiB of the
+// unread body before it writes the answer, and a client that drips its
+// body holds the connection (and a descriptor) for as long as it likes.
+// Once authenticated, the body has readBodyTimeout to arrive.
+func guard(authn auth.Authenticator, maxBody int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hasBody := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
+		if hasBody {
+			w.Header().Set("Connection", "close")
+		}
 		if !originAllowed(r) {
 			http.Error(w, "Forbidden: origin not allowed", http.StatusForbidden)
 			return
@@ -234,18 +249,46 @@ func guard(authn auth.Authenticator, next http.Handler) http.Handler {
 		if r = authn.Authenticate(w, r); r == nil {
 			return
 		}
-		if r.ContentLength > maxBodyBytes {
+		if r.ContentLength > maxBody {
 			http.Error(w, "Request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		if r.Body != nil {
-			r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if hasBody {
+			r.Body = newDeadlineBody(w, http.MaxBytesReader(w, r.Body, maxBody), readBodyTimeout)
 		}
 		if !authn.Authorize(w, r) {
 			return
 		}
+		if hasBody {
+			w.Header().Del("Connection")
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// deadlineBody is a request body with a read deadline, lifted once the
+// body has been read to its end: the response that follows may be a
+// long-lived event stream, which net/http watches with a read on the same
+// connection.
+type deadlineBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func newDeadlineBody(w http.ResponseWriter, body io.ReadCloser, d time.Duration) io.ReadCloser {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(d)) != nil {
+		return body // a writer without deadlines (tests): the body as is
+	}
+	return &deadlineBody{ReadCloser: body, rc: rc}
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // originAllowed accepts requests without an Origin (non-browser clients),

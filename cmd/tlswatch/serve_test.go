@@ -69,7 +69,7 @@ func TestGuard(t *testing.T) {
 		if c.token != "" {
 			authn = auth.NewStaticToken(c.token)
 		}
-		guard(authn, ok).ServeHTTP(w, r)
+		guard(authn, maxBodyBytes, ok).ServeHTTP(w, r)
 		if w.Code != c.want {
 			t.Errorf("token=%q origin=%q auth=%q: %d, want %d", c.token, c.origin, c.auth, w.Code, c.want)
 		}

@@ -21,8 +21,15 @@ import (
 // Each live session has a context that ends when the session does; the
 // long-lived requests of the session (GET streams) are bound to it.
 // Terminated IDs leave no tombstone: memory follows the live sessions only.
+//
+// At most max sessions are live: confirming one more evicts the session
+// idle longest (one with no request in progress when there is one). The
+// evicted session ends at once (404 from then on); evict, when set, is
+// told its ID to release what the SDK keeps for it.
 type sessionIDs struct {
-	now func() time.Time
+	now   func() time.Time
+	max   int
+	evict func(id string)
 
 	mu   sync.Mutex
 	live map[string]*liveSession
@@ -35,11 +42,11 @@ type liveSession struct {
 	busy     int // requests in progress
 }
 
-func newSessionIDs(now func() time.Time) *sessionIDs {
+func newSessionIDs(now func() time.Time, max int) *sessionIDs {
 	if now == nil {
 		now = time.Now
 	}
-	return &sessionIDs{now: now, live: map[string]*liveSession{}}
+	return &sessionIDs{now: now, max: max, live: map[string]*liveSession{}}
 }
 
 // Generate mints an ID for an initialize in progress; it is not live yet.
@@ -72,16 +79,54 @@ func (m *sessionIDs) Terminate(id string) (isNotAllowed bool, err error) {
 	return false, nil
 }
 
-// confirm makes id live: its initialize succeeded.
+// confirm makes id live: its initialize succeeded. It makes room first
+// when max sessions are live.
 func (m *sessionIDs) confirm(id string) {
 	ctx, end := context.WithCancel(context.Background())
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if _, ok := m.live[id]; ok {
+		m.mu.Unlock()
 		end()
 		return
 	}
+	var evicted []string
+	for m.max > 0 && len(m.live) >= m.max {
+		victim := m.idlest()
+		m.live[victim].end()
+		delete(m.live, victim)
+		evicted = append(evicted, victim)
+	}
 	m.live[id] = &liveSession{ctx: ctx, end: end, lastSeen: m.now()}
+	m.mu.Unlock()
+	if m.evict != nil {
+		for _, v := range evicted {
+			m.evict(v)
+		}
+	}
+}
+
+// idlest is the live session to evict: the least recently used of those
+// with no request in progress, else of all. Caller holds m.mu; there is at
+// least one live session.
+func (m *sessionIDs) idlest() string {
+	var best string
+	var bestS *liveSession
+	for id, s := range m.live {
+		switch {
+		case bestS == nil,
+			(s.busy == 0) != (bestS.busy == 0) && s.busy == 0,
+			(s.busy == 0) == (bestS.busy == 0) && s.lastSeen.Before(bestS.lastSeen):
+			best, bestS = id, s
+		}
+	}
+	return best
+}
+
+// count is the number of live sessions.
+func (m *sessionIDs) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.live)
 }
 
 func (m *sessionIDs) isLive(id string) bool {

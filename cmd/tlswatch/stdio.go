@@ -13,6 +13,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/tlswatch/tlswatch/probe"
 )
 
 // stdioTransport serves MCP over stdin/stdout with mcp-go's message
@@ -33,10 +35,11 @@ import (
 // handled in order on the reader. Every write is one whole line.
 type stdioTransport struct {
 	srv     *server.MCPServer
-	refuse  func(ctx context.Context, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails
+	refuse  func(ctx context.Context, session, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails
 	logger  *slog.Logger
 	maxLine int
 
+	sess    *stdioSession
 	out     io.Writer
 	outMu   sync.Mutex
 	slots   chan struct{}
@@ -57,6 +60,7 @@ const (
 func (t *stdioTransport) serve(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	t.out, t.slots, t.flights = stdout, make(chan struct{}, stdioMaxConcurrent), newFlights()
 	sess := newStdioSession()
+	t.sess = sess
 	if err := t.srv.RegisterSession(ctx, sess); err != nil {
 		return fmt.Errorf("register stdio session: %w", err)
 	}
@@ -145,13 +149,17 @@ func (t *stdioTransport) dispatch(ctx context.Context, line []byte) {
 	}
 	if !env.isRequest() {
 		if env.Method == string(mcp.MethodNotificationCancelled) {
-			t.flights.cancel("stdio", env.Params)
+			t.flights.cancel(stdioSessionID, env.Params)
 		}
 		t.handle(ctx, nil, line) // notifications, and responses to us
 		return
 	}
+	if !t.sess.Initialized() && !preInitialize(&env) {
+		t.writeError(env.ID, mcp.INVALID_REQUEST, fmt.Sprintf("%s before initialize: send initialize first", probe.Clip(env.Method, 64)))
+		return
+	}
 	if t.refuse != nil {
-		if e := t.refuse(ctx, env.Method, env.Params); e != nil {
+		if e := t.refuse(ctx, stdioSessionID, env.Method, env.Params); e != nil {
 			t.write(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: requestID(env.ID), Error: *e})
 			return
 		}
@@ -169,7 +177,7 @@ func (t *stdioTransport) dispatch(ctx context.Context, line []byte) {
 	}
 	t.wg.Add(1)
 	t.mu.Unlock()
-	f, done := t.flights.start("stdio", env.ID)
+	f, done := t.flights.start(stdioSessionID, env.ID)
 	go func() {
 		defer t.wg.Done()
 		defer func() { <-t.slots }()
@@ -182,6 +190,17 @@ func (t *stdioTransport) dispatch(ctx context.Context, line []byte) {
 			t.write(resp)
 		}
 	}()
+}
+
+// preInitialize reports whether a request may come before initialize: the
+// initialize itself, ping, and any 2026-07-28 request (that revision has
+// no handshake; each request declares its version).
+func preInitialize(env *envelope) bool {
+	switch mcp.MCPMethod(env.Method) {
+	case mcp.MethodInitialize, mcp.MethodPing:
+		return true
+	}
+	return mcp.IsModernProtocol(env.metaVersion())
 }
 
 // handle runs the message through mcp-go; a panic becomes an internal

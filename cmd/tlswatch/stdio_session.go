@@ -31,7 +31,10 @@ func newStdioSession() *stdioSession {
 	return &stdioSession{notes: make(chan mcp.JSONRPCNotification, stdioNotificationBuffer)}
 }
 
-func (s *stdioSession) SessionID() string { return "stdio" }
+// stdioSessionID is the ID of the one stdio session.
+const stdioSessionID = "stdio"
+
+func (s *stdioSession) SessionID() string { return stdioSessionID }
 
 func (s *stdioSession) NotificationChannel() chan<- mcp.JSONRPCNotification { return s.notes }
 

@@ -15,6 +15,8 @@ var usageText = map[string]string{
 	"serve": `usage: tlswatch serve [--http ADDR] [--token TOKEN] [--config FILE] [--metrics ADDR]
                       [--deny-private] [--allow-cidr CIDR] [--deny-cidr CIDR] [--client-cert NAME=CERT,KEY]
                       [--auth-issuer URL] [--public-url URL] [--auth-introspect URL] [--read-only]
+                      [--metrics-token TOKEN] [--max-sessions N] [--max-subscriptions N]
+                      [--max-connections N] [--max-message-bytes N]
 
 Runs the MCP server: over stdio by default (what Claude and IDEs launch),
 or over streamable HTTP at /mcp with --http.
