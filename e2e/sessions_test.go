@@ -177,13 +177,19 @@ func TestHTTPSessionEnds(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the GET stream of a deleted session is still open after 10s")
 	}
+	c.want404(t, "after DELETE")
+}
+
+// want404 checks that every method with c's session gets 404.
+func (c *rawClient) want404(t *testing.T, when string) {
+	t.Helper()
 	for _, m := range []string{http.MethodGet, http.MethodDelete, http.MethodPost} {
 		body := ""
 		if m == http.MethodPost {
 			body = `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`
 		}
 		if resp, b := c.do(m, body, nil); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("%s after DELETE: %d, want 404: %.200s", m, resp.StatusCode, b)
+			t.Errorf("%s %s: %d, want 404: %.200s", m, when, resp.StatusCode, b)
 		}
 	}
 }
@@ -220,15 +226,7 @@ func TestHTTPRestartTellsClient(t *testing.T) {
 	if u2 != u {
 		t.Fatalf("restarted on %s, want %s", u2, u)
 	}
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
-		body := ""
-		if m == http.MethodPost {
-			body = `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`
-		}
-		if resp, b := c.do(m, body, nil); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("%s with the old session: %d, want 404: %.200s", m, resp.StatusCode, b)
-		}
-	}
+	c.want404(t, "with the session of before the restart")
 	c.session = ""
 	c.initialize()
 	if resp, b := c.do(http.MethodPost, `{"jsonrpc":"2.0","id":4,"method":"tools/list"}`, nil); resp.StatusCode != http.StatusOK {

@@ -593,24 +593,8 @@ func TestSubscriptionsLegacy(t *testing.T) {
 	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	connect := func() (*client.Client, chan mcp.JSONRPCNotification) {
-		c, err := client.NewInProcessClientWithOptions(srv.MCPServer, client.WithProtocolVersion("2025-11-25"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch := make(chan mcp.JSONRPCNotification, 100)
-		c.OnNotification(func(n mcp.JSONRPCNotification) { ch <- n })
-		if err := c.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
-			t.Fatal(err)
-		}
-		return c, ch
-	}
-	a, aNotes := connect()
-	_, bNotes := connect()
+	a, aNotes := inProcess(t, srv, "2025-11-25")
+	_, bNotes := inProcess(t, srv, "2025-11-25")
 
 	req := mcp.CallToolRequest{}
 	req.Params.Name = "watch_endpoint"
@@ -661,19 +645,7 @@ func TestSubscriptionsModern(t *testing.T) {
 	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
-	c, err := client.NewInProcessClientWithOptions(srv.MCPServer, client.WithProtocolVersion("2026-07-28"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	notes := make(chan mcp.JSONRPCNotification, 100)
-	c.OnNotification(func(n mcp.JSONRPCNotification) { notes <- n })
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Initialize(ctx, mcp.InitializeRequest{}); err != nil {
-		t.Fatal(err)
-	}
+	c, notes := inProcess(t, srv, "2026-07-28")
 	if c.ProtocolVersion() != "2026-07-28" {
 		t.Skipf("in-process client negotiated %s", c.ProtocolVersion())
 	}

@@ -85,14 +85,8 @@ func (h *mcpEndpoint) serveSessionMethod(w http.ResponseWriter, r *http.Request)
 		h.sdk.ServeHTTP(w, r)
 		return
 	}
-	id := r.Header.Get(server.HeaderKeySessionID)
-	if id == "" {
-		http.Error(w, "Bad Request: Mcp-Session-Id header required (initialize first)", http.StatusBadRequest)
-		return
-	}
-	sctx, leave, ok := h.ids.enter(id)
+	_, sctx, leave, ok := h.enterSession(w, r)
 	if !ok {
-		http.Error(w, "Not Found: unknown or expired session; initialize a new one", http.StatusNotFound)
 		return
 	}
 	defer leave()
@@ -148,14 +142,8 @@ func (h *mcpEndpoint) serveLegacy(w http.ResponseWriter, r *http.Request, env *e
 		h.serveInitialize(w, r)
 		return
 	}
-	id := r.Header.Get(server.HeaderKeySessionID)
-	if id == "" {
-		http.Error(w, "Bad Request: Mcp-Session-Id header required (initialize first)", http.StatusBadRequest)
-		return
-	}
-	_, leave, ok := h.ids.enter(id)
+	id, _, leave, ok := h.enterSession(w, r)
 	if !ok {
-		http.Error(w, "Not Found: unknown or expired session; initialize a new one", http.StatusNotFound)
 		return
 	}
 	defer leave()
@@ -171,6 +159,21 @@ func (h *mcpEndpoint) serveLegacy(w http.ResponseWriter, r *http.Request, env *e
 		w = &cancelWriter{ResponseWriter: w, f: f}
 	}
 	h.sdk.ServeHTTP(w, r)
+}
+
+// enterSession finds the live session of a request that needs one; it
+// answers 400 (no Mcp-Session-Id) or 404 (not live) itself and returns
+// false. leave ends the request's stay in the session.
+func (h *mcpEndpoint) enterSession(w http.ResponseWriter, r *http.Request) (id string, sctx context.Context, leave func(), ok bool) {
+	id = r.Header.Get(server.HeaderKeySessionID)
+	if id == "" {
+		http.Error(w, "Bad Request: Mcp-Session-Id header required (initialize first)", http.StatusBadRequest)
+		return "", nil, nil, false
+	}
+	if sctx, leave, ok = h.ids.enter(id); !ok {
+		http.Error(w, "Not Found: unknown or expired session; initialize a new one", http.StatusNotFound)
+	}
+	return id, sctx, leave, ok
 }
 
 // serveInitialize lets mcp-go mint and register the session, then undoes
