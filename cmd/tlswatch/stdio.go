@@ -26,13 +26,13 @@ import (
 //   - requests naming a resource this server does not have get -32002
 //     before they reach a handler (refuse);
 //   - a line longer than maxLine is refused without being held in memory;
-//   - one goroutine hand-off per request instead of three (a reader
-//     goroutine per line, a worker queue): the transport is on the latency
-//     path of every check_tls.
+//   - no goroutine hand-off between reading a request and serving it (mcp-go
+//     has two: a reader goroutine per line, a worker queue): the transport
+//     is on the latency path of every check_tls.
 //
-// Requests run concurrently, at most maxConcurrent at once (the reader
-// waits for a slot, which pushes back on the client); notifications are
-// handled in order on the reader. Every write is one whole line.
+// Requests run concurrently, at most stdioMaxConcurrent at once (the
+// reader waits for a slot, which pushes back on the client); notifications
+// are handled in order on the reader. Every write is one whole line.
 type stdioTransport struct {
 	srv     *server.MCPServer
 	refuse  func(ctx context.Context, session, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails
@@ -45,9 +45,11 @@ type stdioTransport struct {
 	slots   chan struct{}
 	flights *flights
 
+	readDone chan error // the end of stdin, from the reader that met it
+
 	mu     sync.Mutex // guards closed and wg.Add against wg.Wait
 	closed bool
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // requests being served
 }
 
 const (
@@ -73,11 +75,11 @@ func (t *stdioTransport) serve(ctx context.Context, stdin io.Reader, stdout io.W
 		defer close(notesDone)
 		t.writeNotifications(ctx, sess.notes)
 	}()
-	readDone := make(chan error, 1)
-	go func() { readDone <- t.readLoop(ctx, stdin) }()
+	t.readDone = make(chan error, 1)
+	go t.read(ctx, bufio.NewReaderSize(stdin, stdioReadBuffer))
 	var err error
 	select {
-	case err = <-readDone:
+	case err = <-t.readDone:
 	case <-ctx.Done():
 	}
 	cancel()
@@ -89,28 +91,51 @@ func (t *stdioTransport) serve(ctx context.Context, stdin io.Reader, stdout io.W
 	return err
 }
 
-// readLoop reads one JSON-RPC message per line until EOF.
-func (t *stdioTransport) readLoop(ctx context.Context, stdin io.Reader) error {
-	rd := bufio.NewReaderSize(stdin, stdioReadBuffer)
-	for ctx.Err() == nil {
+// read reads messages in order and serves the notifications itself. At a
+// request it passes the reading on to a new goroutine and serves the
+// request: the request goes on on the thread that woke up for it, with no
+// hand-off on the latency path of a tool call, while the next read waits
+// on another thread. The reader that meets the end of stdin reports it on
+// t.readDone.
+func (t *stdioTransport) read(ctx context.Context, rd *bufio.Reader) {
+	for {
+		line, done, err := t.next(rd)
+		if done {
+			t.readDone <- err
+			return
+		}
+		env, ok := t.admit(ctx, line)
+		if !ok {
+			continue
+		}
+		if !t.begin(ctx) {
+			return // shutting down
+		}
+		go t.read(ctx, rd)
+		t.serveRequest(ctx, env, line)
+		return
+	}
+}
+
+// next is the next non-empty line; done at the end of stdin (err nil) or
+// on a read error. An over-long line is answered and skipped.
+func (t *stdioTransport) next(rd *bufio.Reader) (line []byte, done bool, err error) {
+	for {
 		line, err := readLine(rd, t.maxLine)
 		switch {
 		case errors.Is(err, errLineTooLong):
 			t.writeError(nil, mcp.PARSE_ERROR, fmt.Sprintf("message longer than %d bytes; not read", t.maxLine))
 			continue
-		case errors.Is(err, io.EOF) && len(line) == 0:
-			return nil
 		case err != nil && !errors.Is(err, io.EOF):
-			return fmt.Errorf("read stdin: %w", err)
+			return nil, true, fmt.Errorf("read stdin: %w", err)
+		case len(bytes.TrimSpace(line)) == 0:
+			if err != nil {
+				return nil, true, nil
+			}
+			continue
 		}
-		if len(bytes.TrimSpace(line)) > 0 {
-			t.dispatch(ctx, line)
-		}
-		if err != nil {
-			return nil // EOF after a last line without newline
-		}
+		return line, false, nil // a last line without newline: EOF comes next
 	}
-	return nil
 }
 
 var errLineTooLong = errors.New("line too long")
@@ -139,57 +164,67 @@ func readLine(rd *bufio.Reader, max int) ([]byte, error) {
 	}
 }
 
-// dispatch handles one message: notifications in order, here; requests on
-// their own goroutine.
-func (t *stdioTransport) dispatch(ctx context.Context, line []byte) {
-	var env envelope
+// admit parses a message and answers what needs no handler: it serves a
+// notification (in order), refuses a malformed message, a request before
+// initialize and one naming an unknown resource, and returns ok for a
+// request to serve.
+func (t *stdioTransport) admit(ctx context.Context, line []byte) (env envelope, ok bool) {
 	if err := json.Unmarshal(line, &env); err != nil {
 		t.writeError(nil, mcp.PARSE_ERROR, "Parse error: "+err.Error())
-		return
+		return env, false
 	}
 	if !env.isRequest() {
 		if env.Method == string(mcp.MethodNotificationCancelled) {
 			t.flights.cancel(stdioSessionID, env.Params)
 		}
 		t.handle(ctx, nil, line) // notifications, and responses to us
-		return
+		return env, false
 	}
 	if !t.sess.Initialized() && !preInitialize(&env) {
 		t.writeError(env.ID, mcp.INVALID_REQUEST, fmt.Sprintf("%s before initialize: send initialize first", probe.Clip(env.Method, 64)))
-		return
+		return env, false
 	}
 	if t.refuse != nil {
 		if e := t.refuse(ctx, stdioSessionID, env.Method, env.Params); e != nil {
 			t.write(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: requestID(env.ID), Error: *e})
-			return
+			return env, false
 		}
 	}
+	return env, true
+}
+
+// begin takes a request slot (waiting while maxConcurrent requests run)
+// and counts the request for serve's shutdown; false once shutting down.
+func (t *stdioTransport) begin(ctx context.Context) bool {
 	select {
 	case t.slots <- struct{}{}:
 	case <-ctx.Done():
-		return
+		return false
 	}
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.closed {
-		t.mu.Unlock()
 		<-t.slots
-		return
+		return false
 	}
 	t.wg.Add(1)
-	t.mu.Unlock()
+	return true
+}
+
+// serveRequest serves a request admitted and begun; its response is
+// dropped when the client cancelled it meanwhile.
+func (t *stdioTransport) serveRequest(ctx context.Context, env envelope, line []byte) {
+	defer t.wg.Done()
+	defer func() { <-t.slots }()
 	f, done := t.flights.start(stdioSessionID, env.ID)
-	go func() {
-		defer t.wg.Done()
-		defer func() { <-t.slots }()
-		defer done()
-		resp := t.handle(ctx, env.ID, line)
-		f.mu.Lock()
-		cancelled := f.cancelled
-		f.mu.Unlock()
-		if resp != nil && !cancelled {
-			t.write(resp)
-		}
-	}()
+	defer done()
+	resp := t.handle(ctx, env.ID, line)
+	f.mu.Lock()
+	cancelled := f.cancelled
+	f.mu.Unlock()
+	if resp != nil && !cancelled {
+		t.write(resp)
+	}
 }
 
 // preInitialize reports whether a request may come before initialize: the
