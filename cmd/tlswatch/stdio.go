@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -39,11 +40,12 @@ type stdioTransport struct {
 	logger  *slog.Logger
 	maxLine int
 
-	sess    *stdioSession
-	out     io.Writer
-	outMu   sync.Mutex
-	slots   chan struct{}
-	flights *flights
+	sess     *stdioSession
+	initSeen atomic.Bool // an initialize request was read
+	out      io.Writer
+	outMu    sync.Mutex
+	slots    chan struct{}
+	flights  *flights
 
 	readDone chan error // the end of stdin, from the reader that met it
 
@@ -180,7 +182,12 @@ func (t *stdioTransport) admit(ctx context.Context, line []byte) (env envelope, 
 		t.handle(ctx, nil, line) // notifications, and responses to us
 		return env, false
 	}
-	if !t.sess.Initialized() && !preInitialize(&env) {
+	// A client may send its next requests without waiting for the answer
+	// to initialize: an initialize read is enough.
+	if env.Method == string(mcp.MethodInitialize) {
+		t.initSeen.Store(true)
+	}
+	if !t.initSeen.Load() && !t.sess.Initialized() && !preInitialize(&env) {
 		t.writeError(env.ID, mcp.INVALID_REQUEST, fmt.Sprintf("%s before initialize: send initialize first", probe.Clip(env.Method, 64)))
 		return env, false
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,4 +156,47 @@ func TestStdioProbes(t *testing.T) {
 	if !strings.Contains(string(m["result"]), `"status":"ok"`) {
 		t.Errorf("check_tls: %.400s", m["result"])
 	}
+}
+
+// TestStdioPipelinedAfterInitialize: a client may send requests right
+// behind its initialize without waiting for the answer; only requests
+// before any initialize are refused.
+func TestStdioPipelinedAfterInitialize(t *testing.T) {
+	srv := tools.NewServer(tools.Deps{}, tools.ServerOptions{})
+	t.Cleanup(srv.Close)
+	in := strings.Join([]string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+		`{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`,
+	}, "\n") + "\n"
+	var out strings.Builder
+	tr := &stdioTransport{srv: srv.MCPServer, refuse: srv.ResourceRequestError, logger: slog.New(slog.DiscardHandler), maxLine: maxBodyBytes}
+	if err := tr.serve(context.Background(), strings.NewReader(in), &lockedWriter{w: &out}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var m map[string]json.RawMessage
+		if json.Unmarshal([]byte(l), &m) == nil {
+			got[string(m["id"])] = l
+		}
+	}
+	if !strings.Contains(got["1"], "-32600") {
+		t.Errorf("tools/list before initialize: %.200s", got["1"])
+	}
+	if !strings.Contains(got["3"], `"tools"`) {
+		t.Errorf("tools/list pipelined after initialize: %.200s", got["3"])
+	}
+}
+
+// lockedWriter serialises writes for a strings.Builder read after serve.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
