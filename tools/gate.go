@@ -61,10 +61,11 @@ func (s *Server) ResourceRequestError(ctx context.Context, session, method strin
 	default:
 		return nil
 	}
+	subscribing := mcp.MCPMethod(method) != mcp.MethodResourcesRead
 	for _, u := range uris {
-		if err := s.checkURI(ctx, u); err != nil {
+		if err := s.checkURI(ctx, u, subscribing); err != nil {
 			code := mcp.RESOURCE_NOT_FOUND
-			if errors.Is(err, errURITooLong) {
+			if errors.Is(err, errBadURI) {
 				code = mcp.INVALID_PARAMS
 			}
 			e := mcp.NewJSONRPCErrorDetails(code, err.Error(), map[string]any{"uri": probe.Clip(u, 200)})
@@ -79,20 +80,26 @@ func (s *Server) ResourceRequestError(ctx context.Context, session, method strin
 	return nil
 }
 
-var errURITooLong = errors.New("uri too long")
+// errBadURI marks a URI refused as invalid (-32602) rather than unknown.
+var errBadURI = errors.New("uri")
 
-// checkURI says why uri names no resource of this server (nil when it does).
-func (s *Server) checkURI(ctx context.Context, uri string) error {
+// checkURI says why uri names no resource of this server (nil when it
+// does); subscribing to the feed takes its plain URI only.
+func (s *Server) checkURI(ctx context.Context, uri string, subscribing bool) error {
 	if len(uri) > maxURILength {
-		return fmt.Errorf("%w: %d bytes, at most %d", errURITooLong, len(uri), maxURILength)
+		return fmt.Errorf("%w too long: %d bytes, at most %d", errBadURI, len(uri), maxURILength)
 	}
-	switch uri {
-	case URIWatches, URIExpiring:
+	switch {
+	case uri == URIWatches, uri == URIExpiring, uri == URIAlerts:
 		return nil
+	case isAlertsURI(uri) && subscribing:
+		return fmt.Errorf("%w: subscribe to %s itself; read %s?after=ID to catch up", errBadURI, URIAlerts, URIAlerts)
+	case isAlertsURI(uri):
+		return s.checkAlertsQuery(ctx, uri)
 	}
 	id, ok := strings.CutPrefix(uri, uriWatchPrefix)
 	if !ok || id == "" || strings.Contains(id, "/") {
-		return fmt.Errorf("resource not found: %s (this server has %s, %s and %s)", probe.Clip(uri, 200), URIWatches, URIWatchTemplate, URIExpiring)
+		return fmt.Errorf("resource not found: %s (this server has %s, %s, %s and %s)", probe.Clip(uri, 200), URIWatches, URIWatchTemplate, URIExpiring, URIAlerts)
 	}
 	svc, err := s.deps.watchService()
 	if err != nil {
@@ -102,4 +109,22 @@ func (s *Server) checkURI(ctx context.Context, uri string) error {
 		return fmt.Errorf("resource not found: no watch %q (see list_watches)", probe.Clip(id, 100))
 	}
 	return nil // other errors: the handler reports them
+}
+
+// checkAlertsQuery refuses a feed URI whose query, or cursor, the feed
+// cannot take (the watcher owns what a cursor is).
+func (s *Server) checkAlertsQuery(ctx context.Context, uri string) error {
+	after, _, err := alertsQuery(uri)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadURI, err)
+	}
+	svc, err := s.deps.watchService()
+	if err != nil {
+		return fmt.Errorf("resource not found: %w", err)
+	}
+	var fe *probe.FieldError
+	if _, err := svc.Alerts(ctx, after, 1); errors.As(err, &fe) {
+		return fmt.Errorf("%w: %v", errBadURI, fe)
+	}
+	return nil
 }

@@ -39,6 +39,11 @@ func TestResourceRequestError(t *testing.T) {
 		{"listen ok", "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{URIExpiring, known}}}, 0, ""},
 		{"listen unknown", "subscriptions/listen", map[string]any{"notifications": map[string]any{"resourceSubscriptions": []string{URIExpiring, "tlswatch://nope"}}}, mcp.RESOURCE_NOT_FOUND, "tlswatch://nope"},
 		{"1 MB uri", "resources/subscribe", map[string]any{"uri": long}, mcp.INVALID_PARAMS, "uri too long"},
+		{"alert feed", "resources/read", map[string]any{"uri": URIAlerts + "?after=0&limit=5"}, 0, ""},
+		{"alert feed subscribe", "resources/subscribe", map[string]any{"uri": URIAlerts}, 0, ""},
+		{"alert feed bad cursor", "resources/read", map[string]any{"uri": URIAlerts + "?after=x"}, mcp.INVALID_PARAMS, "not a cursor"},
+		{"alert feed bad key", "resources/read", map[string]any{"uri": URIAlerts + "?since=1"}, mcp.INVALID_PARAMS, "takes after and limit"},
+		{"alert feed subscribe with a cursor", "resources/subscribe", map[string]any{"uri": URIAlerts + "?after=1"}, mcp.INVALID_PARAMS, "subscribe to tlswatch://alerts itself"},
 		{"not a resource method", "tools/list", map[string]any{}, 0, ""},
 		{"malformed params left to the SDK", "resources/read", []int{1}, 0, ""},
 	}
@@ -173,4 +178,48 @@ func inProcess(t *testing.T, srv *Server, version string) (*client.Client, chan 
 		t.Fatal(err)
 	}
 	return c, notes
+}
+
+// TestAlertFeed: tlswatch://alerts lists every committed event with an id,
+// reads from a cursor, and its subscribers hear of each new event.
+func TestAlertFeed(t *testing.T) {
+	fw := newFakeWatch(t)
+	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	c, notes := inProcess(t, srv, "2025-11-25")
+	if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: URIAlerts}}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(uri string) watch.AlertFeed {
+		t.Helper()
+		res, err := c.ReadResource(ctx, mcp.ReadResourceRequest{Params: mcp.ReadResourceParams{URI: uri}})
+		if err != nil {
+			t.Fatalf("read %s: %v", uri, err)
+		}
+		var feed watch.AlertFeed
+		if err := json.Unmarshal([]byte(res.Contents[0].(mcp.TextResourceContents).Text), &feed); err != nil {
+			t.Fatal(err)
+		}
+		return feed
+	}
+	if _, err := fw.Add(ctx, watch.Spec{Target: "mcp.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	waitNote(t, notes, "notifications/resources/updated", URIAlerts, 5*time.Second)
+	first := read(URIAlerts)
+	if len(first.Alerts) == 0 || first.Alerts[0].Kind != watch.EventWatchAdded || first.Next != first.Alerts[len(first.Alerts)-1].ID {
+		t.Fatalf("feed after an add: %+v", first)
+	}
+	if caughtUp := read(URIAlerts + "?after=" + first.Next); len(caughtUp.Alerts) != 0 || caughtUp.Next != first.Next {
+		t.Errorf("nothing new after next: %+v", caughtUp)
+	}
+	if _, err := fw.Remove(ctx, fw.id("mcp.example.com"), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitNote(t, notes, "notifications/resources/updated", URIAlerts, 5*time.Second)
+	missed := read(URIAlerts + "?after=" + first.Next)
+	if len(missed.Alerts) != 1 || missed.Alerts[0].Kind != watch.EventWatchRemoved {
+		t.Errorf("what a client that was away missed: %+v", missed)
+	}
 }

@@ -213,15 +213,20 @@ func (s *Subscriptions) Subscribers() (sessions map[string][]string, streams int
 
 // Changed implements watch.Notifier: one committed Change of one watch. A
 // watch added or removed changes the list (list_changed); every change
-// updates the watch's own resource, the list and the expiring view, once;
-// each event but the addition and the removal also goes out as a log
-// alert.
+// updates the watch's own resource, the list, the expiring view and (with
+// events) the alert feed, each once; each event but the addition and the
+// removal also goes out as a log alert to the 2025-11-25-era sessions that
+// set a log level.
 func (s *Subscriptions) Changed(c watch.Change) {
 	defer s.recoverNotify("Changed")
 	if c.ListChanged() {
 		s.listChanged()
 	}
-	s.NotifyUpdated(WatchURI(c.Watch.ID), URIWatches, URIExpiring)
+	uris := []string{WatchURI(c.Watch.ID), URIWatches, URIExpiring}
+	if len(c.Events) > 0 {
+		uris = append(uris, URIAlerts) // each event is in the feed
+	}
+	s.NotifyUpdated(uris...)
 	for _, ev := range c.Events {
 		if ev.Kind != watch.EventWatchAdded && ev.Kind != watch.EventWatchRemoved {
 			s.alert(c.Watch, ev)

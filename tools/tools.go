@@ -169,7 +169,7 @@ func ToolScopes() map[string]string {
 // AllResources is the inventory of static resources.
 func AllResources(deps Deps) []Resource {
 	d := deps.withDefaults()
-	rs := []Resource{watchesResource(d), expiringResource(d)}
+	rs := []Resource{watchesResource(d), expiringResource(d), alertsResource(d)}
 	for i := range rs {
 		rs[i].Handler = d.redactResource(rs[i].Handler)
 	}
@@ -179,7 +179,7 @@ func AllResources(deps Deps) []Resource {
 // AllResourceTemplates is the inventory of resource templates.
 func AllResourceTemplates(deps Deps) []ResourceTemplate {
 	d := deps.withDefaults()
-	rs := []ResourceTemplate{watchResourceTemplate(d)}
+	rs := []ResourceTemplate{watchResourceTemplate(d), alertsResourceTemplate(d)}
 	for i := range rs {
 		rs[i].Handler = server.ResourceTemplateHandlerFunc(d.redactResource(server.ResourceHandlerFunc(rs[i].Handler)))
 	}
@@ -292,6 +292,8 @@ func instructionsFor(readOnly bool) string {
 const instructions = `tlswatch diagnoses and watches the TLS health of servers, first of all remote MCP servers over HTTPS.
 Use check_tls to explain why a client cannot connect (expired or not yet valid certificate, incomplete chain, name mismatch, untrusted root, old TLS), inspect_chain for the certificates as served, and scan_endpoints for many targets at once.`
 
-const watchInstructions = `Use watch_endpoint to probe a target on a schedule; subscribe to tlswatch://watches/{id} or tlswatch://expiring to be told when a watch goes down, crosses an expiry stage (30, 14, 7, 1 days) or its certificate rotates.`
+const watchInstructions = `Use watch_endpoint to probe a target on a schedule; subscribe to tlswatch://watches/{id} or tlswatch://expiring to be told when a watch goes down, crosses an expiry stage (30, 14, 7, 1 days) or its certificate rotates. ` + feedInstructions
 
-const readOnlyInstructions = `This server is read-only: its operator chooses what is watched. list_watches, list_expiring and get_history show the watches; subscribe to tlswatch://watches/{id} or tlswatch://expiring to be told when a watch goes down, crosses an expiry stage (30, 14, 7, 1 days) or its certificate rotates.`
+const feedInstructions = `Every such event is also in the alert feed, tlswatch://alerts: subscribe to it to hear of each one, and read tlswatch://alerts?after=ID (the next of your last read) to catch up after being away.`
+
+const readOnlyInstructions = `This server is read-only: its operator chooses what is watched. list_watches, list_expiring and get_history show the watches; subscribe to tlswatch://watches/{id} or tlswatch://expiring to be told when a watch goes down, crosses an expiry stage (30, 14, 7, 1 days) or its certificate rotates. ` + feedInstructions

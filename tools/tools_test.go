@@ -533,7 +533,7 @@ func TestResources(t *testing.T) {
 	h := newHarness(t, Deps{Watch: fw}, "2025-11-25")
 	h.call("watch_endpoint", map[string]any{"target": "mcp.example.com"})
 	ctx := context.Background()
-	for _, uri := range []string{URIWatches, URIExpiring, WatchURI(fw.id("mcp.example.com"))} {
+	for _, uri := range []string{URIWatches, URIExpiring, WatchURI(fw.id("mcp.example.com")), URIAlerts, URIAlerts + "?after=0&limit=10"} {
 		req := mcp.ReadResourceRequest{}
 		req.Params.URI = uri
 		res, err := h.c.ReadResource(ctx, req)
@@ -546,8 +546,12 @@ func TestResources(t *testing.T) {
 		}
 	}
 	tmpls, err := h.c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
-	if err != nil || len(tmpls.ResourceTemplates) != 1 || tmpls.ResourceTemplates[0].URITemplate.Raw() != URIWatchTemplate {
-		t.Errorf("templates = %+v, %v", tmpls, err)
+	var raw []string
+	for _, rt := range tmpls.ResourceTemplates {
+		raw = append(raw, rt.URITemplate.Raw())
+	}
+	if slices.Sort(raw); err != nil || !slices.Equal(raw, []string{URIAlertsTemplate, URIWatchTemplate}) {
+		t.Errorf("templates = %v, %v", raw, err)
 	}
 	prompts, err := h.c.ListPrompts(ctx, mcp.ListPromptsRequest{})
 	if err != nil || len(prompts.Prompts) != len(AllPrompts(Deps{})) {
