@@ -2,17 +2,20 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	gosdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/tlswatch/tlswatch/internal/testlab"
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // Subscribers never go silent across a restart of `serve --http` on the
@@ -21,7 +24,8 @@ import (
 // keeps receiving updates; a 2026-07-28 client (the official Go SDK) has no
 // session to lose, opens its subscription stream again and keeps receiving
 // updates, and neither era ever gets notifications/message on a listen
-// stream.
+// stream. What happened while a client was away it reads from the alert
+// feed, tlswatch://alerts?after=CURSOR, with the cursor of its last read.
 
 // rotate gives the lab's rotating server a new certificate (a new
 // fingerprint: the watch's next probe reports a rotation).
@@ -49,23 +53,96 @@ func TestReconnectLegacyMCPGo(t *testing.T) {
 	id := addWatch(t, c, l)
 	uri := "tlswatch://watches/" + id
 	ctx := context.Background()
-	if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: uri}}); err != nil {
-		t.Fatal(err)
+	subscribe := func() {
+		t.Helper()
+		for _, u := range []string{uri, alertsURI} {
+			if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: u}}); err != nil {
+				t.Fatalf("subscribe %s: %v", u, err)
+			}
+		}
 	}
+	subscribe()
 	l.rotate()
-	ch.wait(t, "notifications/resources/updated", uri, 20*time.Second)
+	ch.waitAll(t, 20*time.Second, note{"notifications/resources/updated", uri}, note{"notifications/resources/updated", alertsURI})
+	read := func(uri string) alertFeed { return decodeFeed(t, readText(t, c, uri)) }
+	seen := waitFeed(t, read, "", id, watch.EventRotated)
 
 	restart(t, l, u, stop)
+	l.rotate() // while the client is away
 	_, err := c.ListTools(ctx, mcp.ListToolsRequest{})
 	if !errors.Is(err, transport.ErrSessionTerminated) {
 		t.Fatalf("first request after the restart: %v, want the session-terminated (404) error", err)
 	}
 	initialize(t, c)
-	if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: uri}}); err != nil {
-		t.Fatalf("subscribe on the new session: %v", err)
+	subscribe()
+	missed := waitFeed(t, read, seen.Next, id, watch.EventRotated)
+	for _, a := range missed.Alerts {
+		if a.ID == seen.Next || a.Kind == watch.EventWatchAdded {
+			t.Errorf("the feed after %s repeats %+v", seen.Next, a)
+		}
 	}
 	l.rotate()
-	ch.wait(t, "notifications/resources/updated", uri, 20*time.Second)
+	ch.waitAll(t, 20*time.Second, note{"notifications/resources/updated", uri}, note{"notifications/resources/updated", alertsURI})
+	waitFeed(t, read, missed.Next, id, watch.EventRotated)
+}
+
+const alertsURI = "tlswatch://alerts"
+
+// alertFeed is what tlswatch://alerts holds (watch.AlertFeed as a client
+// sees it).
+type alertFeed struct {
+	Alerts []struct {
+		ID      string `json:"id"`
+		Kind    string `json:"kind"`
+		WatchID string `json:"watch_id"`
+	} `json:"alerts"`
+	Next string `json:"next"`
+}
+
+func decodeFeed(t *testing.T, text string) alertFeed {
+	t.Helper()
+	var f alertFeed
+	if err := json.Unmarshal([]byte(text), &f); err != nil || f.Next == "" {
+		t.Fatalf("alert feed %.300q: %v", text, err)
+	}
+	return f
+}
+
+func readText(t *testing.T, c *client.Client, uri string) string {
+	t.Helper()
+	res, err := c.ReadResource(context.Background(), mcp.ReadResourceRequest{Params: mcp.ReadResourceParams{URI: uri}})
+	if err != nil || len(res.Contents) != 1 {
+		t.Fatalf("read %s: %+v, %v", uri, res, err)
+	}
+	tc, ok := res.Contents[0].(mcp.TextResourceContents)
+	if !ok {
+		t.Fatalf("read %s: %T", uri, res.Contents[0])
+	}
+	return tc.Text
+}
+
+// waitFeed reads the feed after cursor until it holds an event of kind
+// for watch id (the watcher commits it after its next probe) and returns
+// that page.
+func waitFeed(t *testing.T, read func(string) alertFeed, after, id, kind string) alertFeed {
+	t.Helper()
+	uri := alertsURI
+	if after != "" {
+		uri += "?after=" + url.QueryEscape(after)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		f := read(uri)
+		for _, a := range f.Alerts {
+			if a.WatchID == id && a.Kind == kind {
+				return f
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event for %s in %s within 20s: %+v", kind, id, uri, f)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // sdkNotes records what the official Go SDK client hears.
@@ -148,32 +225,52 @@ func TestReconnectModernGoSDK(t *testing.T) {
 	// Subscribe opens a subscriptions/listen stream; Unsubscribe cancels it
 	// with a notifications/cancelled that carries no _meta, which must not
 	// cost the client its connection.
-	sub := func() {
+	sub := func(uris ...string) {
 		t.Helper()
-		if err := cs.Subscribe(ctx, &gosdk.SubscribeParams{URI: uri}); err != nil {
-			t.Fatalf("subscribe: %v", err)
+		for _, u := range uris {
+			if err := cs.Subscribe(ctx, &gosdk.SubscribeParams{URI: u}); err != nil {
+				t.Fatalf("subscribe %s: %v", u, err)
+			}
 		}
 	}
-	sub()
+	unsub := func(uris ...string) {
+		t.Helper()
+		for _, u := range uris {
+			if err := cs.Unsubscribe(ctx, &gosdk.UnsubscribeParams{URI: u}); err != nil {
+				t.Fatalf("unsubscribe %s: %v", u, err)
+			}
+		}
+	}
+	read := func(uri string) alertFeed {
+		t.Helper()
+		res, err := cs.ReadResource(ctx, &gosdk.ReadResourceParams{URI: uri})
+		if err != nil || len(res.Contents) != 1 {
+			t.Fatalf("read %s: %+v, %v", uri, res, err)
+		}
+		return decodeFeed(t, res.Contents[0].Text)
+	}
+	sub(uri)
 	l.rotate()
 	notes.wait(t, uri)
-	if err := cs.Unsubscribe(ctx, &gosdk.UnsubscribeParams{URI: uri}); err != nil {
-		t.Fatal(err)
-	}
+	unsub(uri)
 	sdkCall(t, cs, "list_watches", nil)
 
-	sub()
+	sub(uri, alertsURI)
+	waitListen(t, cs, alertsURI, l, notes)
+	seen := waitFeed(t, read, "", id, watch.EventRotated)
 	restart(t, l, u, stop)
+	l.rotate() // while the client's streams are gone
 	// No session to lose: the next request works on the new process. The
-	// stream of the old one ended; the client opens a new one.
+	// streams of the old one ended; the client opens new ones, and reads
+	// what it missed from the feed.
 	sdkCall(t, cs, "list_watches", nil)
-	if err := cs.Unsubscribe(ctx, &gosdk.UnsubscribeParams{URI: uri}); err != nil {
-		t.Fatal(err)
-	}
-	sub()
-	// The new stream is open once the server acknowledged it; a rotation
-	// after that is heard.
-	waitListen(t, cs, uri, l, notes)
+	unsub(uri, alertsURI)
+	missed := waitFeed(t, read, seen.Next, id, watch.EventRotated)
+	sub(uri, alertsURI)
+	// The new streams are open once the server acknowledged them; a
+	// rotation after that is heard.
+	waitListen(t, cs, alertsURI, l, notes)
+	waitFeed(t, read, missed.Next, id, watch.EventRotated)
 
 	notes.mu.Lock()
 	defer notes.mu.Unlock()

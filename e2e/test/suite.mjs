@@ -322,16 +322,18 @@ export function defineSuite(kind) {
     });
 
     describe('watches, resources and notifications', () => {
-      it('resources and the watch template are listed', async () => {
+      it('resources, the watch template and the alert feed are listed', async () => {
         const res = await client.listResources(undefined, { timeout: CALL_TIMEOUT_MS });
         const uris = res.resources.map((r) => r.uri);
-        for (const u of ['tlswatch://watches', 'tlswatch://expiring']) {
+        for (const u of ['tlswatch://watches', 'tlswatch://expiring', 'tlswatch://alerts']) {
           assert.ok(uris.includes(u), `resources/list lacks ${u}: ${uris.join(', ')}`);
         }
         for (const r of res.resources) assert.ok(r.name, `resource ${r.uri} has no name`);
         const tpl = await client.listResourceTemplates(undefined, { timeout: CALL_TIMEOUT_MS });
         const tpls = tpl.resourceTemplates.map((r) => r.uriTemplate);
-        assert.ok(tpls.includes('tlswatch://watches/{id}'), `resources/templates/list lacks tlswatch://watches/{id}: ${tpls.join(', ')}`);
+        for (const t of ['tlswatch://watches/{id}', 'tlswatch://alerts{?after,limit}']) {
+          assert.ok(tpls.includes(t), `resources/templates/list lacks ${t}: ${tpls.join(', ')}`);
+        }
       });
 
       it('subscribe to tlswatch://expiring, watch the 5-day server @every 1s: list_changed and updated arrive', async () => {
