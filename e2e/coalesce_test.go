@@ -14,7 +14,8 @@ import (
 // TestOneUpdatePerURIPerProbe: one probe that sees a rotation, a status
 // change and a stage crossing at once (a healthy 90-day certificate
 // replaced by one expiring in 5 days) sends each subscriber exactly one
-// resources/updated per URI, and each event as its own alert.
+// resources/updated per URI (the alert feed included), and each event as
+// its own alert.
 func TestOneUpdatePerURIPerProbe(t *testing.T) {
 	l := newLab(t)
 	rot := testlab.ServeRotating(t, l.pki.Leaf(testlab.LeafOpts{})) // 90 days: ok, stage none
@@ -26,7 +27,7 @@ func TestOneUpdatePerURIPerProbe(t *testing.T) {
 		t.Fatalf("watch_endpoint: %s", text(res))
 	}
 	id, _ := structured(t, res)["id"].(string)
-	uris := []string{"tlswatch://watches/" + id, "tlswatch://watches", "tlswatch://expiring"}
+	uris := []string{"tlswatch://watches/" + id, "tlswatch://watches", "tlswatch://expiring", alertsURI}
 	for _, u := range uris {
 		if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: u}}); err != nil {
 			t.Fatal(err)
