@@ -137,24 +137,9 @@ func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
-	ids := newSessionIDs(nil, cfg.Limits.MaxSessions)
-	srv.Hooks.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, _ *mcp.InitializeResult) {
-		if cs := server.ClientSessionFromContext(ctx); cs != nil {
-			ids.confirm(cs.SessionID())
-		}
-	})
-	mcpHTTP := server.NewStreamableHTTPServer(srv.MCPServer,
-		server.WithEndpointPath(endpointPath),
-		server.WithSessionIdManager(ids),
-		server.WithSessionIdleTTL(sessionIdleTTL),
-		server.WithHeartbeatInterval(heartbeatInterval),
-		server.WithStreamableHTTPLogger(logger),
-		server.WithStreamableHTTPServer(httpSrv),
-	)
-	endpoint := &mcpEndpoint{sdk: mcpHTTP, ids: ids, flights: newFlights(), refuse: srv.ResourceRequestError, logger: logger}
+	mcpHTTP, endpoint := newMCPEndpoint(srv, cfg.Limits, httpSrv, logger)
 	mux := http.NewServeMux()
 	limiter := newRateLimiter(rateLimitPerSecond, rateLimitBurst)
-	ids.evict = endpoint.end
 	maxBody := cfg.Limits.MaxMessageBytes
 	mux.Handle(endpointPath, limiter.limit(guard(authn, maxBody, endpoint)))
 	if watches != nil {
@@ -189,6 +174,29 @@ func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch
 		return fmt.Errorf("http: %w", err)
 	}
 	return nil
+}
+
+// newMCPEndpoint is mcp-go's streamable HTTP server for srv with our
+// session IDs (live from a successful initialize, capped, the idlest
+// evicted) behind mcpEndpoint, which enforces the session lifecycle.
+func newMCPEndpoint(srv *tools.Server, lim Limits, httpSrv *http.Server, logger *slog.Logger) (*server.StreamableHTTPServer, *mcpEndpoint) {
+	ids := newSessionIDs(nil, lim.MaxSessions)
+	srv.Hooks.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, _ *mcp.InitializeResult) {
+		if cs := server.ClientSessionFromContext(ctx); cs != nil {
+			ids.confirm(cs.SessionID())
+		}
+	})
+	mcpHTTP := server.NewStreamableHTTPServer(srv.MCPServer,
+		server.WithEndpointPath(endpointPath),
+		server.WithSessionIdManager(ids),
+		server.WithSessionIdleTTL(sessionIdleTTL),
+		server.WithHeartbeatInterval(heartbeatInterval),
+		server.WithStreamableHTTPLogger(logger),
+		server.WithStreamableHTTPServer(httpSrv),
+	)
+	endpoint := &mcpEndpoint{sdk: mcpHTTP, ids: ids, flights: newFlights(), refuse: srv.ResourceRequestError, logger: logger}
+	ids.evict = endpoint.end
+	return mcpHTTP, endpoint
 }
 
 // warnUnprotected says loudly that anyone who reaches addr may use the
