@@ -34,6 +34,15 @@ var _ watch.Service = (*fakeWatch)(nil)
 
 func newFakeWatch(t testing.TB) *fakeWatch { return newFakeWatchWith(t, fakeProbe) }
 
+// watchServer is a Server on a real watch engine with fake probes.
+func watchServer(t *testing.T) (*fakeWatch, *Server) {
+	t.Helper()
+	fw := newFakeWatch(t)
+	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
+	t.Cleanup(srv.Close)
+	return fw, srv
+}
+
 func newFakeWatchWith(t testing.TB, probeFn watch.ProbeFunc) *fakeWatch {
 	db, err := store.Open(filepath.Join(t.TempDir(), "tlswatch.db"), store.Options{})
 	if err != nil {

@@ -14,9 +14,7 @@ import (
 )
 
 func TestResourceRequestError(t *testing.T) {
-	fw := newFakeWatch(t)
-	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
-	t.Cleanup(srv.Close)
+	fw, srv := watchServer(t)
 	ctx := context.Background()
 	if _, err := fw.Add(ctx, watch.Spec{Target: "mcp.example.com"}); err != nil {
 		t.Fatal(err)
@@ -72,9 +70,7 @@ func TestResourceRequestError(t *testing.T) {
 // stage crossing) reach a subscriber as one resources/updated per URI, and
 // each event still as its own log alert.
 func TestOneUpdatePerProbe(t *testing.T) {
-	fw := newFakeWatch(t)
-	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
-	t.Cleanup(srv.Close)
+	fw, srv := watchServer(t)
 	ctx := context.Background()
 	c, notes := inProcess(t, srv, "2025-11-25")
 	for _, h := range []string{"a.example.com", "marker.example.com"} {
@@ -183,9 +179,7 @@ func inProcess(t *testing.T, srv *Server, version string) (*client.Client, chan 
 // TestAlertFeed: tlswatch://alerts lists every committed event with an id,
 // reads from a cursor, and its subscribers hear of each new event.
 func TestAlertFeed(t *testing.T) {
-	fw := newFakeWatch(t)
-	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
-	t.Cleanup(srv.Close)
+	fw, srv := watchServer(t)
 	ctx := context.Background()
 	c, notes := inProcess(t, srv, "2025-11-25")
 	if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: URIAlerts}}); err != nil {

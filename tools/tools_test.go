@@ -593,9 +593,7 @@ func waitNote(t *testing.T, ch <-chan mcp.JSONRPCNotification, method, uri strin
 }
 
 func TestSubscriptionsLegacy(t *testing.T) {
-	fw := newFakeWatch(t)
-	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
-	t.Cleanup(srv.Close)
+	fw, srv := watchServer(t)
 	ctx := context.Background()
 	a, aNotes := inProcess(t, srv, "2025-11-25")
 	_, bNotes := inProcess(t, srv, "2025-11-25")
@@ -645,9 +643,7 @@ func TestSubscriptionsLegacy(t *testing.T) {
 }
 
 func TestSubscriptionsModern(t *testing.T) {
-	fw := newFakeWatch(t)
-	srv := NewServer(Deps{Watch: fw, Probe: fakeProbe}, ServerOptions{})
-	t.Cleanup(srv.Close)
+	fw, srv := watchServer(t)
 	ctx := context.Background()
 	c, notes := inProcess(t, srv, "2026-07-28")
 	if c.ProtocolVersion() != "2026-07-28" {
