@@ -442,11 +442,22 @@ func shallow(s *jsonschema.Schema, description string) *jsonschema.Schema {
 		if p == nil {
 			continue
 		}
-		q := &jsonschema.Schema{Type: p.Type, Types: p.Types, Enum: p.Enum}
+		q := typeOnly(p)
+		q.Enum = p.Enum
 		if p.Items != nil {
-			q.Items = &jsonschema.Schema{Type: p.Items.Type, Types: p.Items.Types}
+			q.Items = typeOnly(p.Items)
 		}
 		out.Properties[name] = q
+	}
+	return out
+}
+
+// typeOnly is s's type, or the types of its anyOf branches (a threshold is
+// an integer or a string): never an empty schema, which encodes as true.
+func typeOnly(s *jsonschema.Schema) *jsonschema.Schema {
+	out := &jsonschema.Schema{Type: s.Type, Types: s.Types}
+	for _, b := range s.AnyOf {
+		out.AnyOf = append(out.AnyOf, typeOnly(b))
 	}
 	return out
 }

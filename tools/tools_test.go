@@ -106,6 +106,7 @@ func TestInventory(t *testing.T) {
 			}
 		}
 		checkPortableInput(t, d.Name, "inputSchema", m.InputSchema)
+		checkNoBareSchema(t, d.Name, "outputSchema", m.OutputSchema)
 		for _, h := range []string{"title", "readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"} {
 			if _, ok := m.Annotations[h]; !ok {
 				t.Errorf("%s: annotation %s not set", d.Name, h)
@@ -172,6 +173,30 @@ func checkPortableInput(t *testing.T, tool, path string, s map[string]any) {
 		for i, b := range branches {
 			checkPortableInput(t, tool, fmt.Sprintf("%s.anyOf[%d]", path, i), b.(map[string]any))
 		}
+	}
+}
+
+// checkNoBareSchema: every subschema is an object, never true or false
+// (the Inspector's schema lint rejects them, and {} encodes as true).
+func checkNoBareSchema(t *testing.T, tool, path string, s any) {
+	t.Helper()
+	m, ok := s.(map[string]any)
+	if !ok {
+		t.Errorf("%s: %s: bare schema %v", tool, path, s)
+		return
+	}
+	for _, k := range []string{"properties", "$defs"} {
+		sub, _ := m[k].(map[string]any)
+		for name, p := range sub {
+			checkNoBareSchema(t, tool, path+"."+name, p)
+		}
+	}
+	if items, ok := m["items"]; ok {
+		checkNoBareSchema(t, tool, path+".items", items)
+	}
+	branches, _ := m["anyOf"].([]any)
+	for i, b := range branches {
+		checkNoBareSchema(t, tool, fmt.Sprintf("%s.anyOf[%d]", path, i), b)
 	}
 }
 
