@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"time"
 
+	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
@@ -37,7 +38,7 @@ type Alert struct {
 	// email Message-ID): the same on every retry of this delivery, so a
 	// receiver can drop a duplicate from the at-least-once window.
 	ID            string     `json:"id"`
-	Kind          string     `json:"kind"`   // status_changed | stage_crossed | rotated
+	Kind          string     `json:"kind"`   // status_changed | stage_crossed | rotated | mcp_tools_changed
 	Level         string     `json:"level"`  // info | warning | critical
 	Action        string     `json:"action"` // trigger | resolve | notify
 	Condition     string     `json:"condition,omitempty"`
@@ -53,6 +54,8 @@ type Alert struct {
 	Fingerprint   string     `json:"fingerprint,omitempty"`
 	Findings      []Finding  `json:"findings,omitempty"`
 	Timestamp     time.Time  `json:"timestamp"`
+	// ToolsChanged says what changed in an MCP-level watch's tool list.
+	ToolsChanged *probe.ToolsChange `json:"tools_changed,omitempty"`
 }
 
 // Finding is a finding of the watch's latest report.
@@ -81,6 +84,8 @@ func newAlert(w watch.Watch, ev watch.Event, now time.Time) Alert {
 		Target:    w.Target.String(),
 		State:     w.State,
 		Timestamp: now.UTC(),
+		// Tool names come from the server: bounded like any text from it.
+		ToolsChanged: boundedChange(ev.Tools),
 	}
 	if a.Level == "" {
 		a.Level = watch.LevelInfo
@@ -101,6 +106,25 @@ func newAlert(w watch.Watch, ev watch.Event, now time.Time) Alert {
 		}
 	}
 	return a
+}
+
+// maxToolNames bounds the names an alert lists per kind of change.
+const maxToolNames = 50
+
+// boundedChange copies a tool change with at most maxToolNames names per
+// list, each bounded (the message says how many there were).
+func boundedChange(c *probe.ToolsChange) *probe.ToolsChange {
+	if c == nil {
+		return nil
+	}
+	clip := func(names []string) []string {
+		var out []string
+		for _, n := range names[:min(len(names), maxToolNames)] {
+			out = append(out, truncate(n, 200))
+		}
+		return out
+	}
+	return &probe.ToolsChange{Added: clip(c.Added), Removed: clip(c.Removed), Changed: clip(c.Changed)}
 }
 
 // newDeliveryID is random rather than derived from the outbox sequence, which

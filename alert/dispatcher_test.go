@@ -824,3 +824,43 @@ func TestNewDispatcherValidates(t *testing.T) {
 		t.Fatal("queued without channels")
 	}
 }
+
+// A changed MCP tool list reaches the channels as a notification that
+// names what changed (bounded: the names come from the server), with its
+// own Slack headline; PagerDuty does not page for it.
+func TestToolsChangedAlert(t *testing.T) {
+	clock := newClock()
+	_, ob := openTestOutbox(t, filepath.Join(t.TempDir(), "t.db"))
+	hook, slack, pd := newReceiver(t, false), newReceiver(t, false), newReceiver(t, false)
+	d := newTestDispatcher(t, Config{Alerts: Alerts{Channels: []Channel{
+		webhookChannel("hook", hook.srv.URL, ""),
+		{Name: "slack", Type: TypeSlack, URL: slack.srv.URL + "/services/T/B/x"},
+		{Name: "pd", Type: TypePagerDuty, URL: pd.srv.URL, RoutingKey: "k"},
+	}}}, ob, clock, nil)
+	var added []string
+	for i := range maxToolNames + 10 {
+		added = append(added, fmt.Sprintf("tool_%02d", i))
+	}
+	added[0] = strings.Repeat("x", 500)
+	change := &probe.ToolsChange{Added: added, Removed: []string{"fetch"}}
+	d.commit(event{watch.Event{Kind: watch.EventToolsChanged, Level: watch.LevelWarning, Tools: change,
+		Message: "mcp.example.com:443: MCP tools changed (2 -> 61 tools): added ...; removed fetch"},
+		testWatch("w_1", watch.StateUp, probe.StatusWarning, "none", 40)})
+	deliverDue(t, d)
+
+	got := hook.accepted()
+	if len(got) != 1 {
+		t.Fatalf("webhook got %d requests", len(got))
+	}
+	a := decodeJSON[Alert](t, got[0].body)
+	if a.Kind != watch.EventToolsChanged || a.Action != ActionNotify || a.ToolsChanged == nil ||
+		len(a.ToolsChanged.Added) != maxToolNames || len(a.ToolsChanged.Added[0]) > 210 || fmt.Sprint(a.ToolsChanged.Removed) != "[fetch]" {
+		t.Errorf("webhook alert %+v", a)
+	}
+	if s := slack.accepted(); len(s) != 1 || !strings.Contains(decodeJSON[slackMessage](t, s[0].body).Text, "WARNING: mcp.example.com:443 MCP tools changed") {
+		t.Errorf("slack: %d requests", len(s))
+	}
+	if n := len(pd.accepted()); n != 0 {
+		t.Errorf("PagerDuty paged %d times for a tool change", n)
+	}
+}

@@ -111,6 +111,8 @@ func headline(a *Alert) string {
 		return lvl + ": " + a.Target + " certificate expires within " + stage
 	case a.Kind == watch.EventRotated:
 		return lvl + ": " + a.Target + " certificate rotated"
+	case a.Kind == watch.EventToolsChanged:
+		return lvl + ": " + a.Target + " MCP tools changed"
 	}
 	return lvl + ": " + a.Target + " status " + a.Status
 }

@@ -146,21 +146,55 @@ func Run(ctx context.Context, rawURL string, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	defer cancel()
+	rep, err := probe.Run(ctx, t, opts.Probe)
+	if err != nil {
+		return Result{}, renameField(err)
+	}
+	return afterTLS(ctx, t, mcpURL, rep, opts), nil
+}
+
+// Watch is the MCP level of a probe of an MCP-level watch. Given the TLS
+// Report rep of target t (probed by the caller with opts.Probe), it speaks
+// MCP to https://host:port/path as Run does, without following the
+// authorization chain (a diagnosis for check_mcp_endpoint, not the job of
+// every scheduled probe), and returns rep with the MCP findings merged in,
+// the status they give, and MCP set when the endpoint answered as an MCP
+// server over a trusted connection. An initialize answered but a tool list
+// that cannot be read is not_mcp too: agents could not use the server. ctx
+// bounds the exchange.
+func Watch(ctx context.Context, t probe.Target, rep probe.Report, opts Options) probe.Report {
+	opts.NoAuthChain = true
+	res := afterTLS(ctx, t, urlOf(t, ""), rep, opts)
+	out := res.TLS
+	out.Findings, out.Status = res.Findings, res.Status
+	obs, ok := res.Observation()
+	switch {
+	case ok && out.Trusted:
+		out.MCP = &obs
+	case ok:
+		// Untrusted: the probe is down already, and what an unverified
+		// peer lists is no baseline for the next probe.
+	case res.IsMCP:
+		out.Findings = append(out.Findings, probe.NewFinding(probe.CodeNotMCP,
+			fmt.Sprintf("%s answers initialize but its tool list cannot be read: %s", res.URL, res.ToolsError)))
+		probe.SortFindings(out.Findings)
+		out.Status = probe.StatusOf(out)
+	}
+	return out
+}
+
+// afterTLS runs the MCP exchange with an endpoint whose TLS probe gave rep
+// and completes the Result.
+func afterTLS(ctx context.Context, t probe.Target, mcpURL *url.URL, rep probe.Report, opts Options) Result {
 	if opts.ClientName == "" {
 		opts.ClientName = "tlswatch"
 	}
 	if opts.ClientVersion == "" {
 		opts.ClientVersion = "dev"
 	}
-	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
-	defer cancel()
-
-	res := Result{URL: mcpURL.String()}
-	rep, err := probe.Run(ctx, t, opts.Probe)
-	if err != nil {
-		return Result{}, renameField(err)
-	}
-	res.TLS = rep
+	res := Result{URL: mcpURL.String(), TLS: rep}
 	secrets := opts.Redact.With(opts.Token)
 	if rep.Reachable && rep.Target.IP != "" {
 		c := newChecker(ctx, t, rep, mcpURL, opts, secrets)
@@ -171,7 +205,7 @@ func Run(ctx context.Context, rawURL string, opts Options) (Result, error) {
 	// Every string of the Result, the TLS Report's included, may carry what
 	// a hostile server chose to echo.
 	secrets.Walk(&res)
-	return res, nil
+	return res
 }
 
 // parseURL validates the URL like any target (probe.ParseTarget) and keeps
@@ -188,22 +222,29 @@ func parseURL(rawURL string, opts Options) (probe.Target, *url.URL, error) {
 	if err != nil {
 		return probe.Target{}, nil, renameField(err)
 	}
+	// Keep a query string if the URL had one (some gateways route on it).
+	var query string
+	if pu, err := url.Parse(s); err == nil {
+		query = pu.RawQuery
+	}
+	return t, urlOf(t, query), nil
+}
+
+// urlOf is the MCP URL of a target: https, its host and port (443 left
+// out), its path or "/".
+func urlOf(t probe.Target, rawQuery string) *url.URL {
 	path := t.Path
 	if path == "" {
 		path = "/"
 	}
-	u := &url.URL{Scheme: "https", Host: net.JoinHostPort(t.Host, strconv.Itoa(t.Port)), Path: path}
+	u := &url.URL{Scheme: "https", Host: net.JoinHostPort(t.Host, strconv.Itoa(t.Port)), Path: path, RawQuery: rawQuery}
 	if t.Port == 443 {
 		u.Host = t.Host
 		if strings.Contains(t.Host, ":") {
 			u.Host = "[" + t.Host + "]"
 		}
 	}
-	// Keep a query string if the URL had one (some gateways route on it).
-	if pu, err := url.Parse(s); err == nil && pu.RawQuery != "" {
-		u.RawQuery = pu.RawQuery
-	}
-	return t, u, nil
+	return u
 }
 
 // renameField reports ParseTarget's "target" field as this tool's "url".

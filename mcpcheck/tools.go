@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/tlswatch/tlswatch/probe"
 )
 
 // Bounds of a tool listing.
@@ -21,28 +23,18 @@ const (
 // relies on — name, description, input and output schema — in canonical
 // JSON. Title, annotations, icons and _meta are left out: they are
 // cosmetic or change without changing what the tool does.
-type ToolDigest struct {
-	Name   string `json:"name"`
-	Digest string `json:"digest"` // 16 hex digits of SHA-256
-}
+type ToolDigest = probe.MCPTool
 
 // ServerInfo is the server's self-description.
-type ServerInfo struct {
-	Name    string `json:"name"`
-	Version string `json:"version,omitempty"`
-}
+type ServerInfo = probe.MCPServer
 
 // Observation is what an MCP-level watch records per probe: the `mcp`
 // object of the watch record, plus the tool digests that the next probe is
-// compared with (DiffTools).
-type Observation struct {
-	ProtocolVersion string       `json:"protocol_version"`
-	Server          ServerInfo   `json:"server"`
-	ToolCount       int          `json:"tool_count"`
-	ToolsHash       string       `json:"tools_hash"`
-	LatencyMS       float64      `json:"latency_ms"`
-	Tools           []ToolDigest `json:"tools"`
-}
+// compared with (DiffTools). A Report carries it as its MCP level.
+type Observation = probe.MCPInfo
+
+// ToolsChange is what differs between two tool lists, names sorted.
+type ToolsChange = probe.ToolsChange
 
 // Observation returns what an MCP-level watch records. ok is false when
 // the endpoint did not answer as an MCP server or its tool list could not
@@ -76,35 +68,6 @@ func Observe(ctx context.Context, rawURL string, opts Options) (*Observation, Re
 		return nil, res, nil
 	}
 	return &o, res, nil
-}
-
-// ToolsChange is what differs between two tool lists, names sorted.
-type ToolsChange struct {
-	Added   []string `json:"added,omitempty"`
-	Removed []string `json:"removed,omitempty"`
-	Changed []string `json:"changed,omitempty"`
-}
-
-// Empty reports whether nothing changed.
-func (c ToolsChange) Empty() bool {
-	return len(c.Added) == 0 && len(c.Removed) == 0 && len(c.Changed) == 0
-}
-
-// String words the change for an alert: "added a, b; removed c; changed d".
-func (c ToolsChange) String() string {
-	var parts []string
-	for _, p := range []struct {
-		verb  string
-		names []string
-	}{{"added", c.Added}, {"removed", c.Removed}, {"changed", c.Changed}} {
-		if len(p.names) > 0 {
-			parts = append(parts, p.verb+" "+strings.Join(p.names, ", "))
-		}
-	}
-	if len(parts) == 0 {
-		return "no change"
-	}
-	return strings.Join(parts, "; ")
 }
 
 // DiffTools compares two tool lists by name. A name listed twice (a

@@ -38,7 +38,7 @@ func TestObserveToolListChanges(t *testing.T) {
 	if err != nil || o1 == nil {
 		t.Fatalf("first: %v; %+v findings %v", err, r1, codes(r1.Findings))
 	}
-	if o1.ToolCount != 3 || o1.Server != (ServerInfo{"drift", "1.0.0"}) || o1.ProtocolVersion != ProtocolVersion || o1.LatencyMS <= 0 || len(o1.ToolsHash) != len("sha256:")+64 {
+	if o1.ToolCount != 3 || o1.Server != (ServerInfo{Name: "drift", Version: "1.0.0"}) || o1.ProtocolVersion != ProtocolVersion || o1.LatencyMS <= 0 || len(o1.ToolsHash) != len("sha256:")+64 {
 		t.Errorf("observation %+v", o1)
 	}
 	if names := toolNames(o1.Tools); !slices.Equal(names, []string{"echo", "fetch", "search"}) {

@@ -57,6 +57,15 @@ var (
 		"not_before of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.", append(labels, "position", "subject"), nil)
 	descPathNotAfter = prometheus.NewDesc("tlswatch_chain_cert_not_after_timestamp_seconds",
 		"not_after of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.", append(labels, "position", "subject"), nil)
+	descMCPLatency = prometheus.NewDesc("tlswatch_mcp_latency_seconds",
+		"MCP-level watches: the initialize round trip of the recent successful probes (the last 100 probes), as nearest-rank quantiles 0.5 and 0.95.", append(labels, "quantile"), nil)
+	descMCPUptime = prometheus.NewDesc("tlswatch_mcp_uptime_ratio",
+		"MCP-level watches: the share of the recent probes (the last 100) in which TLS and MCP both answered, 0 to 1.", labels, nil)
+	descMCPTools = prometheus.NewDesc("tlswatch_mcp_tools",
+		"MCP-level watches: the number of tools the server listed when last reached.", labels, nil)
+	descMCPInfo = prometheus.NewDesc("tlswatch_mcp_info",
+		"MCP-level watches: 1, labelled with the protocol version, server name and version, and tools hash the server showed when last reached.",
+		append(labels, "protocol_version", "server", "server_version", "tools_hash"), nil)
 	descWatches = prometheus.NewDesc("tlswatch_watches",
 		"Number of watches.", nil, nil)
 	descScrapeErr = prometheus.NewDesc("tlswatch_scrape_error",
@@ -78,7 +87,8 @@ func NewCollector(src Lister) *Collector { return &Collector{src: src, timeout: 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNotAfter, descDays, descUp, descStatus, descSuccess,
 		descDuration, descFailures, descLastCheck, descExpiryStage, descNotBefore, descEarliest,
-		descPathNotBefore, descPathNotAfter, descWatches, descScrapeErr} {
+		descPathNotBefore, descPathNotAfter, descMCPLatency, descMCPUptime, descMCPTools, descMCPInfo,
+		descWatches, descScrapeErr} {
 		ch <- d
 	}
 }
@@ -109,6 +119,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if w.LastCheckedAt != nil {
 			gauge(descLastCheck, float64(w.LastCheckedAt.UnixMilli())/1000)
 		}
+		mcpLevel(w, gauge)
 		r := w.LastReport
 		if r == nil {
 			continue
@@ -136,6 +147,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(descPathNotAfter, float64(v.NotAfter.Unix()), pos, v.Subject)
 			}
 		}
+	}
+}
+
+// mcpLevel emits the MCP-level figures of a watch (none for the others).
+func mcpLevel(w watch.Watch, gauge func(d *prometheus.Desc, v float64, extra ...string)) {
+	if m := w.MCP; m != nil {
+		gauge(descMCPTools, float64(m.ToolCount))
+		gauge(descMCPInfo, 1, m.ProtocolVersion, m.Server.Name, m.Server.Version, m.ToolsHash)
+	}
+	s := w.MCPStats
+	if s == nil {
+		return
+	}
+	gauge(descMCPUptime, s.Uptime)
+	if s.LatencyMSP50 != nil && s.LatencyMSP95 != nil {
+		gauge(descMCPLatency, *s.LatencyMSP50/1000, "0.5")
+		gauge(descMCPLatency, *s.LatencyMSP95/1000, "0.95")
 	}
 }
 

@@ -37,6 +37,10 @@ func TestScrapeMatchesWatches(t *testing.T) {
 		{ID: "w_down", Target: probe.TargetInfo{Host: "b.example", Port: 8443}, State: watch.StateDown, ConsecutiveFailures: 3,
 			LastReport: &probe.Report{Status: probe.StatusDown, ExpiryStage: "none"}},
 		{ID: "w_new", Target: probe.TargetInfo{Host: "c.example", Port: 443}, State: watch.StatePending},
+		{ID: "w_mcp", Target: probe.TargetInfo{Host: "e.example", Port: 443}, State: watch.StateUp, MCPLevel: true,
+			MCP: &watch.MCPInfo{ProtocolVersion: "2025-11-25", Server: probe.MCPServer{Name: "srv", Version: "1.2"}, ToolCount: 7,
+				ToolsHash: "sha256:ab", LatencyMS: 20},
+			MCPStats: &watch.MCPStats{Probes: 4, Uptime: 0.75, LatencyMSP50: ptr(12.0), LatencyMSP95: ptr(80.0)}},
 	}
 	srv := httptest.NewServer(Handler(ws, nil))
 	defer srv.Close()
@@ -99,6 +103,13 @@ func TestScrapeMatchesWatches(t *testing.T) {
 		{"tlswatch_chain_cert_not_after_timestamp_seconds", "w_up", []string{"position", "1", "subject", "CN=Inter"}, float64(interExpiry.Unix()), true},
 		{"tlswatch_chain_cert_not_before_timestamp_seconds", "w_up", []string{"position", "0", "subject", "CN=a.example"}, float64(notBefore.Unix()), true},
 		{"tlswatch_chain_earliest_not_after_timestamp_seconds", "w_down", nil, 0, false},
+		{"tlswatch_mcp_latency_seconds", "w_mcp", []string{"quantile", "0.5"}, 0.012, true},
+		{"tlswatch_mcp_latency_seconds", "w_mcp", []string{"quantile", "0.95"}, 0.08, true},
+		{"tlswatch_mcp_uptime_ratio", "w_mcp", nil, 0.75, true},
+		{"tlswatch_mcp_tools", "w_mcp", nil, 7, true},
+		{"tlswatch_mcp_info", "w_mcp", []string{"protocol_version", "2025-11-25", "server", "srv", "server_version", "1.2", "tools_hash", "sha256:ab"}, 1, true},
+		{"tlswatch_mcp_uptime_ratio", "w_up", nil, 0, false},
+		{"tlswatch_mcp_tools", "w_up", nil, 0, false},
 	}
 	for _, c := range checks {
 		got, ok := get(c.name, c.id, c.extra...)
@@ -106,7 +117,7 @@ func TestScrapeMatchesWatches(t *testing.T) {
 			t.Errorf("%s{id=%s %v} = %v (present %v), want %v (present %v)", c.name, c.id, c.extra, got, ok, c.want, c.present)
 		}
 	}
-	if f := fams["tlswatch_watches"]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != 4 {
+	if f := fams["tlswatch_watches"]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != 5 {
 		t.Errorf("tlswatch_watches missing or wrong")
 	}
 	for name := range fams {
@@ -115,3 +126,5 @@ func TestScrapeMatchesWatches(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -119,6 +119,10 @@ type Report struct {
 	MozillaProfile string       `json:"mozilla_profile,omitempty"`
 	RenewalInfo    *RenewalInfo `json:"renewal_info,omitempty"` // the CA's suggested renewal window (ACME ARI)
 	CAA            *CAAInfo     `json:"caa,omitempty"`          // the CAA records that govern the next renewal
+	// MCP is the MCP level of a probe of an MCP-level watch (mcp.go): set
+	// when the endpoint answered as an MCP server over a trusted
+	// connection, nil otherwise and on every other probe.
+	MCP *MCPInfo `json:"mcp,omitempty"`
 }
 
 // RenewalInfo is the CA's suggested renewal window for the leaf (ACME

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/tlswatch/tlswatch/probe"
@@ -19,7 +20,8 @@ import (
 const recordCodecV1 = 1
 
 func encodeRecord(r *Record) []byte {
-	b := make([]byte, 0, 256)
+	// Room for an MCP-level watch's state: growing into it cost more.
+	b := make([]byte, 0, 256+8*len(r.MCPRecent)+40*len(r.MCPTools))
 	b = append(b, recordCodecV1)
 	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
 	num := func(n int64) { b = binary.AppendVarint(b, n) }
@@ -95,10 +97,10 @@ func encodeRecord(r *Record) []byte {
 		mcp, _ = json.Marshal(r.MCPInfo) // a struct of strings and numbers: cannot fail
 	}
 	str(string(mcp))
-	return append(b, thresholdsGroup(r)...)
+	return appendMCPState(append(b, thresholdsGroup(r)...), r)
 }
 
-// thresholdsGroup is the last group of encodeRecord: every threshold in
+// thresholdsGroup is the group after the schema-2 one: every threshold in
 // its canonical form, the fired stage by name, the renewal cycle in
 // seconds.
 func thresholdsGroup(r *Record) []byte {
@@ -150,6 +152,31 @@ func firedStageOfDays(days int) string {
 		return probe.Days(days).String()
 	}
 	return ""
+}
+
+// appendMCPState appends the group of an MCP-level watch: the recent
+// window and the tool list. Times are ms deltas, each probe's latency in
+// µs doubled plus its success bit: a few bytes each.
+func appendMCPState(b []byte, r *Record) []byte {
+	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
+	b = binary.AppendVarint(b, int64(len(r.MCPRecent)))
+	prev := int64(0)
+	for _, p := range r.MCPRecent {
+		ms := p.At.UnixMilli()
+		b = binary.AppendVarint(b, ms-prev)
+		prev = ms
+		v := int64(math.Round(max(p.LatencyMS, 0)*1000)) * 2
+		if p.OK {
+			v++
+		}
+		b = binary.AppendVarint(b, v)
+	}
+	b = binary.AppendVarint(b, int64(len(r.MCPTools)))
+	for _, t := range r.MCPTools {
+		str(t.Name)
+		str(t.Digest)
+	}
+	return b
 }
 
 // maxListLen bounds every list a record holds (thresholds, roots, CIDRs).
@@ -205,6 +232,9 @@ func decodeRecord(raw []byte, r *Record) error {
 	if d.more() {
 		decodeThresholds(&d, r)
 	}
+	if d.more() {
+		decodeMCPState(&d, r)
+	}
 	if d.err != nil {
 		return fmt.Errorf("record %q: %w", r.ID, d.err)
 	}
@@ -251,9 +281,61 @@ func decodeProbeConfig(d *decoder, r *Record) {
 	r.CreatedBy = d.str()
 	r.ProbedBy = d.str()
 	if raw := d.str(); raw != "" && d.err == nil {
-		r.MCPInfo = new(MCPInfo)
-		if err := json.Unmarshal([]byte(raw), r.MCPInfo); err != nil {
-			d.err = fmt.Errorf("mcp info: %w", err)
+		if r.MCPInfo, d.err = decodeMCPInfo([]byte(raw)); d.err != nil {
+			d.err = fmt.Errorf("mcp info: %w", d.err)
+		}
+	}
+}
+
+// decodeMCPInfo reads the MCP info of a record. Before MCP-level watches
+// probed, its server was one string (the name); that form still reads.
+func decodeMCPInfo(raw []byte) (*probe.MCPInfo, error) {
+	var m struct {
+		probe.MCPInfo
+		Server json.RawMessage `json:"server"` // shadows MCPInfo.Server
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	info := m.MCPInfo
+	if len(m.Server) > 0 && m.Server[0] == '"' {
+		if err := json.Unmarshal(m.Server, &info.Server.Name); err != nil {
+			return nil, err
+		}
+	} else if len(m.Server) > 0 {
+		if err := json.Unmarshal(m.Server, &info.Server); err != nil {
+			return nil, err
+		}
+	}
+	return &info, nil
+}
+
+// maxTools bounds the tool list of a record: above what mcpcheck lists.
+const maxTools = 1 << 16
+
+// decodeMCPState reads the recent window and the tool list of an MCP-level
+// watch (encodeRecord).
+func decodeMCPState(d *decoder, r *Record) {
+	if n := d.count(); n > 0 {
+		r.MCPRecent = make([]RecentProbe, n)
+		ms := int64(0)
+		for i := range r.MCPRecent {
+			ms += d.num()
+			v := d.num()
+			r.MCPRecent[i] = RecentProbe{At: time.UnixMilli(ms).UTC(), OK: v&1 == 1, LatencyMS: float64(v>>1) / 1000}
+		}
+	}
+	n := d.num()
+	if n < 0 || n > maxTools {
+		if d.err == nil {
+			d.err = fmt.Errorf("tool list of %d entries", n)
+		}
+		return
+	}
+	if n > 0 {
+		r.MCPTools = make([]probe.MCPTool, n)
+		for i := range r.MCPTools {
+			r.MCPTools[i] = probe.MCPTool{Name: d.str(), Digest: d.str()}
 		}
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tlswatch/tlswatch/probe"
 )
 
 // FeedKeep bounds the feed: the oldest entries beyond it are dropped.
@@ -41,6 +43,9 @@ type FeedEntry struct {
 	ExpiryStage string    `json:"expiry_stage,omitempty"`
 	// Subject is who created the watch (an OAuth subject), for filtering.
 	Subject string `json:"subject,omitempty"`
+	// ToolsChanged says what changed in an MCP-level watch's tool list
+	// (kind mcp_tools_changed).
+	ToolsChanged *probe.ToolsChange `json:"tools_changed,omitempty"`
 }
 
 // FeedPage is a slice of the feed.

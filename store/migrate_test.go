@@ -15,7 +15,8 @@ import (
 
 // copyFixture copies a file of testdata (schema1.db, written by the
 // schema-1 code, see fixture_v1_test.go; schema2-days.db, see
-// fixture_v2_test.go) to a temporary file.
+// fixture_v2_test.go; schema2-mcp.db, see fixture_mcp_test.go) to a
+// temporary file.
 func copyFixture(t *testing.T, name string) string {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("testdata", name))

@@ -281,8 +281,24 @@ type Record struct {
 	// node that probed it last (in a cluster).
 	CreatedBy string `json:"created_by,omitempty"`
 	ProbedBy  string `json:"probed_by,omitempty"`
-	// MCPInfo is what the latest MCP-level probe saw.
-	MCPInfo *MCPInfo `json:"mcp_info,omitempty"`
+	// MCPInfo is what the latest MCP-level probe that reached the server
+	// saw, and MCPTools the tool list it saw, which the next probe's is
+	// compared with.
+	MCPInfo  *probe.MCPInfo  `json:"mcp_info,omitempty"`
+	MCPTools []probe.MCPTool `json:"mcp_tools,omitempty"`
+	// MCPRecent are the latest probes of an MCP-level watch, oldest first,
+	// which its uptime and latency percentiles are computed from (package
+	// watch bounds their number).
+	MCPRecent []RecentProbe `json:"mcp_recent,omitempty"`
+}
+
+// RecentProbe is one probe of an MCP-level watch as its recent window
+// keeps it: when, whether it succeeded (TLS and MCP), and the MCP
+// latency. Stored to the microsecond.
+type RecentProbe struct {
+	At        time.Time `json:"at"`
+	OK        bool      `json:"ok"`
+	LatencyMS float64   `json:"latency_ms"`
 }
 
 // ProbeConfig is what a watch needs to be probed beyond its target.
@@ -306,16 +322,6 @@ type ProbeConfig struct {
 func (c *ProbeConfig) IsZero() bool {
 	return c == nil || (len(c.Roots) == 0 && c.ClientCertFile == "" && c.ClientKeyFile == "" && !c.Policy.DenyPrivate &&
 		len(c.Policy.AllowCIDRs) == 0 && len(c.Policy.DenyCIDRs) == 0 && c.TokenName == "")
-}
-
-// MCPInfo is the MCP server behind an MCP-level watch, as its latest probe
-// saw it.
-type MCPInfo struct {
-	ProtocolVersion string  `json:"protocol_version"`
-	Server          string  `json:"server"`
-	ToolCount       int     `json:"tool_count"`
-	ToolsHash       string  `json:"tools_hash"`
-	LatencyMS       float64 `json:"latency_ms"`
 }
 
 // Identity is the key that makes Add idempotent: host (case-folded), port,

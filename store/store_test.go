@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -253,9 +254,17 @@ func TestRecordCodec(t *testing.T) {
 	if err := decodeRecord([]byte(`{"id":"w_2","schedule":"@hourly"}`), &j); err != nil || j.Schedule != "@hourly" {
 		t.Errorf("JSON record: %+v %v", j, err)
 	}
-	// Without the thresholds group the value is what the code before it
-	// wrote: whole-day thresholds only, the fired stage as days.
 	raw := encodeRecord(&r)
+	// r has no MCP state: its MCP group is two empty lists (window, tools).
+	// Without it the value is what the code before MCP-level watches wrote.
+	const mcpGroup = 2
+	raw = raw[:len(raw)-mcpGroup]
+	var beforeMCP Record
+	if err := decodeRecord(raw, &beforeMCP); err != nil || fmt.Sprintf("%+v", beforeMCP) != fmt.Sprintf("%+v", r) {
+		t.Errorf("value without the MCP group: %+v %v", beforeMCP, err)
+	}
+	// Without the thresholds group too, what the code before it wrote:
+	// whole-day thresholds only, the fired stage as days.
 	raw = raw[:len(raw)-len(thresholdsGroup(&r))]
 	var days Record
 	if err := decodeRecord(raw, &days); err != nil || fmt.Sprint(days.Thresholds) != "[60d 7d]" || days.FiredStage != "expired" || days.RenewalCycle != 0 {
@@ -277,7 +286,7 @@ func TestRecordCodec(t *testing.T) {
 		t.Error("a record cut inside its schema-2 group decoded")
 	}
 	enc := encodeRecord(&r)
-	if err := decodeRecord(enc[:len(enc)-2], &got); err == nil {
+	if err := decodeRecord(enc[:len(enc)-mcpGroup-2], &got); err == nil {
 		t.Error("a record cut inside its thresholds group decoded")
 	}
 	full := r
@@ -285,12 +294,76 @@ func TestRecordCodec(t *testing.T) {
 		Policy:    netpolicy.Config{DenyPrivate: true, AllowCIDRs: []string{"10.1.0.0/16"}, DenyCIDRs: []string{"192.0.2.0/24", "::1/128"}},
 		TokenName: "prod"}
 	full.MCP, full.CreatedBy, full.ProbedBy = true, "alice", "node-2"
-	full.MCPInfo = &MCPInfo{ProtocolVersion: "2025-11-25", Server: "srv", ToolCount: 3, ToolsHash: "ab", LatencyMS: 1.5}
+	full.MCPInfo = &probe.MCPInfo{ProtocolVersion: "2025-11-25", Server: probe.MCPServer{Name: "srv", Version: "1.2"}, ToolCount: 2,
+		ToolsHash: "ab", LatencyMS: 1.5}
+	full.MCPTools = []probe.MCPTool{{Name: "a", Digest: "0123"}, {Name: "b", Digest: "4567"}}
+	full.MCPRecent = []RecentProbe{{At: t0, OK: true, LatencyMS: 12.345}, {At: t0.Add(time.Minute), LatencyMS: 0},
+		{At: t0.Add(2*time.Minute + time.Millisecond), OK: true, LatencyMS: 3000.001}}
 	var gotFull Record
 	if err := decodeRecord(encodeRecord(&full), &gotFull); err != nil || !reflect.DeepEqual(gotFull, full) {
 		t.Errorf("probe configuration round trip:\n got %+v\nwant %+v (%v)", gotFull, full, err)
 	}
 	if err := decodeRecord(raw[:len(raw)/2], &got); err == nil {
 		t.Error("truncated record decoded")
+	}
+	// The JSON form (what a store shared by cluster nodes may keep) holds
+	// the MCP state too.
+	js, err := json.Marshal(&full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromJSON Record
+	if err := decodeRecord(js, &fromJSON); err != nil || !reflect.DeepEqual(fromJSON.MCPTools, full.MCPTools) ||
+		!reflect.DeepEqual(fromJSON.MCPRecent, full.MCPRecent) || !reflect.DeepEqual(fromJSON.MCPInfo, full.MCPInfo) {
+		t.Errorf("JSON round trip: %+v (%v)", fromJSON, err)
+	}
+	if err := decodeRecord(encodeRecord(&full)[:len(encodeRecord(&full))-2], &got); err == nil {
+		t.Error("a record cut inside its MCP group decoded")
+	}
+}
+
+// TestMCPStateOfEarlierRecords reads the MCP-level watches of files the
+// code before MCP-level watches probed wrote: schema2-days.db (6617a88,
+// fixture_v2_test.go) and schema2-mcp.db (6b75e30, with the thresholds
+// group; fixture_mcp_test.go). Their MCP info kept the server as one
+// string, which now reads as the server's name; they have no tool list or
+// recent window, and a write by the current code keeps everything.
+func TestMCPStateOfEarlierRecords(t *testing.T) {
+	for _, c := range []struct {
+		file, id string
+		want     probe.MCPInfo
+		th       string
+	}{
+		{"schema2-days.db", "w_00000000000000a3",
+			probe.MCPInfo{ProtocolVersion: "2025-11-25", Server: probe.MCPServer{Name: "demo 1.0"}, ToolCount: 3, ToolsHash: "h1", LatencyMS: 12.5}, "[21d]"},
+		{"schema2-mcp.db", "w_00000000000000a1",
+			probe.MCPInfo{ProtocolVersion: "2025-11-25", Server: probe.MCPServer{Name: "fixture-server"}, ToolCount: 3, ToolsHash: "sha256:abc", LatencyMS: 12.5}, "[30d 36h]"},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			db, err := Open(copyFixture(t, c.file), Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			v, err := db.Get(c.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := v.Record
+			if !reflect.DeepEqual(r.MCPInfo, &c.want) || !r.MCP || r.Probe == nil || r.Probe.TokenName != "prod" ||
+				r.MCPTools != nil || r.MCPRecent != nil || fmt.Sprint(r.Thresholds) != c.th || r.CreatedBy != "alice" {
+				t.Errorf("record: %+v\nmcp %+v", r, r.MCPInfo)
+			}
+			r.MCPRecent = []RecentProbe{{At: r.CreatedAt, OK: true, LatencyMS: 9}}
+			r.MCPTools = []probe.MCPTool{{Name: "a", Digest: "0123456789abcdef"}}
+			if _, err := db.Apply([]Update{{Record: r}}); err != nil {
+				t.Fatal(err)
+			}
+			v2, err := db.Get(c.id)
+			if err != nil || !reflect.DeepEqual(v2.Record.MCPInfo, &c.want) || len(v2.Record.MCPRecent) != 1 || len(v2.Record.MCPTools) != 1 ||
+				fmt.Sprint(v2.Record.Thresholds) != c.th {
+				t.Errorf("after a write: %+v %v", v2.Record, err)
+			}
+		})
 	}
 }

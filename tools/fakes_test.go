@@ -49,7 +49,7 @@ func newFakeWatchWith(t testing.TB, probeFn watch.ProbeFunc) *fakeWatch {
 		t.Fatal(err)
 	}
 	clock := watchtest.NewClock(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
-	eng, err := watch.NewEngine(db, watch.Config{Prober: &watch.Prober{Probe: probeFn}, Clock: clock, NoScheduler: true})
+	eng, err := watch.NewEngine(db, watch.Config{Prober: &watch.Prober{Probe: probeFn, MCP: watchtest.MCP}, Clock: clock, NoScheduler: true})
 	if err != nil {
 		t.Fatal(err)
 	}

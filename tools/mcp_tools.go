@@ -39,6 +39,12 @@ func (d Deps) mcpToken(a MCPCheckArgs) (string, error) {
 	case name == "":
 		return a.Token, nil
 	}
+	return d.namedToken(name)
+}
+
+// namedToken is the operator's token of that name, or an error naming
+// token_name.
+func (d Deps) namedToken(name string) (string, error) {
 	if tok, ok := d.MCPTokens[name]; ok {
 		return tok, nil
 	}

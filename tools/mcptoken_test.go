@@ -28,28 +28,10 @@ func TestMCPTokenByName(t *testing.T) {
 	pki := testlab.NewPKI(t)
 	var mu sync.Mutex
 	var seen []string
-	addr := testlab.ServeTLSHandler(t, &tls.Config{Certificates: []tls.Certificate{pki.Leaf(testlab.LeafOpts{})}}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
+	addr := testlab.ServeTLSHandler(t, &tls.Config{Certificates: []tls.Certificate{pki.Leaf(testlab.LeafOpts{})}}, echoingMCP(secret, func(auth string) {
 		mu.Lock()
 		seen = append(seen, auth)
 		mu.Unlock()
-		var req struct {
-			ID     int    `json:"id"`
-			Method string `json:"method"`
-		}
-		json.NewDecoder(r.Body).Decode(&req)
-		w.Header().Set("Content-Type", "application/json")
-		switch {
-		case auth != "Bearer "+secret:
-			w.Header().Set("WWW-Authenticate", `Bearer realm="you sent `+auth+`"`)
-			w.WriteHeader(http.StatusUnauthorized)
-		case req.Method == "initialize":
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","serverInfo":{"name":%q,"version":"1"},"capabilities":{}}}`, "echo "+auth)
-		case req.ID == 0:
-			w.WriteHeader(http.StatusAccepted)
-		default:
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"error":{"code":-32601,"message":%q}}`, req.ID, "no such method; you sent "+auth)
-		}
 	}))
 	_, port, _ := net.SplitHostPort(addr)
 	url := "https://" + testlab.DefaultHost + ":" + port + "/mcp"
@@ -97,6 +79,38 @@ func TestMCPTokenByName(t *testing.T) {
 	h2 := newHarness(t, Deps{}, "2025-11-25")
 	if res := h2.call("check_mcp_endpoint", map[string]any{"target": url, "token_name": "prod"}); !res.IsError || !strings.Contains(text(res), "--mcp-token") {
 		t.Errorf("no tokens: %q", text(res))
+	}
+}
+
+// echoingMCP is an MCP endpoint that wants "Bearer secret" and echoes the
+// Authorization header it got wherever a server might: the challenge's
+// realm, its server name, a tool's description, an error message. seen
+// (when set) gets every Authorization header.
+func echoingMCP(secret string, seen func(auth string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		if seen != nil {
+			seen(auth)
+		}
+		var req struct {
+			ID     int    `json:"id"`
+			Method string `json:"method"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case auth != "Bearer "+secret:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="you sent `+auth+`"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		case req.Method == "initialize":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","serverInfo":{"name":%q,"version":"1"},"capabilities":{"tools":{}}}}`, "echo "+auth)
+		case req.Method == "tools/list":
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":{"tools":[{"name":"t","description":%q,"inputSchema":{"type":"object"}}]}}`, req.ID, auth)
+		case req.ID == 0:
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"error":{"code":-32601,"message":%q}}`, req.ID, "no such method; you sent "+auth)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/tlswatch/tlswatch/internal/redact"
+	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
@@ -368,6 +369,17 @@ func (s *Subscriptions) alert(w watch.Watch, ev watch.Event) {
 	if r := w.LastReport; r != nil {
 		data["status"] = r.Status
 		data["expiry_stage"] = r.ExpiryStage
+	}
+	if c := ev.Tools; c != nil {
+		// Tool names come from the probed server: hidden like the message.
+		hide := func(names []string) []string {
+			out := make([]string, len(names))
+			for i, n := range names {
+				out[i] = s.secrets.String(n)
+			}
+			return out
+		}
+		data["tools_changed"] = probe.ToolsChange{Added: hide(c.Added), Removed: hide(c.Removed), Changed: hide(c.Changed)}
 	}
 	notif := mcp.NewLoggingMessageNotification(level, "tlswatch", data)
 

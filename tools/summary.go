@@ -63,6 +63,19 @@ func watchSummary(w watch.Watch) string {
 	if w.LastReport != nil {
 		fmt.Fprintf(&b, "; last probe: %s", reportSummary(*w.LastReport, ""))
 	}
+	if m := w.MCP; m != nil {
+		fmt.Fprintf(&b, "; MCP server %s", m.Server.Name)
+		if m.Server.Version != "" {
+			fmt.Fprintf(&b, " %s", m.Server.Version)
+		}
+		fmt.Fprintf(&b, ", protocol %s, %d tool%s (%s)", m.ProtocolVersion, m.ToolCount, plural(m.ToolCount), m.ToolsHash)
+	}
+	if s := w.MCPStats; s != nil {
+		fmt.Fprintf(&b, "; uptime %.1f%% over the last %d probe%s", 100*s.Uptime, s.Probes, plural(s.Probes))
+		if s.LatencyMSP50 != nil {
+			fmt.Fprintf(&b, ", initialize p50 %.0f ms, p95 %.0f ms", *s.LatencyMSP50, *s.LatencyMSP95)
+		}
+	}
 	return b.String()
 }
 

@@ -81,8 +81,8 @@ type WatchArgs struct {
 	FailureThreshold int           `json:"failure_threshold,omitempty" jsonschema:"Consecutive failed probes before the watch is down: 1 to 100; default 3."`
 	ClientCert       string        `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) on every probe of the watch: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is watched too (client_cert_expiring)."`
 	CAPEM            string        `json:"ca_pem,omitempty" jsonschema:"Extra trust roots for this watch (a private CA): PEM CERTIFICATE blocks, at most 16. The watch stores them and every probe trusts them in addition to the server's trust store."`
-	MCP              bool          `json:"mcp,omitempty" jsonschema:"Also watch the MCP protocol level of the endpoint (an https URL of an MCP server)."`
-	TokenName        string        `json:"token_name,omitempty" jsonschema:"For mcp: the NAME of an operator token that the probe presents to a protected MCP endpoint (never the token itself)."`
+	MCP              bool          `json:"mcp,omitempty" jsonschema:"Also watch the MCP level (an https URL of an MCP server): initialize and tools/list on every probe; shows mcp and mcp_stats; a changed tool list is an mcp_tools_changed event; no MCP answer counts toward down."`
+	TokenName        string        `json:"token_name,omitempty" jsonschema:"For mcp: the NAME of an operator token (serve --mcp-token), sent only when the certificate verifies; never the token itself."`
 }
 
 func watchEndpointTool(d Deps) Tool {
@@ -131,6 +131,13 @@ func (d Deps) watchSpec(ctx context.Context, a WatchArgs) (watch.Spec, error) {
 	}
 	if cc != nil {
 		spec.ClientCert, spec.ClientCertFile, spec.ClientKeyFile = cc.Name, cc.CertFile, cc.KeyFile
+	}
+	if name := strings.TrimSpace(a.TokenName); name != "" {
+		// The watch keeps the name; the process that probes resolves it.
+		if _, err := d.namedToken(name); err != nil {
+			return watch.Spec{}, err
+		}
+		spec.TokenName = name
 	}
 	return spec, nil
 }

@@ -63,12 +63,16 @@ type Watch struct {
 	TokenName string `json:"token_name,omitempty"`
 	CreatedBy string `json:"created_by,omitempty"`
 	ProbedBy  string `json:"probed_by,omitempty"`
-	// MCP is what the latest MCP-level probe saw.
+	// MCP is what the latest MCP-level probe that reached the server saw
+	// (the tool list itself stays with the record, for the next probe).
 	MCP *MCPInfo `json:"mcp,omitempty"`
 	// LifetimeLeftPct is the share of the leaf's lifetime that was left at
 	// the latest probe, in percent (0 once expired): 9 days left of 90
 	// and 20 hours left of 2 days are both worth a look.
 	LifetimeLeftPct *float64 `json:"lifetime_left_pct,omitempty"`
+	// MCPStats are the uptime and MCP latency percentiles of an MCP-level
+	// watch over its recent probes.
+	MCPStats *MCPStats `json:"mcp_stats,omitempty"`
 }
 
 // RootInfo names one extra trust root of a watch.
@@ -85,7 +89,22 @@ type PolicyInfo struct {
 }
 
 // MCPInfo is the MCP server behind an MCP-level watch.
-type MCPInfo = store.MCPInfo
+type MCPInfo = probe.MCPInfo
+
+// MCPStats summarise the recent probes of an MCP-level watch (the last
+// MCPRecentKeep): how many, since when, the share that succeeded (TLS and
+// MCP both answered), and the MCP latency percentiles of those that did.
+type MCPStats struct {
+	Probes int       `json:"probes"`
+	Since  time.Time `json:"since"`
+	// Uptime is the share of those probes that succeeded, 0 to 1.
+	Uptime float64 `json:"uptime"`
+	// LatencyMSP50 and LatencyMSP95 are nearest-rank percentiles of the
+	// initialize round trip of the successful probes; absent when none
+	// succeeded.
+	LatencyMSP50 *float64 `json:"latency_ms_p50,omitempty"`
+	LatencyMSP95 *float64 `json:"latency_ms_p95,omitempty"`
+}
 
 // Spec is what watch_endpoint (and `tlswatch watch add`) asks for, as the
 // caller got it: Add validates and defaults every field (zero values mean
@@ -130,6 +149,9 @@ const (
 	EventRotated       = "rotated"        // leaf fingerprint changed
 	EventWatchAdded    = "watch_added"    // a watch was created
 	EventWatchRemoved  = "watch_removed"  // a watch was removed
+	// EventToolsChanged: an MCP-level watch's tool list changed (the
+	// finding code of the same name is on that probe's Report).
+	EventToolsChanged = probe.CodeMCPToolsChanged
 )
 
 // Event is one thing worth telling about a watch.
@@ -137,6 +159,8 @@ type Event struct {
 	Kind    string
 	Level   string // "info", "warning" or "critical": the MCP log level to use
 	Message string
+	// Tools says what was added, removed or changed (EventToolsChanged).
+	Tools *probe.ToolsChange `json:",omitempty"`
 }
 
 // Change is everything one committed write did to one watch: the events

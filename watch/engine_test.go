@@ -17,7 +17,7 @@ import (
 // The engine on a bbolt file keeps the watch.Service contract.
 func TestEngineConformance(t *testing.T) {
 	watchtest.Conformance(t, func(t *testing.T) watch.Service {
-		e := newEnv(t, watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe}, Clock: watch.RealClock()}, time.Now())
+		e := newEnv(t, watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe, MCP: watchtest.MCP}, Clock: watch.RealClock()}, time.Now())
 		return e.eng
 	})
 }

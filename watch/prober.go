@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tlswatch/tlswatch/internal/redact"
+	"github.com/tlswatch/tlswatch/mcpcheck"
 	"github.com/tlswatch/tlswatch/netpolicy"
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
@@ -77,6 +79,15 @@ type Prober struct {
 	Probe ProbeFunc
 	// Logger receives what a probe had to do without. Default: discard.
 	Logger *slog.Logger
+	// MCP runs the MCP level of an MCP-level watch's probe on top of its
+	// TLS Report. Default mcpcheck.Watch.
+	MCP MCPFunc
+	// Tokens are this process's bearer tokens for protected MCP endpoints
+	// by name (serve --mcp-token): a watch names one, never holds it.
+	Tokens map[string]string
+	// Redact holds every secret of this process, hidden in what an MCP
+	// server echoes into a Report.
+	Redact *redact.Set
 
 	mu       sync.Mutex
 	pools    map[string]trustPools
@@ -93,14 +104,48 @@ type loadedCert struct {
 // client certificate files); past it the cache starts over.
 const cacheMax = 256
 
-// Run probes one watch at now.
+// MCPFunc runs the MCP level of a probe: it has the signature of
+// mcpcheck.Watch, which is the default.
+type MCPFunc func(ctx context.Context, t probe.Target, rep probe.Report, opts mcpcheck.Options) probe.Report
+
+// Run probes one watch at now: TLS, then, on an MCP-level watch, MCP
+// (initialize, tools/list, server/discover where offered) within the same
+// deadline, as check_mcp_endpoint does.
 func (p *Prober) Run(ctx context.Context, rec *store.Record, now time.Time) (probe.Report, error) {
 	t, o := p.Options(rec, now)
 	run := p.Probe
 	if run == nil {
 		run = probe.Run
 	}
-	return run(ctx, t, o)
+	if !rec.MCP {
+		return run(ctx, t, o)
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
+	defer cancel()
+	rep, err := run(ctx, t, o)
+	if err != nil {
+		return rep, err
+	}
+	level := p.MCP
+	if level == nil {
+		level = mcpcheck.Watch
+	}
+	return level(ctx, t, rep, mcpcheck.Options{Probe: o, Token: p.token(rec), Redact: p.Redact}), nil
+}
+
+// token resolves the watch's token name in this process: the token itself
+// is never stored with the watch. mcpcheck sends it only to an endpoint
+// whose certificate verified.
+func (p *Prober) token(rec *store.Record) string {
+	if rec.Probe == nil || rec.Probe.TokenName == "" {
+		return ""
+	}
+	tok, ok := p.Tokens[rec.Probe.TokenName]
+	if !ok {
+		p.logger().Warn("watch names an MCP token this process does not have (serve --mcp-token NAME=ENV_VAR); probing without it",
+			"token_name", rec.Probe.TokenName, "target", rec.Target.Host)
+	}
+	return tok
 }
 
 // Options builds the target and options of one probe of rec at now.

@@ -164,7 +164,7 @@ func feedEntries(c *Change, at time.Time) []store.FeedEntry {
 	out := make([]store.FeedEntry, len(c.Events))
 	for i, ev := range c.Events {
 		out[i] = store.FeedEntry{Time: at.UTC(), Kind: ev.Kind, Level: ev.Level, Message: ev.Message,
-			WatchID: w.ID, Target: targetName(w.Target), State: w.State, Subject: w.CreatedBy}
+			WatchID: w.ID, Target: targetName(w.Target), State: w.State, Subject: w.CreatedBy, ToolsChanged: ev.Tools}
 		if r := w.LastReport; r != nil {
 			out[i].Status, out[i].ExpiryStage = string(r.Status), string(r.ExpiryStage)
 		}
@@ -489,6 +489,7 @@ func toWatch(r store.Record, last *probe.Report) Watch {
 		CreatedBy:           r.CreatedBy,
 		ProbedBy:            r.ProbedBy,
 		MCP:                 r.MCPInfo,
+		MCPStats:            mcpStats(r.MCPRecent),
 	}
 	if pc := r.Probe; pc != nil {
 		w.CARoots, w.TokenName = rootInfos(pc.Roots), pc.TokenName

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tlswatch/tlswatch/mcpcheck"
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 )
@@ -23,6 +24,8 @@ type alertLookup func(fingerprint string) (store.Alert, bool)
 // evaluate is the watcher's state machine (DESIGN.md "Watcher rules"). It is a
 // pure function of the previous record and the new report so it can be tested
 // without I/O; the caller persists the outcome before publishing its events.
+// What only the watch's past can tell (an MCP tool list that changed since
+// the previous probe) it adds to rep as a finding.
 func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertLookup) outcome {
 	rec := prev
 	at := rep.CheckedAt
@@ -31,15 +34,35 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 	}
 	rec.LastCheckedAt = at
 	rec.UpdatedAt = now
+	// A probe fails when no agent could connect: TLS down, or, on an
+	// MCP-level watch, an endpoint that answers TLS but not MCP. failure
+	// says why ("" for a success).
+	var failure string
+	if rep.Status == probe.StatusDown {
+		failure = reason(rep)
+	}
+	before := rep.Status
+	var toolsEv *Event
+	if prev.MCP {
+		toolsEv = mcpLevel(prev, &rec, rep, at)
+		if rep.MCP == nil && failure == "" {
+			failure = mcpReason(rep)
+		}
+	}
 	rec.LastStatus = string(rep.Status)
 	var out outcome
-	statusEv := upDown(prev, &rec, rep)
-	out.transition = statusEv != nil || prev.LastCheckedAt.IsZero()
+	statusEv := upDown(prev, &rec, rep, failure)
+	if toolsEv != nil && rec.State == prev.State && string(before) == prev.LastStatus {
+		// The status moved only because of the tools finding: the tools
+		// event says so, and a second alert for the same cause is noise.
+		statusEv = nil
+	}
+	out.transition = statusEv != nil || toolsEv != nil || prev.LastCheckedAt.IsZero()
 	var rotEv, stageEv *Event
 	if rep.Leaf != nil && rep.Leaf.SHA256 != "" {
 		rotEv, stageEv = certificate(prev, &rec, rep, at, lookup, &out)
 	}
-	for _, ev := range []*Event{rotEv, statusEv, stageEv} {
+	for _, ev := range []*Event{rotEv, statusEv, stageEv, toolsEv} {
 		if ev != nil {
 			out.events = append(out.events, *ev)
 		}
@@ -48,22 +71,69 @@ func evaluate(prev store.Record, rep *probe.Report, now time.Time, lookup alertL
 	return out
 }
 
-// upDown applies a probe's status to rec's state and failure count: down
-// after the failure threshold, up after one success. The event, if any,
-// says the state or the probe's status changed.
-func upDown(prev store.Record, rec *store.Record, rep *probe.Report) *Event {
+// mcpLevel follows the MCP level of an MCP-level watch: the probe joins
+// the recent window (uptime, latency percentiles); a server that answered
+// becomes the record's MCP info; a tool list unlike the previous one is an
+// event and an mcp_tools_changed finding on rep. The first list, and a list
+// seen again after failed probes unchanged, are no event.
+func mcpLevel(prev store.Record, rec *store.Record, rep *probe.Report, at time.Time) *Event {
+	obs := rep.MCP
+	p := store.RecentProbe{At: at, OK: obs != nil && rep.Status != probe.StatusDown}
+	if obs != nil {
+		p.LatencyMS = obs.LatencyMS
+	}
+	rec.MCPRecent = appendRecent(prev.MCPRecent, p)
+	if obs == nil {
+		return nil
+	}
+	info := *obs
+	info.Tools = nil
+	rec.MCPInfo, rec.MCPTools = &info, obs.Tools
+	old := prev.MCPInfo
+	if old == nil || old.ToolsHash == obs.ToolsHash {
+		return nil
+	}
+	change := mcpcheck.DiffTools(prev.MCPTools, obs.Tools)
+	what := change.String()
+	if change.Empty() {
+		what = "the tools hash changed" // duplicated names listed differently
+	}
+	f := probe.NewFinding(probe.CodeMCPToolsChanged,
+		fmt.Sprintf("the tool list changed since the previous probe (%d -> %d tools): %s", old.ToolCount, obs.ToolCount, what))
+	rep.Findings = append(rep.Findings, f)
+	probe.SortFindings(rep.Findings)
+	rep.Status = probe.StatusOf(*rep)
+	return &Event{Kind: EventToolsChanged, Level: string(f.Severity), Tools: &change,
+		Message: fmt.Sprintf("%s: MCP tools changed (%d -> %d tools, %s): %s", targetName(prev.Target), old.ToolCount, obs.ToolCount, obs.ToolsHash, what)}
+}
+
+// appendRecent adds p to the recent window, dropping the oldest beyond
+// MCPRecentKeep. The window is copied: records in memory share nothing.
+func appendRecent(w []store.RecentProbe, p store.RecentProbe) []store.RecentProbe {
+	if len(w) >= MCPRecentKeep {
+		w = w[len(w)-MCPRecentKeep+1:]
+	}
+	out := make([]store.RecentProbe, 0, len(w)+1)
+	return append(append(out, w...), p)
+}
+
+// upDown applies a probe's outcome to rec's state and failure count: down
+// after the failure threshold of failed probes (failure says why; "" is a
+// success), up after one success. The event, if any, says the state or the
+// probe's status changed.
+func upDown(prev store.Record, rec *store.Record, rep *probe.Report, failure string) *Event {
 	name := targetName(prev.Target)
 	threshold := prev.FailureThreshold
 	if threshold <= 0 {
 		threshold = DefaultFailureThreshold
 	}
 	var ev *Event
-	if rep.Status == probe.StatusDown {
+	if failure != "" {
 		rec.ConsecutiveFailures++
 		if rec.ConsecutiveFailures >= threshold && prev.State != StateDown {
 			rec.State = StateDown
 			ev = &Event{Kind: EventStatusChanged, Level: LevelCritical,
-				Message: fmt.Sprintf("%s is down after %d consecutive failed probes: %s", name, rec.ConsecutiveFailures, reason(rep))}
+				Message: fmt.Sprintf("%s is down after %d consecutive failed probes: %s", name, rec.ConsecutiveFailures, failure)}
 		}
 	} else {
 		rec.ConsecutiveFailures = 0
@@ -85,15 +155,17 @@ func upDown(prev store.Record, rec *store.Record, rep *probe.Report) *Event {
 	if rec.State == "" {
 		rec.State = StatePending
 	}
-	// A change of last_report.status alone (ok -> warning, a first failed
-	// probe) also matters to subscribers.
-	if ev == nil && prev.LastStatus != "" && prev.LastStatus != rec.LastStatus {
+	// A change of last_report.status alone (ok -> warning) also matters to
+	// subscribers, and so does a first failed probe, whose status may not
+	// have changed (an MCP endpoint's 401 leaves the TLS status ok).
+	firstFailure := failure != "" && rec.ConsecutiveFailures == 1
+	if ev == nil && prev.LastStatus != "" && (prev.LastStatus != rec.LastStatus || firstFailure) {
 		lvl := string(rep.Status.Severity())
 		msg := fmt.Sprintf("%s: probe status %s -> %s", name, prev.LastStatus, rec.LastStatus)
-		if rep.Status == probe.StatusDown {
+		if failure != "" {
 			// Not down yet by the watcher rules: a warning, not an outage.
 			lvl = LevelWarning
-			msg = fmt.Sprintf("%s: probe failed (%d of %d before down): %s", name, rec.ConsecutiveFailures, threshold, reason(rep))
+			msg = fmt.Sprintf("%s: probe failed (%d of %d before down): %s", name, rec.ConsecutiveFailures, threshold, failure)
 		}
 		ev = &Event{Kind: EventStatusChanged, Level: lvl, Message: msg}
 	}
@@ -208,6 +280,19 @@ func reason(rep *probe.Report) string {
 		return "status " + string(rep.Status)
 	}
 	return rep.Findings[best].Code + ": " + rep.Findings[best].Message
+}
+
+// mcpReason names why an endpoint whose TLS is fine did not answer as an
+// MCP server: the finding that says so (an authorization challenge is only
+// info on a Report, but it is the cause here), else the most severe.
+func mcpReason(rep *probe.Report) string {
+	for _, f := range rep.Findings {
+		switch f.Code {
+		case probe.CodeNotMCP, probe.CodeMCPAuthRequired, probe.CodeClientCertRequired:
+			return f.Code + ": " + f.Message
+		}
+	}
+	return "no MCP answer; " + reason(rep)
 }
 
 func targetName(t probe.TargetInfo) string {

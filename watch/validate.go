@@ -58,6 +58,9 @@ const (
 	MaxCIDRs = 64
 	// MaxSubjectLen bounds created_by.
 	MaxSubjectLen = 256
+	// MCPRecentKeep is how many recent probes of an MCP-level watch its
+	// uptime and latency percentiles are computed from.
+	MCPRecentKeep = 100
 )
 
 // scheduleParser accepts the standard five fields, an optional leading
@@ -185,6 +188,9 @@ func validate(s Spec) (config, error) {
 	if err := checkNames(s); err != nil {
 		return c, err
 	}
+	if err := checkMCP(s, c.target); err != nil {
+		return c, err
+	}
 	if err := checkPolicy(s.Policy); err != nil {
 		return c, err
 	}
@@ -199,6 +205,9 @@ func (c *config) apply(r *store.Record) {
 	r.Target, r.Scheme, r.Path, r.TimeoutMS = c.target.Target, c.target.Scheme, c.target.Path, c.target.TimeoutMS
 	r.Schedule, r.Thresholds, r.FailureThreshold = c.sched.Spec, c.th, c.ft
 	r.ClientCert, r.MCP = c.spec.ClientCert, c.spec.MCP
+	if !r.MCP {
+		r.MCPInfo, r.MCPTools, r.MCPRecent = nil, nil, nil // no longer an MCP-level watch
+	}
 	r.Probe = &store.ProbeConfig{Roots: c.roots, ClientCertFile: c.spec.ClientCertFile, ClientKeyFile: c.spec.ClientKeyFile,
 		Policy: c.spec.Policy, TokenName: c.spec.TokenName}
 	if r.Probe.IsZero() {
@@ -303,6 +312,18 @@ func checkNames(s Spec) error {
 	}
 	if len(s.CreatedBy) > MaxSubjectLen {
 		return &probe.FieldError{Field: "created_by", Reason: fmt.Sprintf("%d characters, at most %d", len(s.CreatedBy), MaxSubjectLen)}
+	}
+	return nil
+}
+
+// checkMCP: an MCP-level watch speaks MCP over HTTPS, and only it
+// presents a token.
+func checkMCP(s Spec, target store.Record) error {
+	if s.MCP && target.Scheme != "" {
+		return &probe.FieldError{Field: "mcp", Reason: fmt.Sprintf("an MCP-level watch needs an https:// target, not %s://", target.Scheme)}
+	}
+	if s.TokenName != "" && !s.MCP {
+		return &probe.FieldError{Field: "token_name", Reason: "a token is presented by MCP-level watches only (set mcp)"}
 	}
 	return nil
 }

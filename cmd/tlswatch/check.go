@@ -57,7 +57,7 @@ func timeoutMillis(s string) (int, error) {
 var flagOf = map[string]string{
 	"ip": "--ip", "sni": "--sni", "timeout_ms": "--timeout",
 	"schedule": "--schedule", "thresholds_days": "--thresholds", "within_days": "--within",
-	"ca_pem": "--ca-file", "client_cert": "--client-cert",
+	"ca_pem": "--ca-file", "client_cert": "--client-cert", "mcp": "--mcp",
 }
 
 // flagNames rewrites a *probe.FieldError so that it names the flag a person

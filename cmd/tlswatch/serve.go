@@ -50,6 +50,9 @@ func serve(ctx context.Context, cfg Config, stdin io.Reader, stdout, stderr io.W
 		return err
 	}
 	stderr = creds.secrets.Writer(stderr) // no log line shows a secret, whatever a server echoes
+	// MCP-level watches name a token; this process resolves the name when
+	// it probes them.
+	pr.Tokens, pr.Redact = creds.mcpTokens, creds.secrets
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.Limits = cfg.Limits.withDefaults(raiseNoFile())
 	pr.Logger = logger.With("component", "watch")

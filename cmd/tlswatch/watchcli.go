@@ -99,6 +99,12 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 	if r := w.LastReport; r != nil {
 		fmt.Fprintf(c.stdout, "first probe: %s  %s\n", pal.status(r.Status), verdict(*r))
 	}
+	if m := w.MCP; m != nil {
+		fmt.Fprintf(c.stdout, "MCP: %s %s, protocol %s, %d tools (%s), initialize %.0f ms\n",
+			m.Server.Name, m.Server.Version, m.ProtocolVersion, m.ToolCount, m.ToolsHash, m.LatencyMS)
+	} else if w.MCPLevel {
+		fmt.Fprintln(c.stdout, "MCP: no answer yet (a failed probe; see the findings above)")
+	}
 	return exitOK, nil
 }
 

@@ -98,6 +98,38 @@ func TestWatchAddFieldErrorsNameFlags(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "t.db")
 	wantBadInput(t, runCLI(t, "", "watch", "add", "tlswatch.test", "--db", db, "--schedule", "every hour"), "--schedule: ")
 	wantBadInput(t, runCLI(t, "", "watch", "add", "tlswatch.test", "--db", db, "--thresholds", "30,0"), "--thresholds: ")
+	wantBadInput(t, runCLI(t, "", "watch", "add", "smtp://tlswatch.test", "--db", db, "--mcp"), "--mcp: ")
+}
+
+// watch add --mcp on a live MCP server: the first probe speaks MCP too,
+// and the watch shows the server.
+func TestWatchAddMCP(t *testing.T) {
+	l := newLab(t)
+	srv := testlab.ServeMCP(t, l.pki, "lab-mcp", "echo", "search")
+	db := filepath.Join(t.TempDir(), "t.db")
+	r := runCLI(t, "", "watch", "add", srv.URL, "--ip", "127.0.0.1", "--mcp", "--db", db, "--ca-file", l.caFile)
+	if r.code != exitOK || !strings.Contains(r.stdout, "MCP: lab-mcp 1.0.0, protocol 2025-11-25, 2 tools (sha256:") {
+		t.Fatalf("watch add --mcp: code %d, stderr %q\n%s", r.code, r.stderr, r.stdout)
+	}
+	r = runCLI(t, "", "watch", "ls", "--json", "--db", db)
+	var ls struct {
+		Watches []watch.Watch `json:"watches"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &ls); err != nil || len(ls.Watches) != 1 {
+		t.Fatalf("watch ls --json: %v\n%s", err, r.stdout)
+	}
+	if w := ls.Watches[0]; !w.MCPLevel || w.MCP == nil || w.MCP.ToolCount != 2 || w.MCPStats == nil || w.MCPStats.Uptime != 1 {
+		t.Errorf("watch: mcp_level %v, mcp %+v, mcp_stats %+v", w.MCPLevel, w.MCP, w.MCPStats)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, []byte(r.stdout)); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"mcp":{"protocol_version":"2025-11-25","server":{"name":"lab-mcp","version":"1.0.0"},"tool_count":2,"tools_hash":"sha256:`, `"mcp_stats":{"probes":1,`} {
+		if !strings.Contains(compact.String(), k) {
+			t.Errorf("watch ls --json lacks %s:\n%s", k, r.stdout)
+		}
+	}
 }
 
 // Colour codes do not count as width: columns line up on a terminal too.

@@ -56,7 +56,7 @@ func testLogger() *slog.Logger {
 func testConfig(db string, probeFn watch.ProbeFunc) Config {
 	return Config{
 		DBPath:        db,
-		Engine:        watch.Config{Prober: &watch.Prober{Probe: probeFn}, Logger: testLogger(), FlushInterval: 50 * time.Millisecond},
+		Engine:        watch.Config{Prober: &watch.Prober{Probe: probeFn, MCP: watchtest.MCP}, Logger: testLogger(), FlushInterval: 50 * time.Millisecond},
 		RetryInterval: 100 * time.Millisecond,
 		LockTimeout:   50 * time.Millisecond,
 	}

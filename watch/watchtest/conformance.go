@@ -17,7 +17,8 @@ import (
 )
 
 // Open returns a fresh, empty watch.Service whose probes are Probe's
-// answers. The service must be closed by t.Cleanup.
+// answers, with MCP's as their MCP level. The service must be closed by
+// t.Cleanup.
 type Open func(t *testing.T) watch.Service
 
 // Conformance runs the watch.Service contract against services from open:
@@ -108,6 +109,16 @@ func addCarriesConfiguration(t *testing.T, svc watch.Service) {
 		if w.ClientCert != "ops" || !w.MCPLevel || w.TokenName != "prod" || w.CreatedBy != "alice" || w.TimeoutMS != 3000 || w.Target.IP != "127.0.0.1" {
 			t.Errorf("%s: configuration not kept: %+v", what, w)
 		}
+		// The MCP level of its first probe (MCP, the canned MCP level, answers).
+		if m := w.MCP; m == nil || m.ToolCount != 2 || m.ToolsHash == "" || m.Server.Name == "" || m.Tools != nil {
+			t.Errorf("%s: mcp %+v, want the server's DESIGN fields without the tool list", what, m)
+		}
+		if s := w.MCPStats; s == nil || s.Probes != 1 || s.Uptime != 1 || s.LatencyMSP50 == nil {
+			t.Errorf("%s: mcp_stats %+v", what, s)
+		}
+		if r := w.LastReport; r == nil || r.MCP == nil || r.MCP.ToolsHash != w.MCP.ToolsHash {
+			t.Errorf("%s: the Report's mcp level is missing", what)
+		}
 	}
 	check("Add", w)
 	g, err := svc.Get(ctxOf(t), w.ID)
@@ -134,6 +145,8 @@ func badInput(t *testing.T, svc watch.Service) {
 		{"failure_threshold", watch.Spec{Target: "a.test", FailureThreshold: -1}},
 		{"ca_pem", watch.Spec{Target: "a.test", CAPEM: "not a certificate"}},
 		{"client_cert", watch.Spec{Target: "a.test", ClientCert: "../etc/key"}},
+		{"mcp", watch.Spec{Target: "smtp://a.test", MCP: true}},
+		{"token_name", watch.Spec{Target: "a.test", TokenName: "prod"}},
 	} {
 		var fe *probe.FieldError
 		if _, err := svc.Add(ctx, c.spec); !errors.As(err, &fe) || fe.Field != c.field {

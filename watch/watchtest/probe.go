@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlswatch/tlswatch/mcpcheck"
 	"github.com/tlswatch/tlswatch/probe"
 )
 
@@ -59,4 +60,21 @@ func Probe(_ context.Context, t probe.Target, o probe.Options) (probe.Report, er
 		NotBefore: notBefore, NotAfter: notAfter, DaysRemaining: probe.DaysRemaining(notAfter, now),
 		Serial: "01", SHA256: "fp-" + t.Host, Key: "ECDSA P-256", SignatureAlgorithm: "ECDSA-SHA256"}
 	return r, nil
+}
+
+// MCP is a canned watch.MCPFunc for the MCP level of Probe's Reports: a
+// host starting with "notmcp" answers TLS but not MCP; a reachable one
+// otherwise is a small MCP server with two tools. No network either.
+func MCP(_ context.Context, t probe.Target, rep probe.Report, _ mcpcheck.Options) probe.Report {
+	switch {
+	case !rep.Reachable:
+	case strings.HasPrefix(t.Host, "notmcp"):
+		rep.Findings = append(rep.Findings, probe.NewFinding(probe.CodeNotMCP, "TLS works, but the URL does not speak MCP: HTTP 404"))
+		rep.Status = probe.StatusOf(rep)
+	default:
+		rep.MCP = &probe.MCPInfo{ProtocolVersion: "2025-11-25", Server: probe.MCPServer{Name: "canned", Version: "1"},
+			ToolCount: 2, ToolsHash: "sha256:canned", LatencyMS: 5,
+			Tools: []probe.MCPTool{{Name: "echo", Digest: "0000000000000001"}, {Name: "sum", Digest: "0000000000000002"}}}
+	}
+	return rep
 }
