@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/net/http2"
 )
@@ -27,6 +29,46 @@ func (e *httpRefusalError) Error() string {
 	return fmt.Sprintf("HTTP %d %q", e.status, e.title)
 }
 
+// errConn remembers the first error a read or write of the connection met.
+type errConn struct {
+	net.Conn
+	mu  sync.Mutex
+	err error
+}
+
+func (c *errConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.keep(err)
+	return n, err
+}
+
+func (c *errConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.keep(err)
+	return n, err
+}
+
+func (c *errConn) keep(err error) {
+	if err == nil {
+		return
+	}
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+}
+
+// or is the connection's own first error that refuses, else err.
+func (c *errConn) or(err error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if refusalError(c.err) != nil {
+		return c.err
+	}
+	return err
+}
+
 var titleRE = regexp.MustCompile(`(?is)<title>\s*(.*?)\s*</title>`)
 
 // httpRefusal asks GET / over the connection (HTTP/2 when negotiated) and
@@ -41,14 +83,18 @@ func httpRefusal(tc *tls.Conn, host string) error {
 	req.Close = true
 	var resp *http.Response
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
-		cc, err := (&http2.Transport{}).NewClientConn(tc)
+		// http2 reports a connection that died under it only as "could
+		// not be established": keep the conn's own first error, which is
+		// the server's alert or reset.
+		ec := &errConn{Conn: tc}
+		cc, err := (&http2.Transport{}).NewClientConn(ec)
 		if err != nil {
-			return refusalError(err)
+			return refusalError(ec.or(err))
 		}
 		defer cc.Close()
 		resp, err = cc.RoundTrip(req)
 		if err != nil {
-			return refusalError(err)
+			return refusalError(ec.or(err))
 		}
 	} else {
 		if err := req.Write(tc); err != nil {
