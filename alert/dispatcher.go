@@ -296,6 +296,12 @@ type Stats struct {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// A queue shared with other processes also says when entries become
+	// deliverable here without a commit of ours (a shard taken over).
+	var ready <-chan struct{}
+	if r, ok := d.outbox().(watch.OutboxReady); ok {
+		ready = r.Ready()
+	}
 	for {
 		st, err := d.DeliverDue(ctx)
 		if ctx.Err() != nil {
@@ -328,6 +334,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.kick:
+		case <-ready:
 		case <-timer.C:
 		}
 	}

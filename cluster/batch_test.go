@@ -139,7 +139,7 @@ func TestBatcherAcrossPartition(t *testing.T) {
 func TestBatcherRetryAfterLostAnswer(t *testing.T) {
 	cli, k, a := loneNode(t)
 	c, _ := a.Owns("w_1")
-	entry := k.OutboxEntry(c.Shard, "w_1-stage-7d")
+	entry := k.OutboxEntry(c.Shard, 7)
 
 	for _, tc := range []struct {
 		name    string

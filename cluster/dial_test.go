@@ -94,7 +94,7 @@ func TestKeyspaceAndNodeNames(t *testing.T) {
 	if got := k.Shard(7); got != "/tlswatch/shards/0007" {
 		t.Errorf("Shard(7) = %q", got)
 	}
-	if !strings.HasPrefix(k.Alert("w_1", "ab"), k.Alerts("w_1")) || !strings.HasPrefix(k.Segment("w_1", time.Unix(1, 0)), k.History("w_1")) {
+	if !strings.HasPrefix(k.Alert("w_1", "ab"), k.Alerts("w_1")) || !strings.HasPrefix(k.Segment("w_1", 1), k.History("w_1")) {
 		t.Error("per-watch keys must sit under their directory, for range reads and deletes")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-	"time"
 	"unicode"
 
 	"github.com/tlswatch/tlswatch/probe"
@@ -76,26 +75,32 @@ func (k Keyspace) Alert(id, fingerprint string) string { return k.Alerts(id) + f
 func (k Keyspace) Reports(id string) string      { return k.p + "reports/" + id + "/" }
 func (k Keyspace) Report(id, hash string) string { return k.Reports(id) + hash }
 
-// History holds sealed segments of compact samples of a watch, keyed by the
-// time of their first sample so that a range read walks them in order.
+// History holds sealed segments of compact samples of a watch, numbered
+// in order, so that a range read walks them oldest first.
 func (k Keyspace) History(id string) string { return k.p + "history/" + id + "/" }
-func (k Keyspace) Segment(id string, first time.Time) string {
-	return fmt.Sprintf("%s%016x", k.History(id), uint64(first.UnixNano()))
+func (k Keyspace) Segment(id string, n uint64) string {
+	return fmt.Sprintf("%s%016x", k.History(id), n)
 }
 
 // Outbox holds alert deliveries not yet acknowledged, per shard: the node
 // holding the shard delivers them, and a node taking the shard over
-// delivers what its predecessor left.
+// delivers what its predecessor left. Entries sit under e/, the
+// "channel was told" marks under m/ (named by a hash of the mark).
 func (k Keyspace) Outbox(shard int) string { return fmt.Sprintf("%soutbox/%04d/", k.p, shard) }
-func (k Keyspace) OutboxEntry(shard int, name string) string {
-	return k.Outbox(shard) + name
+func (k Keyspace) OutboxEntry(shard int, id uint64) string {
+	return fmt.Sprintf("%se/%016x", k.Outbox(shard), id)
+}
+func (k Keyspace) OutboxMark(shard int, mark string) string {
+	sum := sha256.Sum256([]byte(mark))
+	return k.Outbox(shard) + "m/" + hex.EncodeToString(sum[:16])
 }
 
-// Feed is the durable alert feed. An entry's cursor is its create revision,
-// which orders entries across nodes; its key is chosen by the writer, from
-// the event itself, so a retried write cannot add it twice.
-func (k Keyspace) Feed() string                 { return k.p + "feed/" }
-func (k Keyspace) FeedEntry(name string) string { return k.Feed() + name }
+// Feed is the durable alert feed: entries numbered by one sequence for the
+// whole cluster (FeedSeq holds the last number given), so a cursor is a
+// number and a reader can tell how many entries it missed.
+func (k Keyspace) Feed() string                { return k.p + "feed/" }
+func (k Keyspace) FeedEntry(seq uint64) string { return fmt.Sprintf("%s%020d", k.Feed(), seq) }
+func (k Keyspace) FeedSeq() string             { return k.p + "feedseq" }
 
 // Writer is a node's stamp key: each batched Txn of the node stamps it, so
 // that a retried Txn can tell that its earlier attempt landed.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,29 +28,50 @@ type MirrorEvent struct {
 	Value   []byte // nil when Deleted
 	Deleted bool
 	Rev     int64 // the revision of the change
+	// Reload marks the differences found by a reload (the watch fell
+	// behind etcd's compaction): the changes in between are lost, only
+	// their sum is known.
+	Reload bool
+}
+
+// KV is a mirrored key's value with its revisions.
+type KV struct {
+	Value     []byte
+	CreateRev int64 // the revision that created the key (orders entries)
+	ModRev    int64 // the revision of its last change
 }
 
 // MirrorOptions configure NewMirror; zero values take the defaults.
 type MirrorOptions struct {
 	// OnEvents is told about changes, in revision order, from the mirror's
 	// goroutine; it MUST NOT block for long. After a reload (the watch fell
-	// behind etcd's compaction) it gets the difference as events.
+	// behind etcd's compaction) it gets the difference as events. Changes
+	// the mirror already holds (noted by Note) are not reported.
 	OnEvents      func([]MirrorEvent)
 	ProgressEvery time.Duration
 	Logger        *slog.Logger
+	// Skip names keys the mirror neither keeps nor reports (bulky data read
+	// from etcd on demand).
+	Skip func(key string) bool
 }
 
 // Mirror is a local copy of every key under a prefix, kept current by an
 // etcd watch. Every node answers reads (list_watches, resources) from it,
 // and keeps answering while etcd is unreachable: Stale says since when the
-// copy may be behind. Methods are safe for concurrent use.
+// copy may be behind. A node notes its own committed writes at once (Note),
+// so that it reads them back before the watch delivers them. Keys are held
+// per directory (the first path segment under the prefix), so that Range
+// over one directory does not walk the others. Methods are safe for
+// concurrent use.
 type Mirror struct {
 	cli    *clientv3.Client
 	prefix string
 	opts   MirrorOptions
 
 	mu      sync.RWMutex
-	kvs     map[string][]byte
+	dirs    map[string]map[string]KV // directory -> key -> KV
+	n       int
+	tomb    map[string]int64 // keys deleted by a noted write, until the watch passes it
 	rev     int64
 	contact time.Time     // last word from etcd: an event or a progress notice
 	moved   chan struct{} // closed when rev advances
@@ -69,20 +91,64 @@ func NewMirror(ctx context.Context, cli *clientv3.Client, prefix string, opts Mi
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Mirror{cli: cli, prefix: prefix, opts: opts, moved: make(chan struct{}), done: make(chan struct{})}
+	if opts.Skip == nil {
+		opts.Skip = func(string) bool { return false }
+	}
+	m := &Mirror{cli: cli, prefix: prefix, opts: opts, moved: make(chan struct{}), done: make(chan struct{}),
+		tomb: make(map[string]int64)}
 	kvs, rev, err := m.load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m.kvs, m.rev, m.contact = kvs, rev, time.Now()
+	m.dirs, m.rev, m.contact = make(map[string]map[string]KV), rev, time.Now()
+	for k, kv := range kvs {
+		m.setLocked(k, kv)
+	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	go m.follow()
 	return m, nil
 }
 
+// dirOf is the directory of a key: its first path segment under the
+// prefix, with the slash ("watches/"), or "" for a key without one.
+func (m *Mirror) dirOf(key string) string {
+	rest := strings.TrimPrefix(key, m.prefix)
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[:i+1]
+	}
+	return ""
+}
+
+func (m *Mirror) setLocked(key string, kv KV) {
+	d := m.dirOf(key)
+	dir := m.dirs[d]
+	if dir == nil {
+		dir = make(map[string]KV)
+		m.dirs[d] = dir
+	}
+	if _, ok := dir[key]; !ok {
+		m.n++
+	}
+	dir[key] = kv
+}
+
+func (m *Mirror) deleteLocked(key string) {
+	if dir := m.dirs[m.dirOf(key)]; dir != nil {
+		if _, ok := dir[key]; ok {
+			delete(dir, key)
+			m.n--
+		}
+	}
+}
+
+func (m *Mirror) getLocked(key string) (KV, bool) {
+	kv, ok := m.dirs[m.dirOf(key)][key]
+	return kv, ok
+}
+
 // load reads the prefix at one revision, a page at a time.
-func (m *Mirror) load(ctx context.Context) (map[string][]byte, int64, error) {
-	kvs := make(map[string][]byte)
+func (m *Mirror) load(ctx context.Context) (map[string]KV, int64, error) {
+	kvs := make(map[string]KV)
 	var rev int64
 	from := m.prefix
 	end := clientv3.GetPrefixRangeEnd(m.prefix)
@@ -99,7 +165,9 @@ func (m *Mirror) load(ctx context.Context) (map[string][]byte, int64, error) {
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
-			kvs[string(kv.Key)] = kv.Value
+			if k := string(kv.Key); !m.opts.Skip(k) {
+				kvs[k] = KV{Value: kv.Value, CreateRev: kv.CreateRevision, ModRev: kv.ModRevision}
+			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return kvs, rev, nil
@@ -108,31 +176,97 @@ func (m *Mirror) load(ctx context.Context) (map[string][]byte, int64, error) {
 	}
 }
 
-// Get returns the value of key, as last seen.
-func (m *Mirror) Get(key string) ([]byte, bool) {
+// Get returns key's value and revisions, as last seen.
+func (m *Mirror) Get(key string) (KV, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	v, ok := m.kvs[key]
-	return v, ok
+	return m.getLocked(key)
 }
 
-// Range calls fn for every key (in no order) until fn returns false. fn
-// MUST NOT call the mirror's other methods.
-func (m *Mirror) Range(fn func(key string, value []byte) bool) {
+// Range calls fn for every key under prefix (in no order) until fn returns
+// false. prefix is the mirror's prefix, or a path under it; only the
+// directory of prefix is walked. fn MUST NOT call the mirror's other
+// methods.
+func (m *Mirror) Range(prefix string, fn func(key string, kv KV) bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	for k, v := range m.kvs {
-		if !fn(k, v) {
-			return
+	walk := func(dir map[string]KV) bool {
+		for k, kv := range dir {
+			if strings.HasPrefix(k, prefix) && !fn(k, kv) {
+				return false
+			}
 		}
+		return true
 	}
+	if prefix == m.prefix {
+		for _, dir := range m.dirs {
+			if !walk(dir) {
+				return
+			}
+		}
+		return
+	}
+	walk(m.dirs[m.dirOf(prefix)])
 }
 
 // Len is the number of keys.
 func (m *Mirror) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.kvs)
+	return m.n
+}
+
+// Written is a Txn this node committed, as Note takes it.
+type Written struct {
+	Rev            int64
+	Puts           map[string][]byte
+	Deletes        []string
+	DeletePrefixes []string // range deletes: every key under each
+}
+
+// Note applies a write this node committed at w.Rev, so that it reads its
+// own writes back at once, before the watch brings them. A key that the
+// mirror already holds at a later revision is left alone, and the watch's
+// events at or before a noted revision are neither applied again nor
+// reported.
+func (m *Mirror) Note(w Written) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range w.Puts {
+		if m.opts.Skip(k) {
+			continue
+		}
+		cur, ok := m.getLocked(k)
+		if ok && cur.ModRev >= w.Rev {
+			continue
+		}
+		create := w.Rev
+		if ok {
+			create = cur.CreateRev
+		}
+		m.setLocked(k, KV{Value: v, CreateRev: create, ModRev: w.Rev})
+		delete(m.tomb, k)
+	}
+	del := func(k string, cur KV) {
+		if cur.ModRev < w.Rev {
+			m.deleteLocked(k)
+			m.tomb[k] = w.Rev
+		}
+	}
+	for _, k := range w.Deletes {
+		if cur, ok := m.getLocked(k); ok {
+			del(k, cur)
+		} else if m.tomb[k] < w.Rev {
+			m.tomb[k] = w.Rev
+		}
+	}
+	for _, p := range w.DeletePrefixes {
+		for k, cur := range m.dirs[m.dirOf(p)] {
+			if strings.HasPrefix(k, p) {
+				del(k, cur)
+			}
+		}
+	}
 }
 
 // Rev is the etcd revision the mirror is current to.
@@ -230,21 +364,36 @@ func (m *Mirror) watch() error {
 }
 
 // apply applies a watch response (events, or a progress notice with none).
+// Events at or before what the mirror holds for their key (a noted write of
+// this node) are skipped.
 func (m *Mirror) apply(evs []*clientv3.Event, rev int64) {
 	out := make([]MirrorEvent, 0, len(evs))
 	m.mu.Lock()
 	for _, ev := range evs {
-		me := MirrorEvent{Key: string(ev.Kv.Key), Rev: ev.Kv.ModRevision}
+		key := string(ev.Kv.Key)
+		if m.opts.Skip(key) {
+			continue
+		}
+		cur, ok := m.getLocked(key)
+		if (ok && cur.ModRev >= ev.Kv.ModRevision) || m.tomb[key] >= ev.Kv.ModRevision {
+			continue
+		}
+		me := MirrorEvent{Key: key, Rev: ev.Kv.ModRevision}
 		if ev.Type == mvccpb.DELETE {
 			me.Deleted = true
-			delete(m.kvs, me.Key)
+			m.deleteLocked(key)
 		} else {
 			me.Value = ev.Kv.Value
-			m.kvs[me.Key] = me.Value
+			m.setLocked(key, KV{Value: ev.Kv.Value, CreateRev: ev.Kv.CreateRevision, ModRev: ev.Kv.ModRevision})
 		}
 		out = append(out, me)
 	}
 	m.advance(rev)
+	for k, r := range m.tomb {
+		if r <= m.rev {
+			delete(m.tomb, k)
+		}
+	}
 	m.mu.Unlock()
 	m.noteStale()
 	if len(out) > 0 && m.opts.OnEvents != nil {
@@ -278,6 +427,7 @@ func (m *Mirror) noteStale() {
 }
 
 // reload replaces the copy with a fresh load and reports the difference.
+// Keys noted after the load's revision keep their noted value.
 func (m *Mirror) reload() error {
 	ctx, cancel := context.WithTimeout(m.ctx, 30*time.Second)
 	defer cancel()
@@ -287,17 +437,31 @@ func (m *Mirror) reload() error {
 	}
 	var out []MirrorEvent
 	m.mu.Lock()
-	for k, v := range kvs {
-		if old, ok := m.kvs[k]; !ok || string(old) != string(v) {
-			out = append(out, MirrorEvent{Key: k, Value: v, Rev: rev})
+	for _, dir := range m.dirs {
+		for k, cur := range dir {
+			if cur.ModRev > rev {
+				kvs[k] = cur // noted after the load
+				continue
+			}
+			if _, ok := kvs[k]; !ok && m.tomb[k] <= rev {
+				out = append(out, MirrorEvent{Key: k, Deleted: true, Rev: rev, Reload: true})
+			}
 		}
 	}
-	for k := range m.kvs {
-		if _, ok := kvs[k]; !ok {
-			out = append(out, MirrorEvent{Key: k, Deleted: true, Rev: rev})
+	for k, kv := range kvs {
+		if old, ok := m.getLocked(k); !ok || string(old.Value) != string(kv.Value) {
+			if m.tomb[k] <= rev {
+				out = append(out, MirrorEvent{Key: k, Value: kv.Value, Rev: rev, Reload: true})
+			}
 		}
 	}
-	m.kvs = kvs
+	m.dirs, m.n = make(map[string]map[string]KV), 0
+	for k, kv := range kvs {
+		if m.tomb[k] > rev {
+			continue
+		}
+		m.setLocked(k, kv)
+	}
 	m.advance(rev)
 	m.mu.Unlock()
 	if len(out) > 0 && m.opts.OnEvents != nil {

@@ -83,8 +83,8 @@ func TestMirror(t *testing.T) {
 	if err := m.WaitRev(ctx, del.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := m.Get(p + "w_00001"); string(v) != "v1" {
-		t.Errorf("w_00001 = %q, want v1", v)
+	if v, _ := m.Get(p + "w_00001"); string(v.Value) != "v1" {
+		t.Errorf("w_00001 = %q, want v1", v.Value)
 	}
 	if _, ok := m.Get(p + "w_00002"); ok {
 		t.Error("w_00002 still there after its delete")
@@ -119,8 +119,8 @@ func TestMirrorAcrossPartitionAndCompaction(t *testing.T) {
 
 	proxy.Partition()
 	waitFor(t, wait, "the mirror says it is stale", func() bool { s, _ := m.Stale(); return s })
-	if v, ok := m.Get(p + "a"); !ok || string(v) != "v0" {
-		t.Fatalf("a stale mirror still answers: got %q %v", v, ok)
+	if v, ok := m.Get(p + "a"); !ok || string(v.Value) != "v0" {
+		t.Fatalf("a stale mirror still answers: got %q %v", v.Value, ok)
 	}
 	if _, err := cli.Put(ctx, p+"a", "v1"); err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestMirrorAcrossPartitionAndCompaction(t *testing.T) {
 	waitFor(t, wait, "the mirror is current again", func() bool { s, _ := m.Stale(); return !s })
 	want := map[string]string{p + "a": "v1", p + "c": "v0", p + "d": "v1"}
 	got := map[string]string{}
-	m.Range(func(k string, v []byte) bool { got[k] = string(v); return true })
+	m.Range(p, func(k string, v KV) bool { got[k] = string(v.Value); return true })
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after catching up: %v, want %v", got, want)
 	}

@@ -151,6 +151,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // loadMeta creates the meta key of a new keyspace, or reads the shard count
 // of an existing one.
 func (n *Node) loadMeta(ctx context.Context, want int) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.ttl)
+	defer cancel()
+	return LoadMeta(ctx, n.cli, n.keys, want)
+}
+
+// LoadMeta creates the meta key of a new keyspace with want shards
+// (DefaultShards when 0), or reads the shard count of an existing one; a
+// different non-zero want is an error rather than a silent reshuffle.
+func LoadMeta(ctx context.Context, cli *clientv3.Client, keys Keyspace, want int) (int, error) {
 	if want < 0 || want > 4096 {
 		return 0, &probe.FieldError{Field: "shards", Reason: strconv.Itoa(want) + " out of range 1-4096"}
 	}
@@ -159,10 +168,8 @@ func (n *Node) loadMeta(ctx context.Context, want int) (int, error) {
 		create = DefaultShards
 	}
 	raw, _ := json.Marshal(meta{Schema: schema, Shards: create})
-	key := n.keys.Meta()
-	ctx, cancel := context.WithTimeout(ctx, n.ttl)
-	defer cancel()
-	resp, err := n.cli.Txn(ctx).
+	key := keys.Meta()
+	resp, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, string(raw))).
 		Else(clientv3.OpGet(key)).Commit()
@@ -175,13 +182,13 @@ func (n *Node) loadMeta(ctx context.Context, want int) (int, error) {
 	var m meta
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) != 1 || json.Unmarshal(kvs[0].Value, &m) != nil || m.Shards < 1 {
-		return 0, fmt.Errorf("cluster: %s holds no valid tlswatch meta: is %s another program's prefix?", key, n.keys.Prefix())
+		return 0, fmt.Errorf("cluster: %s holds no valid tlswatch meta: is %s another program's prefix?", key, keys.Prefix())
 	}
 	if m.Schema > schema {
-		return 0, fmt.Errorf("cluster: %s has keyspace schema %d, this binary knows up to %d", n.keys.Prefix(), m.Schema, schema)
+		return 0, fmt.Errorf("cluster: %s has keyspace schema %d, this binary knows up to %d", keys.Prefix(), m.Schema, schema)
 	}
 	if want != 0 && want != m.Shards {
-		return 0, fmt.Errorf("cluster: %s was created with %d shards, not %d", n.keys.Prefix(), m.Shards, want)
+		return 0, fmt.Errorf("cluster: %s was created with %d shards, not %d", keys.Prefix(), m.Shards, want)
 	}
 	return m.Shards, nil
 }

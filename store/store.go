@@ -290,6 +290,12 @@ type Record struct {
 	// which its uptime and latency percentiles are computed from (package
 	// watch bounds their number).
 	MCPRecent []RecentProbe `json:"mcp_recent,omitempty"`
+
+	// Rev is the version of the record in a store shared by several
+	// writers (the etcd revision it was read or written at): a write
+	// computed from this record commits only if the watch is unchanged
+	// since. Not stored; always zero in this package.
+	Rev int64 `json:"-"`
 }
 
 // RecentProbe is one probe of an MCP-level watch as its recent window

@@ -73,6 +73,10 @@ type Watch struct {
 	// MCPStats are the uptime and MCP latency percentiles of an MCP-level
 	// watch over its recent probes.
 	MCPStats *MCPStats `json:"mcp_stats,omitempty"`
+	// StaleSince is set when the record comes from a cluster node's copy
+	// that may be behind (etcd unreachable): the last time it was known
+	// current.
+	StaleSince *time.Time `json:"stale_since,omitempty"`
 }
 
 // RootInfo names one extra trust root of a watch.
@@ -195,6 +199,8 @@ type Notifier interface {
 type ExpiringList struct {
 	WithinDays int     `json:"within_days"`
 	Watches    []Watch `json:"watches"`
+	// StaleSince: see Watch.StaleSince.
+	StaleSince *time.Time `json:"stale_since,omitempty"`
 }
 
 // AlertEntry is one event of the durable alert feed.

@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -158,6 +159,9 @@ func NewEngine(st Store, cfg Config) (*Engine, error) {
 	if rc, ok := st.(RemoteChanges); ok {
 		e.cancelRemote = rc.SubscribeRemote(e.remoteChange)
 	}
+	if oc, ok := cfg.Ownership.(OwnershipChanges); ok {
+		oc.OnGained(e.gained)
+	}
 	e.wwg.Add(1)
 	go e.writer()
 	if !cfg.NoScheduler {
@@ -207,32 +211,87 @@ func (e *Engine) releaseMemory() {
 // resident over an hour at 100,000 probes/hour.
 const releaseEvery = 2 * time.Minute
 
-// remoteChange takes a Change another node committed: this engine's memory
-// of the watch follows, and its subscribers hear it.
+// remoteChange takes a Change another node committed: this engine's copy
+// of the watch follows the store (added, changed or removed), and its
+// subscribers hear the events, if the change had any (a routine probe
+// result elsewhere only keeps the copy current).
 func (e *Engine) remoteChange(c Change) {
 	id := c.Watch.ID
+	v, err := e.st.Get(id)
 	switch {
-	case c.Has(EventWatchRemoved):
-		e.mu.Lock()
-		e.dropLocked(id)
-		e.mu.Unlock()
-	case c.Has(EventWatchAdded):
-		v, err := e.st.Get(id)
-		if err != nil {
-			e.log.Warn("watch: load a watch another node added", "id", id, "err", err)
-			break
-		}
-		e.mu.Lock()
-		if _, ok := e.entries[id]; !ok && !e.closed {
-			e.insertLocked(e.newEntry(v.Record))
-		}
-		e.mu.Unlock()
-	default:
+	case errors.Is(err, store.ErrNotFound):
 		e.mu.Lock()
 		if en := e.entries[id]; en != nil {
-			en.stale, en.last = true, nil
+			c.Watch = toWatch(en.rec, nil)
+			e.dropLocked(id)
 		}
 		e.mu.Unlock()
+	case err != nil:
+		e.log.Warn("watch: read a watch another node changed", "id", id, "err", err)
+	default:
+		e.mu.Lock()
+		e.followLocked(v.Record)
+		e.mu.Unlock()
+		c.Watch = toWatch(v.Record, v.LastReport)
 	}
-	e.hub.Publish(c)
+	if len(c.Events) > 0 {
+		e.hub.Publish(c)
+	}
+}
+
+// followLocked makes memory hold r as the store does: a watch new to this
+// engine is scheduled; a known one takes the record (and its schedule, if
+// it changed), dropping what was cached of it. Caller holds e.mu.
+func (e *Engine) followLocked(r store.Record) {
+	if e.closed {
+		return
+	}
+	en := e.entries[r.ID]
+	if en == nil {
+		e.insertLocked(e.newEntry(r))
+		return
+	}
+	resched := r.Schedule != en.rec.Schedule
+	en.rec, en.stale, en.last, en.alerts = r, false, nil, nil
+	if resched {
+		en.sched = e.newEntry(r).sched
+		e.reschedule(en, e.clock.Now())
+	}
+}
+
+// gained reschedules the watches this engine just came to own (shards
+// taken over): an overdue one is probed soon, spread as after a restart,
+// the others on their grid. Each is read again before its first probe.
+func (e *Engine) gained(owns func(id string) bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.cfg.NoScheduler {
+		return
+	}
+	now := e.clock.Now()
+	for id, en := range e.entries {
+		if !owns(id) {
+			continue
+		}
+		en.stale = true
+		en.gen++
+		e.heap.push(heapItem{at: e.firstFire(en, now), e: en, gen: en.gen})
+	}
+	e.poke()
+}
+
+// StaleSince is, while the store answers from a copy that may be behind
+// (a cluster node cut off from etcd), the last time that copy was known
+// current; nil otherwise.
+func (e *Engine) StaleSince() *time.Time {
+	st, ok := e.st.(Staleness)
+	if !ok {
+		return nil
+	}
+	since, stale := st.StaleSince()
+	if !stale {
+		return nil
+	}
+	t := since.UTC()
+	return &t
 }

@@ -124,10 +124,10 @@ func TestRemoteChanges(t *testing.T) {
 		clock.Advance(100 * time.Millisecond)
 		time.Sleep(2 * time.Millisecond)
 	}
-	rs.deliver(watch.Change{Watch: watch.Watch{ID: r.ID}, Events: []watch.Event{{Kind: watch.EventWatchRemoved}}})
 	if _, err := db.Delete(r.ID); err != nil {
 		t.Fatal(err)
 	}
+	rs.deliver(watch.Change{Watch: watch.Watch{ID: r.ID}, Events: []watch.Event{{Kind: watch.EventWatchRemoved}}})
 	time.Sleep(10 * time.Millisecond)
 	base := f.calls.Load()
 	for i := 0; i < 30; i++ {

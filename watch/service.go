@@ -57,6 +57,25 @@ func (e *Engine) Add(ctx context.Context, spec Spec) (Watch, error) {
 		// The caller gave up mid-probe; its timeout is not the server's.
 		return Watch{}, fmt.Errorf("watch: add %s: %w", targetName(rec.Target), err)
 	}
+	// In a store shared by cluster nodes the write may lose a race with
+	// another writer of the watch (its owner's probe, an Add elsewhere):
+	// the store then hands this engine the watch as it is, and the same
+	// Report is decided again on it.
+	for try := 1; ; try++ {
+		w, err := e.commitAdd(ctx, c, rec, &rep, now)
+		if !errors.Is(err, errNotApplied) || try == addTries {
+			return w, err
+		}
+	}
+}
+
+// addTries bounds the attempts of an Add that keeps losing races.
+const addTries = 3
+
+// commitAdd applies the first probe of an Add to the watch of its target
+// (rec when there is none yet) and waits for the write.
+func (e *Engine) commitAdd(ctx context.Context, c config, rec store.Record, rep *probe.Report, now time.Time) (Watch, error) {
+	ident := c.target.Identity()
 	done := make(chan error, 1)
 	e.mu.Lock()
 	if e.closed {
@@ -75,7 +94,8 @@ func (e *Engine) Add(ctx context.Context, spec Spec) (Watch, error) {
 		e.entries[rec.ID] = en
 		e.byIdent[ident] = rec.ID
 	}
-	w := e.applyLocked(en, &rep, true, !exists, done)
+	r := *rep
+	w := e.applyLocked(en, &r, true, !exists, done)
 	e.reschedule(en, e.clock.Now())
 	e.mu.Unlock()
 
@@ -263,7 +283,9 @@ func (e *Engine) Get(_ context.Context, id string) (Watch, error) {
 	if err != nil {
 		return Watch{}, notFound(id, err)
 	}
-	return toWatch(v.Record, v.LastReport), nil
+	w := toWatch(v.Record, v.LastReport)
+	w.StaleSince = e.StaleSince()
+	return w, nil
 }
 
 // open returns ErrClosed once the engine is closed.
@@ -289,8 +311,10 @@ func (e *Engine) List(context.Context) ([]Watch, error) {
 		e.releaseMemory() // a full read touched the whole file
 	}
 	out := make([]Watch, len(vs))
+	stale := e.StaleSince()
 	for i, v := range vs {
 		out[i] = toWatch(v.Record, v.LastReport)
+		out[i].StaleSince = stale
 	}
 	return out, nil
 }
@@ -308,7 +332,11 @@ func (e *Engine) Expiring(_ context.Context, withinDays *int) (ExpiringList, err
 	if err != nil {
 		return ExpiringList{}, err
 	}
-	return ExpiringList{WithinDays: days, Watches: ws}, nil
+	stale := e.StaleSince()
+	for i := range ws {
+		ws[i].StaleSince = stale
+	}
+	return ExpiringList{WithinDays: days, Watches: ws, StaleSince: stale}, nil
 }
 
 // cacheWindow: watches whose certificate expires within it, or that are

@@ -47,10 +47,13 @@ type Ownership interface {
 }
 
 // RemoteChanges is implemented by a Store that several nodes write: it
-// delivers the Changes other nodes committed, so that this engine's
-// subscribers hear about them too and its memory of those watches stays
-// current. The engine subscribes when it starts and cancels when it
-// closes. *store.DB has no other writer and does not implement it.
+// delivers the Changes other nodes committed, once its reads show them, so
+// that this engine's subscribers hear about them too and its memory of
+// those watches follows. Only the Change's Watch.ID need be set: the
+// engine reads the watch back (gone: removed). A Change without events
+// (another node's routine probe result) only updates memory. The engine
+// subscribes when it starts and cancels when it closes. *store.DB has no
+// other writer and does not implement it.
 type RemoteChanges interface {
 	SubscribeRemote(fn func(Change)) (cancel func())
 }
@@ -92,4 +95,29 @@ type Alerter interface {
 	// Deliver delivers queued alerts (including what a previous owner left)
 	// until ctx ends, which happens before the database is closed.
 	Deliver(ctx context.Context)
+}
+
+// Staleness is implemented by a Store that answers from a local copy of
+// state that others write (a cluster node's mirror of etcd): while the copy
+// may be behind, StaleSince reports since when (the last time it was known
+// current), and the engine marks what it shows with stale_since.
+type Staleness interface {
+	StaleSince() (since time.Time, stale bool)
+}
+
+// OwnershipChanges is implemented by an Ownership whose watches come and
+// go while the engine runs (shards taken over from a node that died): the
+// engine registers to hear which watches it gained, so that it probes the
+// overdue ones soon, spread over the startup window, rather than at their
+// next regular time.
+type OwnershipChanges interface {
+	OnGained(fn func(gained func(id string) bool))
+}
+
+// OutboxReady is implemented by an Outbox whose deliverable entries can
+// change outside this process's commits (another node queued some in a
+// shard this node holds, or it took shards over): the delivery loop also
+// wakes when Ready is signalled.
+type OutboxReady interface {
+	Ready() <-chan struct{}
 }

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -88,14 +89,27 @@ func (e *Engine) commit(batch []*writeOp) {
 		e.log.Error("watch: commit failed; results and alerts of this batch are lost", "ops", len(batch), "err", err)
 	}
 	for i, op := range batch {
+		ok := i < len(applied) && applied[i]
 		if op.done != nil {
-			op.done <- err
+			switch {
+			case ok:
+				op.done <- nil
+			case err != nil:
+				op.done <- err
+			default:
+				op.done <- errNotApplied
+			}
 		}
-		if err == nil && applied[i] && op.change != nil {
+		if ok && op.change != nil {
 			e.hub.Publish(*op.change)
 		}
 	}
 }
+
+// errNotApplied: the store did not apply a write because another writer
+// changed the watch first (a store shared by cluster nodes); the engine's
+// copy has been brought up to date, and the caller may decide again.
+var errNotApplied = errors.New("watch: changed by another writer meanwhile")
 
 // inTx runs the commit hook for one Change inside its transaction. A
 // panicking hook is our bug: it rolls the batch back rather than take the
