@@ -94,6 +94,7 @@ type Node struct {
 	mu       sync.Mutex // guards claims and status
 	claims   map[int]*held
 	status   Status
+	lease    clientv3.LeaseID // of the latest session
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -245,6 +246,14 @@ func (n *Node) Status() Status {
 	s.Shards = len(n.claims)
 	s.Members = append([]string(nil), s.Members...)
 	return s
+}
+
+// Lease is the lease of the node's latest session (0 before the first):
+// for diagnostics, and for tests that revoke it.
+func (n *Node) Lease() clientv3.LeaseID {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lease
 }
 
 // Close leaves the cluster: claims are cancelled, then the lease is revoked

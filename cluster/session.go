@@ -78,6 +78,9 @@ func (n *Node) run() {
 		}
 		backoff = 100 * time.Millisecond
 		prev = s.lease
+		n.mu.Lock()
+		n.lease = s.lease
+		n.mu.Unlock()
 		n.setConnected(true)
 		n.log.Info("cluster: joined", "ttl", s.ttl)
 		err = n.serve(s)

@@ -153,6 +153,21 @@ func (o *Outbox) Marked(keys ...string) (map[string]bool, error) {
 	return out, nil
 }
 
+// Marks lists every mark set.
+func (o *Outbox) Marks() ([]string, error) {
+	var out []string
+	err := o.db.View(func(tx *bolt.Tx) error {
+		return outboxMarks(tx).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: outbox marks: %w", err)
+	}
+	return out, nil
+}
+
 // Due returns up to limit entries that may be attempted at now, in enqueue
 // order. Each channel is a FIFO: once a channel's oldest entry is not due
 // (it is backing off), none of that channel's later entries is returned, so a

@@ -830,6 +830,28 @@ func (db *DB) Alert(id, fingerprint string) (Alert, bool, error) {
 	return a, found, nil
 }
 
+// Alerts returns the alert state of every certificate of a watch that the
+// store remembers (at most maxAlertsPerWatch), in fingerprint order.
+func (db *DB) Alerts(id string) ([]Alert, error) {
+	var out []Alert
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		prefix := []byte(id + "/")
+		c := tx.Bucket(bAlerts).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var a Alert
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read alert states of %s: %w", id, err)
+	}
+	return out, nil
+}
+
 // Stats are counts for diagnostics and benchmarks.
 type Stats struct {
 	Watches, HistoryEntries int

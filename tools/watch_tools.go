@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
@@ -191,7 +192,14 @@ type ListWatchesArgs struct{}
 // WatchList is list_watches' output and the tlswatch://watches resource.
 type WatchList struct {
 	Watches []watch.Watch `json:"watches"`
+	// StaleSince is set when a cluster node answers from a copy that may
+	// be behind (etcd unreachable): the last time it was known current.
+	StaleSince *time.Time `json:"stale_since,omitempty"`
 }
+
+// staler is a watch service that can answer from a copy that may be
+// behind (a cluster node's).
+type staler interface{ StaleSince() *time.Time }
 
 func listWatchesTool(d Deps) Tool {
 	def := mcp.NewTool("list_watches",
@@ -218,7 +226,11 @@ func (d Deps) listWatches(ctx context.Context) (WatchList, error) {
 	if err != nil {
 		return WatchList{}, fmt.Errorf("list watches: %w", err)
 	}
-	return WatchList{Watches: normalizeWatches(ws)}, nil
+	out := WatchList{Watches: normalizeWatches(ws)}
+	if st, ok := svc.(staler); ok {
+		out.StaleSince = st.StaleSince()
+	}
+	return out, nil
 }
 
 // --- list_expiring ---
@@ -233,6 +245,7 @@ type ExpiringArgs struct {
 type ExpiringList struct {
 	WithinDays int           `json:"within_days"`
 	Watches    []watch.Watch `json:"watches"`
+	StaleSince *time.Time    `json:"stale_since,omitempty"` // see WatchList
 }
 
 func listExpiringTool(d Deps) Tool {
@@ -262,7 +275,7 @@ func (d Deps) listExpiring(ctx context.Context, within *int) (ExpiringList, erro
 	if err != nil {
 		return ExpiringList{}, fmt.Errorf("list expiring: %w", err)
 	}
-	return ExpiringList{WithinDays: l.WithinDays, Watches: normalizeWatches(l.Watches)}, nil
+	return ExpiringList{WithinDays: l.WithinDays, Watches: normalizeWatches(l.Watches), StaleSince: l.StaleSince}, nil
 }
 
 // --- get_history ---

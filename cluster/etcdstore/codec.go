@@ -27,17 +27,20 @@ import (
 type stateV struct {
 	// Origin is the process that wrote it (see Store.origin): a node tells
 	// its own writes from the others' in the watch stream by it.
-	Origin        string         `json:"o"`
-	UpdatedAt     time.Time      `json:"u"`
-	State         string         `json:"s"`
-	Failures      int            `json:"f,omitempty"`
-	LastCheckedAt time.Time      `json:"c"`
-	LastStatus    string         `json:"ls,omitempty"`
-	NotAfter      time.Time      `json:"na"`
-	Fingerprint   string         `json:"fp,omitempty"`
-	FiredDays     int            `json:"fd,omitempty"`
-	ProbedBy      string         `json:"by,omitempty"`
-	MCPInfo       *store.MCPInfo `json:"mcp,omitempty"`
+	Origin        string              `json:"o"`
+	UpdatedAt     time.Time           `json:"u"`
+	State         string              `json:"s"`
+	Failures      int                 `json:"f,omitempty"`
+	LastCheckedAt time.Time           `json:"c"`
+	LastStatus    string              `json:"ls,omitempty"`
+	NotAfter      time.Time           `json:"na"`
+	Fingerprint   string              `json:"fp,omitempty"`
+	FiredStage    string              `json:"fs,omitempty"`
+	RenewalCycle  time.Duration       `json:"cy,omitempty"`
+	ProbedBy      string              `json:"by,omitempty"`
+	MCPInfo       *probe.MCPInfo      `json:"mcp,omitempty"`
+	MCPTools      []probe.MCPTool     `json:"mt,omitempty"`
+	MCPRecent     []store.RecentProbe `json:"mr,omitempty"`
 	// Last is the latest Report: its body's reference, time and timing
 	// (exact; samples keep them at microseconds).
 	Last       string       `json:"r,omitempty"`
@@ -56,8 +59,8 @@ type stateV struct {
 func specOf(r store.Record) store.Record {
 	s := r
 	s.UpdatedAt, s.State, s.ConsecutiveFailures, s.LastCheckedAt, s.LastStatus = time.Time{}, "", 0, time.Time{}, ""
-	s.NotAfter, s.Fingerprint, s.FiredDays, s.HistoryCount, s.TransitionCount = time.Time{}, "", 0, 0, 0
-	s.ProbedBy, s.MCPInfo, s.Rev = "", nil, 0
+	s.NotAfter, s.Fingerprint, s.FiredStage, s.RenewalCycle, s.HistoryCount, s.TransitionCount = time.Time{}, "", "", 0, 0, 0
+	s.ProbedBy, s.MCPInfo, s.MCPTools, s.MCPRecent, s.Rev = "", nil, nil, nil, 0
 	return s
 }
 
@@ -79,8 +82,8 @@ func merge(spec []byte, st *stateV) (store.Record, error) {
 		return r, nil
 	}
 	r.UpdatedAt, r.State, r.ConsecutiveFailures, r.LastCheckedAt, r.LastStatus = st.UpdatedAt, st.State, st.Failures, st.LastCheckedAt, st.LastStatus
-	r.NotAfter, r.Fingerprint, r.FiredDays, r.HistoryCount = st.NotAfter, st.Fingerprint, st.FiredDays, st.Count
-	r.ProbedBy, r.MCPInfo = st.ProbedBy, st.MCPInfo
+	r.NotAfter, r.Fingerprint, r.FiredStage, r.RenewalCycle, r.HistoryCount = st.NotAfter, st.Fingerprint, st.FiredStage, st.RenewalCycle, st.Count
+	r.ProbedBy, r.MCPInfo, r.MCPTools, r.MCPRecent = st.ProbedBy, st.MCPInfo, st.MCPTools, st.MCPRecent
 	return r, nil
 }
 
@@ -88,8 +91,8 @@ func merge(spec []byte, st *stateV) (store.Record, error) {
 // history bookkeeping).
 func stateOf(r *store.Record, st *stateV) {
 	st.UpdatedAt, st.State, st.Failures, st.LastCheckedAt, st.LastStatus = r.UpdatedAt, r.State, r.ConsecutiveFailures, r.LastCheckedAt, r.LastStatus
-	st.NotAfter, st.Fingerprint, st.FiredDays = r.NotAfter, r.Fingerprint, r.FiredDays
-	st.ProbedBy, st.MCPInfo = r.ProbedBy, r.MCPInfo
+	st.NotAfter, st.Fingerprint, st.FiredStage, st.RenewalCycle = r.NotAfter, r.Fingerprint, r.FiredStage, r.RenewalCycle
+	st.ProbedBy, st.MCPInfo, st.MCPTools, st.MCPRecent = r.ProbedBy, r.MCPInfo, r.MCPTools, r.MCPRecent
 }
 
 func decodeState(raw []byte) (*stateV, error) {

@@ -33,6 +33,7 @@ type Config struct {
 	BackupKeep  int           // serve --backup-keep: backups kept
 	BackupDir   string        // serve --backup-dir: where backups go; default next to the database
 
-	ACMEDirectories []string // --acme-directory [MATCH=]URL (repeatable): private CAs asked for renewal windows
-	DNSServer       string   // --dns-server HOST:PORT: the resolver of CAA lookups
+	ACMEDirectories []string    // --acme-directory [MATCH=]URL (repeatable): private CAs asked for renewal windows
+	DNSServer       string      // --dns-server HOST:PORT: the resolver of CAA lookups
+	Etcd            *EtcdConfig // --etcd (or TLSWATCH_ETCD): watches in etcd, not in --db; nil for the embedded default
 }

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlswatch/tlswatch/cluster"
 	"github.com/tlswatch/tlswatch/store"
 )
 
@@ -68,6 +69,7 @@ func commands() []command {
 		{"expiring", "list watches expiring soon, expired or down", runExpiring},
 		{"scan", "probe many targets from a file or stdin", runScan},
 		{"db", "check, back up or restore the database (db check|backup|restore)", runDB},
+		{"migrate", "move the watches of a database into etcd (migrate --from-db PATH --etcd URL)", runMigrate},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
 	}
@@ -152,6 +154,7 @@ type sharedFlags struct {
 	minInterval string
 	acmeDirs    stringList
 	dnsServer   string
+	etcd        etcdFlags
 }
 
 type stringList []string
@@ -169,6 +172,7 @@ func newFlagSet(name string, c *cli) *flag.FlagSet {
 	fs.StringVar(&c.shared.minInterval, "min-interval", c.shared.minInterval, "floor for watch schedules, a Go `duration`")
 	fs.Var(&c.shared.acmeDirs, "acme-directory", "ACME directory `URL` of a private CA to ask for renewal windows (ARI), for the certificates no known CA claims; ISSUER=URL or aki:HEX=URL for the certificates of one issuer (repeatable)")
 	fs.StringVar(&c.shared.dnsServer, "dns-server", c.shared.dnsServer, "DNS server `host:port` for CAA lookups (default: the first nameserver of /etc/resolv.conf)")
+	c.shared.etcd.bind(fs)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usageFor(fs)) }
 	return fs
 }
@@ -216,7 +220,8 @@ func (c *cli) parse(fs *flag.FlagSet, args []string, missing string) (string, er
 }
 
 // config turns the shared flags and the environment into a Config. needDB
-// resolves the database path and creates its directory (0700).
+// resolves the database path and creates its directory (0700), unless the
+// watches are in etcd (--etcd or TLSWATCH_ETCD).
 func (c *cli) config(needDB bool) (Config, error) {
 	cfg := Config{Version: buildVersion(), CAFiles: c.caFiles(),
 		ACMEDirectories: append([]string(nil), c.shared.acmeDirs...), DNSServer: c.shared.dnsServer}
@@ -227,7 +232,11 @@ func (c *cli) config(needDB bool) (Config, error) {
 		}
 		cfg.MinInterval = d
 	}
-	if needDB {
+	var err error
+	if cfg.Etcd, err = c.shared.etcd.config(os.Getenv); err != nil {
+		return cfg, err
+	}
+	if needDB && cfg.Etcd == nil {
 		path, err := dbPath(c.shared.db)
 		if err != nil {
 			return cfg, err
@@ -346,12 +355,20 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	backupEvery := fs.String("backup-every", store.DefaultBackupEvery.String(), "back the database up this often while this process owns it, a Go `duration` (0: never)")
 	backupKeep := fs.Int("backup-keep", store.DefaultBackupKeep, "keep this many automatic `backups`, removing the oldest")
 	backupDir := fs.String("backup-dir", "", "write backups in this `directory` (default: next to the database)")
+	node := fs.String("node", "", "with --etcd: this node's `name`, unique in the cluster (default: the host name)")
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
 	cfg, err := c.config(true)
 	if err != nil {
 		return exitUnknown, err
+	}
+	if cfg.Etcd != nil {
+		if cfg.Etcd.Node, err = nodeName(*node); err != nil {
+			return exitUnknown, err
+		}
+	} else if *node != "" {
+		return exitUnknown, fmt.Errorf("--node: needs --etcd (or %s)", cluster.EnvEndpoints)
 	}
 	if cfg.BackupEvery, err = parseBackupEvery(*backupEvery); err != nil {
 		return exitUnknown, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/tlswatch/tlswatch/alert"
 	"github.com/tlswatch/tlswatch/store"
@@ -16,6 +17,19 @@ import (
 // second serve on the same --db follows it (see package watch/owner). The
 // close func stops the engine and releases the database.
 func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.Dispatcher, logger *slog.Logger) (watch.Service, func(), error) {
+	if cfg.Etcd != nil {
+		var a watch.Alerter
+		if alerts != nil {
+			a = alerts
+		}
+		ecfg := watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch")}
+		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, ecfg, a, logger.With("component", "cluster", "node", cfg.Etcd.Node))
+		if err != nil {
+			return nil, nil, err
+		}
+		logger.Info("watches shared through etcd", "node", cfg.Etcd.Node, "endpoints", strings.Join(cfg.Etcd.Client.Endpoints, ","), "prefix", cfg.Etcd.Keys.Prefix())
+		return svc, closeFn, nil
+	}
 	if cfg.DBPath == "" {
 		return nil, nil, fmt.Errorf("no --db path")
 	}

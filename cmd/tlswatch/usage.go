@@ -17,6 +17,7 @@ var usageText = map[string]string{
                       [--auth-issuer URL] [--public-url URL] [--auth-introspect URL] [--read-only]
                       [--metrics-token TOKEN] [--max-sessions N] [--max-subscriptions N]
                       [--max-connections N] [--max-message-bytes N]
+                      [--etcd URL[,URL] [--node NAME] [--etcd-prefix PREFIX]]
 
 Runs the MCP server: over stdio by default (what Claude and IDEs launch),
 or over streamable HTTP at /mcp with --http.
@@ -27,6 +28,11 @@ Examples:
   tlswatch serve --http 0.0.0.0:8931 --auth-issuer https://login.example.com --public-url https://tlswatch.example.com/mcp
   tlswatch serve --read-only
   tlswatch serve --config tlswatch.yaml --client-cert partner=/etc/tlswatch/partner.crt,/etc/tlswatch/partner.key
+  tlswatch serve --http 0.0.0.0:8931 --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --node tw1
+
+With --etcd the watches live in etcd instead of --db, shared by every node
+started on the same etcd and prefix: each watch is probed by one live node,
+every node serves the same view.
 `,
 	"check": `usage: tlswatch check TARGET [--ip IP] [--sni NAME] [--timeout DURATION] [--client-cert NAME=CERT,KEY] [--json]
                       [--deep] [--no-revocation] [--single-address] [--no-ari] [--no-caa]
@@ -96,6 +102,18 @@ Examples:
   tlswatch scan endpoints.txt
   printf 'a.example.com\nb.example.com:8443\n' | tlswatch scan - > reports.jsonl
 `,
+	"migrate": `usage: tlswatch migrate --from-db PATH --etcd URL[,URL] [--etcd-prefix PREFIX] [--json]
+
+Moves the watches of an embedded database into etcd, for nodes that share
+them (tlswatch serve --etcd): each watch with its state, history and alert
+state per certificate, the alerts still queued, and the alert feed. A watch
+already in etcd (by id or target) is left as it is, so running it twice
+moves nothing twice. The database is only read; stop the serve that uses it
+first.
+
+Examples:
+  tlswatch migrate --from-db ~/.local/state/tlswatch/tlswatch.db --etcd http://10.0.0.1:2379
+`,
 	"db": `usage: tlswatch db check [FILE] [--json]
        tlswatch db backup [--backup-dir DIR] [--backup-keep N]
        tlswatch db restore [BACKUP] [--backup-dir DIR]
@@ -163,7 +181,7 @@ func usageFor(fs *flag.FlagSet) string {
 }
 
 func isShared(name string) bool {
-	return name == "db" || name == "ca-file" || name == "min-interval"
+	return name == "db" || name == "ca-file" || name == "min-interval" || strings.HasPrefix(name, "etcd")
 }
 
 // flagList formats the command's own flags (shared=false) or the shared ones

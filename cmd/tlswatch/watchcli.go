@@ -15,12 +15,21 @@ import (
 	"github.com/tlswatch/tlswatch/watch/owner"
 )
 
-// withWatches opens the watch service on the configured database, runs fn
-// and closes it. The CLI never runs the scheduler: a `tlswatch serve` does.
+// withWatches opens the watch service on the configured database (or in
+// etcd), runs fn and closes it. The CLI never runs the scheduler: a
+// `tlswatch serve` does.
 func (c *cli) withWatches(ctx context.Context, cfg Config, fn func(watch.Service) error) error {
 	pr, err := prober(cfg)
 	if err != nil {
 		return err
+	}
+	if cfg.Etcd != nil {
+		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, watch.Config{Prober: pr, MinInterval: cfg.MinInterval, NoScheduler: true}, nil, nil)
+		if err != nil {
+			return err
+		}
+		defer closeFn()
+		return flagNames(fn(svc))
 	}
 	m, err := owner.Open(ctx, owner.Config{
 		DBPath: cfg.DBPath,

@@ -1,0 +1,70 @@
+package etcdstore_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tlswatch/tlswatch/cluster/etcdstore"
+	"github.com/tlswatch/tlswatch/internal/etcdlab"
+	"github.com/tlswatch/tlswatch/probe"
+	"github.com/tlswatch/tlswatch/store"
+	"github.com/tlswatch/tlswatch/watch"
+)
+
+func openStore(t *testing.T) *etcdstore.Store {
+	t.Helper()
+	st, err := etcdstore.Open(ctxT(t), etcdstore.Config{Client: etcdlab.Shared().Client(t), Keys: testKeys(t), Writer: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// History keeps the newest store.HistoryKeep results: the newest samples in
+// the state, older ones in sealed segments, each with the Report body in
+// force then (the newest etcdstore.KeepBodies bodies), newest first.
+func TestHistory(t *testing.T) {
+	st := openStore(t)
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	rec := store.Record{ID: "w_hist", Target: probe.TargetInfo{Host: "h.test", Port: 443}, Schedule: "@every 1s",
+		Thresholds: probe.DefaultThresholds, FailureThreshold: 3, CreatedAt: t0, State: watch.StatePending}
+	const probes = store.HistoryKeep + 60
+	for i := 0; i < probes; i++ {
+		rep := probe.Report{Target: rec.Target, CheckedAt: t0.Add(time.Duration(i) * time.Second), Status: probe.StatusOK,
+			Reachable: true, Trusted: true, ExpiryStage: probe.StageNone, Findings: []probe.Finding{},
+			Timing: probe.Timing{Handshake: float64(i), Total: float64(i) + 0.5},
+			// A new body every 20 probes.
+			TLS: &probe.TLSInfo{Version: "TLS 1.3", CipherSuite: fmt.Sprintf("suite-%d", i/20)}}
+		rec.LastCheckedAt, rec.State = rep.CheckedAt, watch.StateUp
+		applied, err := st.Apply([]store.Update{{Record: rec, Create: true, Report: &rep}})
+		if err != nil || !applied[0] {
+			t.Fatalf("probe %d: applied %v, %v", i, applied, err)
+		}
+	}
+	h, err := st.History(rec.ID, store.HistoryKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != store.HistoryKeep {
+		t.Fatalf("%d reports, want %d", len(h), store.HistoryKeep)
+	}
+	for i, r := range h {
+		n := probes - 1 - i
+		if !r.CheckedAt.Equal(t0.Add(time.Duration(n)*time.Second)) || r.Timing.Handshake != float64(n) || r.Status != probe.StatusOK {
+			t.Fatalf("report %d: checked %s handshake %v status %s, want probe %d", i, r.CheckedAt, r.Timing.Handshake, r.Status, n)
+		}
+		// Bodies of the newest KeepBodies*20 probes are kept.
+		if kept := n/20 > (probes-1)/20-etcdstore.KeepBodies; kept && (r.TLS == nil || r.TLS.CipherSuite != fmt.Sprintf("suite-%d", n/20)) {
+			t.Fatalf("report %d (probe %d): body %+v, want suite-%d", i, n, r.TLS, n/20)
+		}
+	}
+	v, err := st.Get(rec.ID)
+	if err != nil || v.LastReport == nil || !v.LastReport.CheckedAt.Equal(h[0].CheckedAt) || v.Record.HistoryCount < store.HistoryKeep {
+		t.Fatalf("Get: %+v %v", v, err)
+	}
+	if _, err := st.History("w_nope", 1); err != store.ErrNotFound {
+		t.Errorf("history of an unknown watch: %v", err)
+	}
+}
