@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
 )
 
 // DefaultBatchInterval is how long routine writes (a probe result that
@@ -428,6 +430,11 @@ func (b *Batcher) txn(items []Write) (Result, map[string]bool) {
 			}
 			return Result{Err: ErrConflict}, refused.lost
 		}
+		if refusedForGood(err) {
+			// etcd refused the request itself (malformed, too large, not
+			// allowed): nothing landed, and a retry would fare the same.
+			return Result{Err: fmt.Errorf("cluster: etcd refused the write: %w", err)}, nil
+		}
 		// From now on the outcome of an attempt may be unknown.
 		unsure = true
 		time.Sleep(backoff)
@@ -479,4 +486,18 @@ func (b *Batcher) refused(t *clientv3.TxnResponse, p *txnPlan, stamp string) ref
 		}
 	}
 	return r
+}
+
+// refusedForGood reports an error of etcd's about the request itself, as
+// opposed to one of reaching it.
+func refusedForGood(err error) bool {
+	var ee rpctypes.EtcdError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	switch ee.Code() {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated, codes.OutOfRange, codes.Unimplemented:
+		return true
+	}
+	return false
 }

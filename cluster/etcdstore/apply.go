@@ -265,13 +265,19 @@ func (s *Store) alertOps(p *pending) error {
 	return nil
 }
 
+// opsOf is a write's operations: a Txn may name a key once, so a key both
+// put and deleted is put (what a write deletes is never what it writes).
 func opsOf(puts map[string][]byte, dels []string) []clientv3.Op {
 	ops := make([]clientv3.Op, 0, len(puts)+len(dels))
 	for k, v := range puts {
 		ops = append(ops, clientv3.OpPut(k, string(v)))
 	}
+	seen := make(map[string]bool, len(dels))
 	for _, k := range dels {
-		ops = append(ops, clientv3.OpDelete(k))
+		if _, put := puts[k]; !put && !seen[k] {
+			seen[k] = true
+			ops = append(ops, clientv3.OpDelete(k))
+		}
 	}
 	return ops
 }

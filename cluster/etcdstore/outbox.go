@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,12 +64,19 @@ func (t *outboxTx) Enqueue(marks map[string]bool, entries ...store.OutboxEntry) 
 		}
 		t.p.puts[t.s.keys.OutboxEntry(t.shard, t.s.newEntryID())] = raw
 	}
+	// One event may clear a mark that the next one in the same write sets
+	// again (a rotation, then the new certificate's stage): the last word
+	// stands, and a Txn names each key once.
 	for k, set := range marks {
 		key := t.s.keys.OutboxMark(t.shard, k)
 		if set {
 			t.p.puts[key] = []byte(k)
+			t.p.dels = slices.DeleteFunc(t.p.dels, func(d string) bool { return d == key })
 		} else {
-			t.p.dels = append(t.p.dels, key)
+			delete(t.p.puts, key)
+			if !slices.Contains(t.p.dels, key) {
+				t.p.dels = append(t.p.dels, key)
+			}
 		}
 	}
 	return nil

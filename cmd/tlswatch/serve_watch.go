@@ -23,7 +23,7 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 			a = alerts
 		}
 		ecfg := watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch")}
-		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, ecfg, a, logger.With("component", "cluster", "node", cfg.Etcd.Node))
+		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, ecfg, a, logger.With("component", "cluster"))
 		if err != nil {
 			return nil, nil, err
 		}
