@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tlswatch/tlswatch/cluster"
 	"github.com/tlswatch/tlswatch/cluster/etcdstore"
@@ -351,4 +353,83 @@ func checkClusterFeed(t *testing.T, endpoint, prefix string, ids map[string]stri
 			t.Errorf("feed: %s added %d times and %d stage alerts, want 1 and 2", host, added[id], stages[id])
 		}
 	}
+}
+
+// TestRevokedLeaseOnDebianEtcd runs two serve --etcd processes on Debian's
+// etcd-server 3.4 (the test fails when it is not installed) and revokes one
+// node's lease while its process keeps running, what a partition looks like
+// once etcd has expired it, just as every certificate rotates. The node
+// stops probing at once (no watch is probed twice as often), fires
+// nothing twice (each watch's alert for the new certificate arrives once),
+// keeps answering reads, and rejoins on its own.
+func TestRevokedLeaseOnDebianEtcd(t *testing.T) {
+	etcd := etcdlab.StartBinary(t)
+	l := newLab(t)
+	leaf := func() tls.Certificate {
+		return l.pki.Leaf(testlab.LeafOpts{DNSNames: []string{"*." + testlab.DefaultHost}, NotAfter: l.pki.Now.Add(5 * 24 * time.Hour)})
+	}
+	h := serveHandshakes(t, leaf())
+	_, port, _ := net.SplitHostPort(h.addr)
+	const secret = "partition-secret"
+	r := newReceiver(t, secret)
+	prefix := etcdlab.Prefix(t)
+	args := []string{"serve", "--etcd", etcd.Endpoint, "--etcd-prefix", prefix, "--ca-file", l.caFile,
+		"--config", alertConfig(t, l.dir, r.srv.URL, secret)}
+	n1, n2 := startNode(t, "n1", args), startNode(t, "n2", args)
+	names := make([]string, 8)
+	ids := map[string]string{}
+	for i := range names {
+		names[i] = fmt.Sprintf("p%02d.%s", i, testlab.DefaultHost)
+		w := structured(t, call(t, n1.c, "watch_endpoint", map[string]any{"target": names[i] + ":" + port, "ip": "127.0.0.1", "schedule": "@every 1s"}))
+		ids[w["id"].(string)] = names[i]
+	}
+	waitProbedBy(t, n1, ids, "n2", time.Now())
+
+	cli := etcd.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keys, _ := cluster.NewKeyspace(prefix)
+	m, err := cli.Get(ctx, keys.Member("n2"))
+	if err != nil || len(m.Kvs) != 1 {
+		t.Fatalf("n2's member key: %v %v", m, err)
+	}
+	h.rotate(leaf())
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(m.Kvs[0].Lease)); err != nil {
+		t.Fatalf("revoke n2's lease: %v", err)
+	}
+	revoked := time.Now()
+	if got := n2.listing(t); len(got) != len(names) {
+		t.Errorf("n2 lists %d watches after losing its lease, want %d", len(got), len(names))
+	}
+	time.Sleep(time.Until(revoked.Add(10 * time.Second)))
+	counts := h.count(names, revoked, revoked.Add(10*time.Second))
+	for _, n := range names {
+		if c := counts[n]; c > 14 {
+			t.Errorf("%s completed %d handshakes in the 10 s after the revocation: probed by two nodes", n, c)
+		}
+	}
+	if !strings.Contains(n2.p.logs.String(), "lost the lease") {
+		t.Errorf("n2 does not say it lost its lease:\n%s", n2.p.logs.String())
+	}
+	waitProbedBy(t, n1, ids, "n2", revoked) // back, with its share
+	checkOneProber(t, h, names, time.Now(), "after n2 rejoined")
+	checkAlertsOnce(t, r, ids)
+	checkClusterFeed(t, etcd.Endpoint, prefix, ids)
+}
+
+// waitProbedBy waits until node has probed one of the watches after
+// since.
+func waitProbedBy(t *testing.T, n *node, ids map[string]string, node string, since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for id, w := range n.listing(t) {
+			at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(w["last_checked_at"]))
+			if _, ok := ids[id]; ok && w["probed_by"] == node && at.After(since) {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s probed none of the watches since %s, after 30 s", node, since.Format(time.RFC3339Nano))
 }

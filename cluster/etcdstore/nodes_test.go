@@ -78,10 +78,16 @@ func addAll(t *testing.T, svc watch.Service, hs []string) map[string]string {
 // its record names that node, and a watch added on one node reaches the
 // other's subscribers.
 func TestNodesShareWatches(t *testing.T) {
-	cli, k := etcdlab.Shared().Client(t), testKeys(t)
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) { nodesShareWatches(t, srv.start(t)) })
+	}
+}
+
+func nodesShareWatches(t *testing.T, srv *etcdlab.Server) {
+	cli, k := srv.Client(t), testKeys(t)
 	p := newProbes()
 	a := join(t, cli, k, "a", p.by("a"), nil)
-	b := join(t, etcdlab.Shared().Client(t), k, "b", p.by("b"), nil)
+	b := join(t, srv.Client(t), k, "b", p.by("b"), nil)
 	waitFor(t, wait, "two nodes share the shards", func() bool {
 		return len(a.Node().Claims())+len(b.Node().Claims()) == a.Node().Shards() && len(a.Node().Claims()) > 0 && len(b.Node().Claims()) > 0
 	})
@@ -178,7 +184,8 @@ func TestTakeoverAfterPartition(t *testing.T) {
 	})
 	hs := hosts(10, "soon")
 	ids := addAll(t, a, hs)
-	waitFor(t, wait, "b probes its share", func() bool { return len(p.since(time.Now().Add(-500*time.Millisecond))) == len(hs) })
+	waitFor(t, wait, "every watch is probed", func() bool { return len(p.since(time.Now().Add(-500*time.Millisecond))) == len(hs) })
+	waitFor(t, wait, "b lists every watch", func() bool { l, err := b.List(ctxT(t)); return err == nil && len(l) == len(hs) })
 
 	proxy.Partition()
 	cut := time.Now()
@@ -212,4 +219,3 @@ func TestTakeoverAfterPartition(t *testing.T) {
 		return err == nil && l.StaleSince == nil && len(b.Node().Claims()) > 0
 	})
 }
-
