@@ -183,3 +183,53 @@ func TestBatcherRetryAfterLostAnswer(t *testing.T) {
 		})
 	}
 }
+
+// A write whose own condition fails is refused alone (ErrConflict), the
+// others of its Txn commit; writes drawing from the sequence get
+// consecutive numbers, drawn again when another writer moved it.
+func TestBatcherConditionsAndSequence(t *testing.T) {
+	cli, k, a := loneNode(t)
+	cfg := a.BatcherConfig(time.Hour)
+	cfg.SeqKey = k.FeedSeq()
+	b := NewBatcher(cfg)
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if _, err := cli.Put(ctx, k.State("w_cas"), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	results := make([]Result, 4)
+	var wg sync.WaitGroup
+	submit := func(i int, w Write) {
+		wg.Add(1)
+		w.Done = func(r Result) { results[i] = r; wg.Done() }
+		b.Submit(w)
+	}
+	seqOps := func(name string) func(uint64) []clientv3.Op {
+		return func(first uint64) []clientv3.Op {
+			return []clientv3.Op{clientv3.OpPut(k.FeedEntry(first), name), clientv3.OpPut(k.FeedEntry(first+1), name)}
+		}
+	}
+	c, _ := a.Owns("w_1")
+	submit(0, Write{Claim: c, Ops: []clientv3.Op{clientv3.OpPut(k.State("w_1"), "up")}, Seq: 2, SeqOps: seqOps("first")})
+	submit(1, Write{Ctx: ctx, Cmps: []clientv3.Cmp{clientv3.Compare(clientv3.Value(k.State("w_cas")), "=", "v0")},
+		Ops: []clientv3.Op{clientv3.OpPut(k.State("w_cas"), "lost")}, Seq: 2, SeqOps: seqOps("lost")})
+	submit(2, Write{Ctx: ctx, Ops: []clientv3.Op{clientv3.OpPut(k.State("w_2"), "up")}, Seq: 2, SeqOps: seqOps("second")})
+	b.Flush()
+	wg.Wait()
+	if results[0].Err != nil || results[2].Err != nil || !errors.Is(results[1].Err, ErrConflict) {
+		t.Fatalf("results %+v", results)
+	}
+	if results[0].First != 1 || results[2].First != 3 || get(t, cli, k.State("w_cas")) != "v1" {
+		t.Fatalf("numbers %d and %d (want 1 and 3); w_cas %q", results[0].First, results[2].First, get(t, cli, k.State("w_cas")))
+	}
+	// Another writer takes numbers 5 and 6: the next write gets 7.
+	if _, err := cli.Put(ctx, k.FeedSeq(), "6"); err != nil {
+		t.Fatal(err)
+	}
+	submit(3, Write{Ctx: ctx, Ops: []clientv3.Op{clientv3.OpPut(k.State("w_3"), "up")}, Seq: 2, SeqOps: seqOps("third"), Urgent: true})
+	wg.Wait()
+	if r := results[3]; r.Err != nil || r.First != 7 || get(t, cli, k.FeedEntry(8)) != "third" || get(t, cli, k.FeedSeq()) != "8" {
+		t.Fatalf("after another writer: %+v, entry 8 %q, sequence %q", r, get(t, cli, k.FeedEntry(8)), get(t, cli, k.FeedSeq()))
+	}
+}

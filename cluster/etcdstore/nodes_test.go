@@ -219,3 +219,42 @@ func TestTakeoverAfterPartition(t *testing.T) {
 		return err == nil && l.StaleSince == nil && len(b.Node().Claims()) > 0
 	})
 }
+
+// A watch re-added again and again on a node that does not probe it (and
+// from the command line), while its owner probes it every second, keeps one
+// record of its stage alert: each write is based on the watch as it was,
+// and the one that loses the race decides again on what won.
+func TestReAddWhileProbedElsewhere(t *testing.T) {
+	srv := etcdlab.Shared()
+	k := testKeys(t)
+	a := join(t, srv.Client(t), k, "a", watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe}}, nil)
+	owning(t, a)
+	cli := join(t, srv.Client(t), k, "", watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe}}, nil)
+	spec := watch.Spec{Target: "soon-race.test", Schedule: "@every 1s"}
+	w, err := a.Add(ctxT(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, svc := range []watch.Service{a, cli} {
+		wg.Go(func() {
+			for i := 0; i < 15; i++ {
+				if got, err := svc.Add(ctxT(t), spec); err != nil || got.ID != w.ID {
+					t.Errorf("re-Add %d: %s %v", i, got.ID, err)
+				}
+				time.Sleep(70 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	if n := feedCount(t, a, watch.EventStageCrossed)[w.ID]; n != 1 {
+		t.Errorf("%d stage alerts recorded, want 1", n)
+	}
+	if n := feedCount(t, a, watch.EventWatchAdded)[w.ID]; n != 1 {
+		t.Errorf("added %d times, want 1", n)
+	}
+	h, err := a.History(ctxT(t), w.ID, watch.MaxHistoryLimit)
+	if err != nil || len(h) < 31 {
+		t.Errorf("history: %d results (want the 31 Adds and the scheduled probes), %v", len(h), err)
+	}
+}
