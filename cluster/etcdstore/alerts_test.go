@@ -12,6 +12,7 @@ import (
 	"github.com/tlswatch/tlswatch/alert"
 	"github.com/tlswatch/tlswatch/internal/etcdlab"
 	"github.com/tlswatch/tlswatch/watch"
+	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
 // webhook counts the alerts it accepts, by the node that sent them (its
@@ -136,4 +137,25 @@ func TestAlertsDeliveredOnceAcrossRevocation(t *testing.T) {
 		}
 	}
 	t.Logf("deliveries by node before the revocation: %v", byNode)
+}
+
+// A watch added from the command line (with the nodes' alert channels)
+// has the alerts of its first probe queued with it, and the node holding
+// its shard delivers them.
+func TestCommandLineAddQueuesAlerts(t *testing.T) {
+	srv, k := etcdlab.Shared(), testKeys(t)
+	hook := newWebhook(t)
+	a := join(t, srv.Client(t), k, "a", watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe}}, dispatcher(t, hook.srv.URL, "a"))
+	owning(t, a)
+	cli := join(t, srv.Client(t), k, "", watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe}}, dispatcher(t, hook.srv.URL, "cli"))
+	w, err := cli.Add(ctxT(t), watch.Spec{Target: "soon-cli.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, wait, "the stage alert delivered", func() bool { return len(hook.stages()[w.ID]) == 1 })
+	for _, d := range hook.deliveries() {
+		if d.node != "a" {
+			t.Errorf("%s delivered by %s, want the node", d.Kind, d.node)
+		}
+	}
 }

@@ -35,13 +35,13 @@ const testTTL = 2 * time.Second
 // wait is the generous deadline of conditions that take a lease or two.
 const wait = 30 * time.Second
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func testKeys(t *testing.T) cluster.Keyspace {
+func testKeys(t testing.TB) cluster.Keyspace {
 	k, err := cluster.NewKeyspace(etcdlab.Prefix(t))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func testKeys(t *testing.T) cluster.Keyspace {
 }
 
 // testWriter sends a node's log to the test's log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -58,13 +58,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
 // join starts a node (or, with name "", a command-line process) on keys;
 // it closes at cleanup.
-func join(t *testing.T, cli *clientv3.Client, keys cluster.Keyspace, name string, cfg watch.Config, alerts watch.Alerter) *etcdstore.Service {
+func join(t testing.TB, cli *clientv3.Client, keys cluster.Keyspace, name string, cfg watch.Config, alerts watch.Alerter) *etcdstore.Service {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -79,7 +79,7 @@ func join(t *testing.T, cli *clientv3.Client, keys cluster.Keyspace, name string
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -91,7 +91,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 // owning waits until a node holds every shard.
-func owning(t *testing.T, s *etcdstore.Service) {
+func owning(t testing.TB, s *etcdstore.Service) {
 	t.Helper()
 	waitFor(t, wait, "the node holds every shard", func() bool {
 		return len(s.Node().Claims()) == s.Node().Shards()

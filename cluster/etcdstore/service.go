@@ -27,8 +27,8 @@ type NodeConfig struct {
 	// Engine configures the watch engine; Ownership, Node and Hook are set
 	// here.
 	Engine watch.Config
-	// Alerts, when set, queues alerts in the commits of their causes and
-	// delivers the queue of the shards this node holds.
+	// Alerts, when set, queues alerts in the commits of their causes and,
+	// on a node, delivers the queue of the shards it holds.
 	Alerts        watch.Alerter
 	Logger        *slog.Logger
 	ProgressEvery time.Duration
@@ -70,11 +70,13 @@ func Join(ctx context.Context, cfg NodeConfig) (*Service, error) {
 	fwd.set(s.store)
 	ecfg := cfg.Engine
 	ecfg.Node = cfg.Name
+	if cfg.Alerts != nil {
+		// A command-line process queues the alerts of what it decides
+		// too; the nodes holding the shards deliver them.
+		ecfg.Hook = cfg.Alerts.Attach(s.store.Outbox())
+	}
 	if s.node != nil {
 		ecfg.Ownership = s.store
-		if cfg.Alerts != nil {
-			ecfg.Hook = cfg.Alerts.Attach(s.store.Outbox())
-		}
 	} else {
 		ecfg.NoScheduler = true
 	}

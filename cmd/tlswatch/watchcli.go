@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,13 @@ func (c *cli) withWatches(ctx context.Context, cfg Config, fn func(watch.Service
 		return err
 	}
 	if cfg.Etcd != nil {
-		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, watch.Config{Prober: pr, MinInterval: cfg.MinInterval, NoScheduler: true}, nil, nil)
+		var alerts watch.Alerter
+		if d, err := alertDispatcher(cfg, pr.Base, slog.New(slog.DiscardHandler)); err != nil {
+			return err
+		} else if d != nil {
+			alerts = d
+		}
+		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, watch.Config{Prober: pr, MinInterval: cfg.MinInterval, NoScheduler: true}, alerts, nil)
 		if err != nil {
 			return err
 		}
@@ -75,6 +82,7 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 	var clientCerts stringList
 	fs.Var(&clientCerts, "client-cert", "present this mTLS client certificate on every probe of the watch: `NAME=CERT,KEY` (PEM files; the watch keeps the name and the paths)")
 	asJSON := fs.Bool("json", false, "print the watch as JSON")
+	configPath := fs.String("config", "", "with --etcd: the nodes' operator config `file`, so that the alerts of the first probe are queued as a node queues them")
 	raw, err := c.parse(fs, args, "target: missing (usage: tlswatch watch add TARGET)")
 	if err != nil {
 		return exitUnknown, err
@@ -83,6 +91,10 @@ func runWatchAdd(ctx context.Context, c *cli, args []string) (int, error) {
 	if err != nil {
 		return exitUnknown, err
 	}
+	if *configPath != "" && cfg.Etcd == nil {
+		return exitUnknown, errors.New("--config: only with --etcd (on --db, the serve that owns the database queues the alerts)")
+	}
+	cfg.ConfigPath = *configPath
 	if len(clientCerts) > 1 {
 		return exitUnknown, errors.New("--client-cert: a watch presents one client certificate; give the flag once")
 	}
