@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -72,7 +71,7 @@ func startNode(t *testing.T, cli *clientv3.Client, keys Keyspace, name string, o
 	t.Helper()
 	rec := newRecorder()
 	cfg := Config{Client: cli, Keys: keys, Name: name, TTL: testTTL, OnChange: rec.onChange,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+		Logger: etcdlab.Logger(t)}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -84,16 +83,6 @@ func startNode(t *testing.T, cli *clientv3.Client, keys Keyspace, name string, o
 	}
 	t.Cleanup(func() { n.Close() })
 	return n, rec
-}
-
-// testWriter sends a node's log to the test's log, so a failure shows what
-// the nodes did.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(p[:len(p)-1]))
-	return len(p), nil
 }
 
 func testKeys(t *testing.T) Keyspace {

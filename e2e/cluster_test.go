@@ -38,34 +38,17 @@ func serveHandshakes(t *testing.T, cert tls.Certificate) *handshakes {
 	t.Helper()
 	h := &handshakes{at: map[string][]time.Time{}}
 	h.cur.Store(&cert)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	h.addr = ln.Addr().String()
-	cfg := &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.cur.Load(), nil }}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				tc := tls.Server(c, cfg)
-				if tc.Handshake() != nil {
-					return
-				}
-				h.mu.Lock()
-				name := tc.ConnectionState().ServerName
-				h.at[name] = append(h.at[name], time.Now())
-				h.mu.Unlock()
-				tc.Read(make([]byte, 1)) // until the prober hangs up
-			}()
-		}
-	}()
+	h.addr = testlab.ServeTLS(t, &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.cur.Load(), nil },
+		// Called once the versions, suites and certificate are agreed: a
+		// handshake that gets here is one probe's.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			h.mu.Lock()
+			h.at[cs.ServerName] = append(h.at[cs.ServerName], time.Now())
+			h.mu.Unlock()
+			return nil
+		},
+	})
 	return h
 }
 
@@ -153,30 +136,58 @@ func TestThreeNodes(t *testing.T) {
 	clusterTest(t, etcdlab.Start(t))
 }
 
-func clusterTest(t *testing.T, etcd *etcdlab.Server) {
-	l := newLab(t)
-	leaf := func() tls.Certificate {
-		return l.pki.Leaf(testlab.LeafOpts{DNSNames: []string{"*." + testlab.DefaultHost}, NotAfter: l.pki.Now.Add(5 * 24 * time.Hour)})
-	}
-	h := serveHandshakes(t, leaf())
-	_, port, _ := net.SplitHostPort(h.addr)
+// clusterLab is what a cluster test runs against: an etcd, a TLS server
+// for every watch (one name each, under a wildcard certificate due in 5
+// days), a webhook receiver, and serve's arguments for them.
+type clusterLab struct {
+	*lab
+	etcd   *etcdlab.Server
+	h      *handshakes
+	port   string
+	r      *receiver
+	prefix string
+	args   []string
+}
+
+func newClusterLab(t *testing.T, etcd *etcdlab.Server) *clusterLab {
+	t.Helper()
+	c := &clusterLab{lab: newLab(t), etcd: etcd, prefix: etcdlab.Prefix(t)}
+	c.h = serveHandshakes(t, c.leaf())
+	_, c.port, _ = net.SplitHostPort(c.h.addr)
 	const secret = "cluster-secret"
-	r := newReceiver(t, secret)
-	prefix := etcdlab.Prefix(t)
-	args := []string{"serve", "--etcd", etcd.Endpoint, "--etcd-prefix", prefix, "--ca-file", l.caFile,
-		"--config", alertConfig(t, l.dir, r.srv.URL, secret)}
-	var nodes []*node
-	for _, name := range []string{"n1", "n2", "n3"} {
-		nodes = append(nodes, startNode(t, name, args))
-	}
-	names := make([]string, 12)
-	ids := map[string]string{} // id -> host name
+	c.r = newReceiver(t, secret)
+	c.args = []string{"serve", "--etcd", etcd.Endpoint, "--etcd-prefix", c.prefix, "--ca-file", c.caFile,
+		"--config", alertConfig(t, c.dir, c.r.srv.URL, secret)}
+	return c
+}
+
+func (c *clusterLab) leaf() tls.Certificate {
+	return c.pki.Leaf(testlab.LeafOpts{DNSNames: []string{"*." + testlab.DefaultHost}, NotAfter: c.pki.Now.Add(5 * 24 * time.Hour)})
+}
+
+// addWatches adds n watches at @every 1s, named prefix00.., through the
+// nodes in turn; it returns their names and id -> name.
+func (c *clusterLab) addWatches(t *testing.T, nodes []*node, n int, prefix string) ([]string, map[string]string) {
+	t.Helper()
+	names := make([]string, n)
+	ids := map[string]string{}
 	for i := range names {
-		names[i] = fmt.Sprintf("w%02d.%s", i, testlab.DefaultHost)
-		w := structured(t, call(t, nodes[i%3].c, "watch_endpoint", map[string]any{
-			"target": names[i] + ":" + port, "ip": "127.0.0.1", "schedule": "@every 1s"}))
+		names[i] = fmt.Sprintf("%s%02d.%s", prefix, i, testlab.DefaultHost)
+		w := structured(t, call(t, nodes[i%len(nodes)].c, "watch_endpoint", map[string]any{
+			"target": names[i] + ":" + c.port, "ip": "127.0.0.1", "schedule": "@every 1s"}))
 		ids[w["id"].(string)] = names[i]
 	}
+	return names, ids
+}
+
+func clusterTest(t *testing.T, etcd *etcdlab.Server) {
+	c := newClusterLab(t, etcd)
+	h := c.h
+	var nodes []*node
+	for _, name := range []string{"n1", "n2", "n3"} {
+		nodes = append(nodes, startNode(t, name, c.args))
+	}
+	names, ids := c.addWatches(t, nodes, 12, "w")
 	for _, n := range nodes {
 		if got := n.listing(t); len(got) != len(names) {
 			t.Fatalf("%s lists %d watches, want %d", n.name, len(got), len(names))
@@ -196,7 +207,7 @@ func clusterTest(t *testing.T, etcd *etcdlab.Server) {
 	for _, n := range nodes {
 		subscribe(t, n.c, uri)
 	}
-	h.rotate(leaf())
+	h.rotate(c.leaf())
 	for _, n := range nodes {
 		n.ch.wait(t, "notifications/resources/updated", uri, 15*time.Second)
 	}
@@ -214,8 +225,8 @@ func clusterTest(t *testing.T, etcd *etcdlab.Server) {
 	failover := waitReprobed(t, live[0], ids, busiest.name, killed)
 	t.Logf("every watch probed again by a live node %s after the SIGKILL", failover.Round(100*time.Millisecond))
 	checkOneProber(t, h, names, time.Now(), "two nodes after the kill")
-	checkAlertsOnce(t, r, ids)
-	checkClusterFeed(t, etcd.Endpoint, prefix, ids)
+	checkAlertsOnce(t, c.r, ids)
+	checkClusterFeed(t, etcd.Endpoint, c.prefix, ids)
 	for _, n := range nodes {
 		if n.p.raced() {
 			t.Errorf("%s: the race detector fired:\n%s", n.name, n.p.logs.String())
@@ -363,26 +374,10 @@ func checkClusterFeed(t *testing.T, endpoint, prefix string, ids map[string]stri
 // nothing twice (each watch's alert for the new certificate arrives once),
 // keeps answering reads, and rejoins on its own.
 func TestRevokedLeaseOnDebianEtcd(t *testing.T) {
-	etcd := etcdlab.StartBinary(t)
-	l := newLab(t)
-	leaf := func() tls.Certificate {
-		return l.pki.Leaf(testlab.LeafOpts{DNSNames: []string{"*." + testlab.DefaultHost}, NotAfter: l.pki.Now.Add(5 * 24 * time.Hour)})
-	}
-	h := serveHandshakes(t, leaf())
-	_, port, _ := net.SplitHostPort(h.addr)
-	const secret = "partition-secret"
-	r := newReceiver(t, secret)
-	prefix := etcdlab.Prefix(t)
-	args := []string{"serve", "--etcd", etcd.Endpoint, "--etcd-prefix", prefix, "--ca-file", l.caFile,
-		"--config", alertConfig(t, l.dir, r.srv.URL, secret)}
-	n1, n2 := startNode(t, "n1", args), startNode(t, "n2", args)
-	names := make([]string, 8)
-	ids := map[string]string{}
-	for i := range names {
-		names[i] = fmt.Sprintf("p%02d.%s", i, testlab.DefaultHost)
-		w := structured(t, call(t, n1.c, "watch_endpoint", map[string]any{"target": names[i] + ":" + port, "ip": "127.0.0.1", "schedule": "@every 1s"}))
-		ids[w["id"].(string)] = names[i]
-	}
+	c := newClusterLab(t, etcdlab.StartBinary(t))
+	etcd, h, prefix := c.etcd, c.h, c.prefix
+	n1, n2 := startNode(t, "n1", c.args), startNode(t, "n2", c.args)
+	names, ids := c.addWatches(t, []*node{n1}, 8, "p")
 	waitProbedBy(t, n1, ids, "n2", time.Now())
 
 	cli := etcd.Client(t)
@@ -393,7 +388,7 @@ func TestRevokedLeaseOnDebianEtcd(t *testing.T) {
 	if err != nil || len(m.Kvs) != 1 {
 		t.Fatalf("n2's member key: %v %v", m, err)
 	}
-	h.rotate(leaf())
+	h.rotate(c.leaf())
 	if _, err := cli.Revoke(ctx, clientv3.LeaseID(m.Kvs[0].Lease)); err != nil {
 		t.Fatalf("revoke n2's lease: %v", err)
 	}
@@ -413,7 +408,7 @@ func TestRevokedLeaseOnDebianEtcd(t *testing.T) {
 	}
 	waitProbedBy(t, n1, ids, "n2", revoked) // back, with its share
 	checkOneProber(t, h, names, time.Now(), "after n2 rejoined")
-	checkAlertsOnce(t, r, ids)
+	checkAlertsOnce(t, c.r, ids)
 	checkClusterFeed(t, etcd.Endpoint, prefix, ids)
 }
 

@@ -71,7 +71,7 @@ func dispatcher(t *testing.T, url, node string) *alert.Dispatcher {
 	t.Helper()
 	cfg := alert.Config{Alerts: alert.Alerts{MinLevel: "warning", Channels: []alert.Channel{{Name: "hook", Type: alert.TypeWebhook, URL: url}},
 		Retry: alert.Retry{InitialBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}}}
-	d, err := alert.NewDispatcher(cfg, alert.Options{UserAgent: node, Logger: testLogger(t)})
+	d, err := alert.NewDispatcher(cfg, alert.Options{UserAgent: node, Logger: etcdlab.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

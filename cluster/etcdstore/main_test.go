@@ -3,7 +3,6 @@ package etcdstore_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -49,25 +48,12 @@ func testKeys(t testing.TB) cluster.Keyspace {
 	return k
 }
 
-// testWriter sends a node's log to the test's log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(p[:len(p)-1]))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
 // join starts a node (or, with name "", a command-line process) on keys;
 // it closes at cleanup.
 func join(t testing.TB, cli *clientv3.Client, keys cluster.Keyspace, name string, cfg watch.Config, alerts watch.Alerter) *etcdstore.Service {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = etcdlab.Logger(t)
 	}
 	s, err := etcdstore.Join(ctxT(t), etcdstore.NodeConfig{Client: cli, Keys: keys, Name: name, TTL: testTTL,
 		Engine: cfg, Alerts: alerts, Logger: cfg.Logger, ProgressEvery: 200 * time.Millisecond})
