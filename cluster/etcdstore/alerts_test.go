@@ -159,3 +159,42 @@ func TestCommandLineAddQueuesAlerts(t *testing.T) {
 		}
 	}
 }
+
+// etcd stopped and started again: the node stops probing (it cannot prove
+// its lease), answers from its copy marked stale, and when etcd is back it
+// rejoins, probes again and loses or doubles no alert.
+func TestEtcdStopStart(t *testing.T) {
+	srv := etcdlab.Start(t)
+	k := testKeys(t)
+	hook := newWebhook(t)
+	p := newProbes()
+	a := join(t, srv.Client(t), k, "a", p.by("a"), dispatcher(t, hook.srv.URL, "a"))
+	owning(t, a)
+	ids := addAll(t, a, hosts(3, "soon"))
+	waitFor(t, wait, "the stage alerts delivered", func() bool { return len(hook.stages()) == len(ids) })
+
+	srv.Stop()
+	stopped := time.Now()
+	waitFor(t, wait, "the node gives its shards up", func() bool { return len(a.Node().Claims()) == 0 })
+	quiet := time.Now()
+	waitFor(t, wait, "reads say they are stale", func() bool {
+		l, err := a.List(ctxT(t))
+		return err == nil && len(l) == len(ids) && l[0].StaleSince != nil && l[0].StaleSince.Before(stopped)
+	})
+	time.Sleep(time.Until(quiet.Add(2 * time.Second)))
+	if got := p.since(quiet.Add(500 * time.Millisecond)); len(got) > 0 {
+		t.Errorf("probes without a lease: %v", got)
+	}
+	srv.Start()
+	back := time.Now()
+	waitFor(t, wait, "probing again", func() bool { return len(p.since(back)) == len(ids) })
+	waitFor(t, wait, "reads current again", func() bool {
+		l, err := a.Expiring(ctxT(t), nil)
+		return err == nil && l.StaleSince == nil
+	})
+	for h, id := range ids {
+		if n := len(hook.stages()[id]); n != 1 {
+			t.Errorf("%s: stage alert delivered %d times, want once", h, n)
+		}
+	}
+}

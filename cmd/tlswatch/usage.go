@@ -54,7 +54,8 @@ Examples:
        tlswatch watch rm ID|TARGET [--json]
 
 Manages the watches that 'tlswatch serve' probes on a schedule; the
-database (--db) is shared with the server.
+database (--db) is shared with the server, or, with --etcd, the watches
+the nodes of a cluster share.
 `,
 	"watch add": `usage: tlswatch watch add TARGET [--schedule SPEC] [--ip IP] [--sni NAME] [--timeout DURATION]
                           [--thresholds 30,14,7,1] [--ca-file PATH] [--client-cert NAME=CERT,KEY] [--mcp]
