@@ -122,6 +122,17 @@ func nodesShareWatches(t *testing.T, srv *etcdlab.Server) {
 	if n := len(p.since(start)); n != len(hs) {
 		t.Errorf("%d of %d watches probed", n, len(hs))
 	}
+	// etcd confirms the copies current (progress notices) when nothing
+	// changes too.
+	for _, id := range ids {
+		if _, err := a.Remove(ctxT(t), id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	if l, err := b.Expiring(ctxT(t), nil); err != nil || l.StaleSince != nil {
+		t.Errorf("an idle, connected node says its copy is stale: %v %v", l.StaleSince, err)
+	}
 }
 
 // The same target added on two nodes at once is one watch.

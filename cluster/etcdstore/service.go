@@ -24,8 +24,8 @@ type NodeConfig struct {
 	Name string
 	// TTL of the node's lease (cluster.DefaultTTL when 0).
 	TTL time.Duration
-	// Engine configures the watch engine; Ownership, Node and Hook are set
-	// here.
+	// Engine configures the watch engine; Ownership and Hook are set here,
+	// and Node for a node (a command-line process may name itself there).
 	Engine watch.Config
 	// Alerts, when set, queues alerts in the commits of their causes and,
 	// on a node, delivers the queue of the shards it holds.
@@ -69,7 +69,9 @@ func Join(ctx context.Context, cfg NodeConfig) (*Service, error) {
 	}
 	fwd.set(s.store)
 	ecfg := cfg.Engine
-	ecfg.Node = cfg.Name
+	if cfg.Name != "" {
+		ecfg.Node = cfg.Name // probed_by
+	}
 	if cfg.Alerts != nil {
 		// A command-line process queues the alerts of what it decides
 		// too; the nodes holding the shards deliver them.

@@ -73,11 +73,9 @@ func (f *etcdFlags) config(getenv func(string) string) (*EtcdConfig, error) {
 func nodeName(flagValue string) (string, error) {
 	name := flagValue
 	if name == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			return "", fmt.Errorf("--node: no host name to default to (%v); give --node NAME", err)
+		if name = shortHost(); name == "" {
+			return "", errors.New("--node: no host name to default to; give --node NAME")
 		}
-		name = strings.SplitN(h, ".", 2)[0]
 	}
 	if err := cluster.CheckNode(name); err != nil {
 		return "", err
@@ -96,7 +94,8 @@ func joinEtcd(ctx context.Context, cfg *EtcdConfig, ecfg watch.Config, alerts wa
 	}
 	name := cfg.Node
 	if ecfg.NoScheduler {
-		name = ""
+		// Not a node: its Adds' first probes say where they ran.
+		name, ecfg.Node = "", "cli@"+shortHost()
 	}
 	svc, err := etcdstore.Join(ctx, etcdstore.NodeConfig{Client: cli, Keys: cfg.Keys, Name: name, Engine: ecfg, Alerts: alerts, Logger: logger})
 	if err != nil {
@@ -155,4 +154,10 @@ func runMigrate(ctx context.Context, c *cli, args []string) (int, error) {
 		fmt.Fprintf(c.stdout, "skipped %d already there: %s\n", len(stats.Skipped), strings.Join(stats.Skipped, " "))
 	}
 	return exitOK, nil
+}
+
+// shortHost is the host name up to its first dot ("" when unknown).
+func shortHost() string {
+	h, _ := os.Hostname()
+	return strings.SplitN(h, ".", 2)[0]
 }
