@@ -24,7 +24,7 @@ func TestConformance(t *testing.T) {
 		t.Run(srv.name, func(t *testing.T) {
 			s := srv.start(t)
 			watchtest.Conformance(t, func(t *testing.T) watch.Service {
-				svc := join(t, s.Client(t), testKeys(t), "a", watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe}}, nil)
+				svc := join(t, s.Client(t), testKeys(t), "a", watch.Config{Prober: &watch.Prober{Probe: watchtest.Probe, MCP: watchtest.MCP}}, nil)
 				owning(t, svc)
 				return svc
 			})
