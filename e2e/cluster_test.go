@@ -17,7 +17,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tlswatch/tlswatch/cluster"
-	"github.com/tlswatch/tlswatch/cluster/etcdstore"
 	"github.com/tlswatch/tlswatch/internal/etcdlab"
 	"github.com/tlswatch/tlswatch/internal/testlab"
 	"github.com/tlswatch/tlswatch/watch"
@@ -131,7 +130,8 @@ func checkOneProber(t *testing.T, h *handshakes, names []string, from time.Time,
 // certificate rotation reaches every node's subscribers whichever node
 // probed; the busiest node is SIGKILLed and within 25 s every watch is
 // probed again by a live node, by one only. Every alert reaches the
-// webhook once (by delivery id), and the alert feed holds each once.
+// webhook once (by delivery id), and every node's tlswatch://alerts shows
+// the same events, each once.
 func TestThreeNodes(t *testing.T) {
 	clusterTest(t, etcdlab.Start(t))
 }
@@ -226,7 +226,7 @@ func clusterTest(t *testing.T, etcd *etcdlab.Server) {
 	t.Logf("every watch probed again by a live node %s after the SIGKILL", failover.Round(100*time.Millisecond))
 	checkOneProber(t, h, names, time.Now(), "two nodes after the kill")
 	checkAlertsOnce(t, c.r, ids)
-	checkClusterFeed(t, etcd.Endpoint, c.prefix, ids)
+	checkClusterFeed(t, live, ids)
 	for _, n := range nodes {
 		if n.p.raced() {
 			t.Errorf("%s: the race detector fired:\n%s", n.name, n.p.logs.String())
@@ -329,39 +329,43 @@ func checkAlertsOnce(t *testing.T, r *receiver, ids map[string]string) {
 	}
 }
 
-// checkClusterFeed reads the alert feed from etcd as a command-line
-// process would: every watch added once, two stage alerts each.
-func checkClusterFeed(t *testing.T, endpoint, prefix string, ids map[string]string) {
+// checkClusterFeed reads tlswatch://alerts from every node: the same
+// entries everywhere, each watch added once, two stage alerts each.
+func checkClusterFeed(t *testing.T, nodes []*node, ids map[string]string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cli, err := cluster.Dial(ctx, cluster.ClientOptions{Endpoints: []string{endpoint}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	keys, _ := cluster.NewKeyspace(prefix)
-	svc, err := etcdstore.Join(ctx, etcdstore.NodeConfig{Client: cli, Keys: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	f, err := svc.Alerts(ctx, "", watch.MaxAlertsLimit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	added, stages := map[string]int{}, map[string]int{}
-	for _, e := range f.Alerts {
-		switch e.Kind {
-		case watch.EventWatchAdded:
-			added[e.WatchID]++
-		case watch.EventStageCrossed:
-			stages[e.WatchID]++
+	var first []string
+	for i, n := range nodes {
+		var got []string
+		added, stages := map[string]int{}, map[string]int{}
+		for after := ""; ; {
+			uri := alertsURI + "?limit=" + fmt.Sprint(watch.MaxAlertsLimit)
+			if after != "" {
+				uri += "&after=" + after
+			}
+			f := decodeFeed(t, readText(t, n.c, uri))
+			for _, e := range f.Alerts {
+				got = append(got, e.ID+" "+e.Kind+" "+e.WatchID)
+				switch e.Kind {
+				case watch.EventWatchAdded:
+					added[e.WatchID]++
+				case watch.EventStageCrossed:
+					stages[e.WatchID]++
+				}
+			}
+			if len(f.Alerts) == 0 {
+				break
+			}
+			after = f.Next
 		}
-	}
-	for id, host := range ids {
-		if added[id] != 1 || stages[id] != 2 {
-			t.Errorf("feed: %s added %d times and %d stage alerts, want 1 and 2", host, added[id], stages[id])
+		for id, host := range ids {
+			if added[id] != 1 || stages[id] != 2 {
+				t.Errorf("%s's feed: %s added %d times and %d stage alerts, want 1 and 2", n.name, host, added[id], stages[id])
+			}
+		}
+		if i == 0 {
+			first = got
+		} else if strings.Join(got, "\n") != strings.Join(first, "\n") {
+			t.Errorf("%s's feed differs from %s's:\n%v\n%v", n.name, nodes[0].name, got, first)
 		}
 	}
 }
@@ -409,7 +413,7 @@ func TestRevokedLeaseOnDebianEtcd(t *testing.T) {
 	waitProbedBy(t, n1, ids, "n2", revoked) // back, with its share
 	checkOneProber(t, h, names, time.Now(), "after n2 rejoined")
 	checkAlertsOnce(t, c.r, ids)
-	checkClusterFeed(t, etcd.Endpoint, prefix, ids)
+	checkClusterFeed(t, []*node{n1, n2}, ids)
 }
 
 // waitProbedBy waits until node has probed one of the watches after
