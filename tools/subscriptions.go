@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -24,8 +25,10 @@ import (
 //   - 2025-11-25 and earlier: resources/subscribe and resources/unsubscribe
 //     (after-hooks) record URIs per session ID; the session-unregistered hook
 //     (stdio end, HTTP DELETE, idle-TTL sweep, eviction) drops them. Updates
-//     go out with SendNotificationToSpecificClient, and log alerts with
-//     SendLogMessageToSpecificClient, which honours logging/setLevel.
+//     and log alerts (only at or above the session's logging/setLevel) go
+//     to the transport's SessionSink when it has one (HTTP: the session's
+//     own queue behind its standalone stream), else through the SDK's
+//     session channel (stdio, in-process).
 //   - 2026-07-28: there are no sessions; a client opens a subscriptions/listen
 //     request whose filter names the URIs, and the stream lives as long as
 //     that request. The before-hook records the stream (its session, request
@@ -47,6 +50,7 @@ type Subscriptions struct {
 	logger  *slog.Logger
 	secrets *redact.Set // hidden in alert messages
 	max     int         // subscriptions per session or listen stream
+	sink    atomic.Pointer[sinkBox]
 
 	mu       sync.Mutex
 	sessions map[string]*sessionSubs // legacy sessions by ID, from registration
@@ -56,7 +60,8 @@ type Subscriptions struct {
 }
 
 type sessionSubs struct {
-	uris map[string]struct{}
+	session server.ClientSession
+	uris    map[string]struct{}
 	// modern marks a session (stdio) that a 2026-07-28 client speaks on:
 	// it gets notifications only through its listen streams.
 	modern bool
@@ -71,6 +76,31 @@ type listenStream struct {
 }
 
 var _ watch.Notifier = (*Subscriptions)(nil)
+
+// SessionSink takes the server-initiated notifications (list_changed,
+// resources/updated, log alerts) of the 2025-11-25-era sessions of a
+// transport that delivers them itself. The streamable HTTP transport has
+// one: mcp-go's session channel is shared by the standalone stream and the
+// session's POSTs, and a POST that takes a notification as it ends drops
+// it. Notify must not block; it returns an error when sessionID is not a
+// live session of the sink.
+type SessionSink interface {
+	Notify(sessionID string, n mcp.JSONRPCNotification) error
+}
+
+// sinkBox lets an interface value sit in an atomic.Pointer.
+type sinkBox struct{ SessionSink }
+
+// Route sends the notifications of every 2025-11-25-era session to sink
+// from now on (nil: back to the SDK's session channels). A transport calls
+// it before it serves.
+func (s *Subscriptions) Route(sink SessionSink) {
+	if sink == nil {
+		s.sink.Store(nil)
+		return
+	}
+	s.sink.Store(&sinkBox{sink})
+}
 
 // defaultMaxSubscriptions bounds what one client can make the registry
 // hold: every subscribed URI names an existing resource (the transports
@@ -105,7 +135,7 @@ func (s *Subscriptions) install(h *server.Hooks) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if _, ok := s.sessions[cs.SessionID()]; !ok {
-			s.sessions[cs.SessionID()] = &sessionSubs{uris: map[string]struct{}{}}
+			s.sessions[cs.SessionID()] = &sessionSubs{session: cs, uris: map[string]struct{}{}}
 		}
 	})
 	h.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
@@ -245,10 +275,9 @@ func (s *Subscriptions) listChanged() {
 	}
 	method := string(mcp.MethodNotificationResourcesListChanged)
 	legacy, streams := s.recipients(func(ls *listenStream) bool { return ls.listChanged })
+	n := notification(method, nil)
 	for _, id := range legacy {
-		if err := s.srv.SendNotificationToSpecificClient(id, method, nil); err != nil {
-			s.logger.Debug("list_changed not delivered", "session", id, "err", err)
-		}
+		s.deliver(id, n)
 	}
 	for _, ls := range streams {
 		s.sendToStream(ls, method, nil)
@@ -313,35 +342,51 @@ func (s *Subscriptions) NotifyUpdated(uris ...string) {
 	}
 	s.mu.Unlock()
 
+	method := string(mcp.MethodNotificationResourceUpdated)
 	for _, d := range out {
 		params := map[string]any{"uri": d.uri}
 		if d.stream != nil {
-			s.sendToStream(d.stream, string(mcp.MethodNotificationResourceUpdated), params)
+			s.sendToStream(d.stream, method, params)
 			continue
 		}
-		if err := s.srv.SendNotificationToSpecificClient(d.sessionID, string(mcp.MethodNotificationResourceUpdated), params); err != nil {
-			s.logger.Debug("resource update not delivered", "session", d.sessionID, "uri", d.uri, "err", err)
-		}
+		s.deliver(d.sessionID, notification(method, params))
+	}
+}
+
+// notification is a JSON-RPC notification of method with params.
+func notification(method string, params map[string]any) mcp.JSONRPCNotification {
+	return mcp.JSONRPCNotification{
+		JSONRPC:      mcp.JSONRPC_VERSION,
+		Notification: mcp.Notification{Method: method, Params: mcp.NotificationParams{AdditionalFields: params}},
+	}
+}
+
+// deliver sends n to the legacy session id: through the transport's sink
+// when it has one, else into the SDK's session channel (which drops it
+// when full, or when the session has not finished initializing).
+func (s *Subscriptions) deliver(id string, n mcp.JSONRPCNotification) {
+	var err error
+	if b := s.sink.Load(); b != nil {
+		err = b.Notify(id, n)
+	} else {
+		err = s.srv.SendNotificationToSpecificClient(id, n.Method, n.Params.AdditionalFields)
+	}
+	if err != nil {
+		s.logger.Debug("notification not delivered", "session", id, "method", n.Method, "err", err)
 	}
 }
 
 // sendToStream writes a notification to a listen stream's session, tagged
-// with the subscription ID. Never blocks.
+// with the subscription ID. Never blocks. The request that serves the
+// stream is the only reader of that session's channel for as long as the
+// stream is open.
 func (s *Subscriptions) sendToStream(ls *listenStream, method string, params map[string]any) {
-	n := mcp.JSONRPCNotification{
-		JSONRPC: mcp.JSONRPC_VERSION,
-		Notification: mcp.Notification{
-			Method: method,
-			Params: mcp.NotificationParams{
-				Meta:             map[string]any{mcp.MetaKeySubscriptionID: ls.id},
-				AdditionalFields: params,
-			},
-		},
-	}
+	n := notification(method, params)
+	n.Params.Meta = map[string]any{mcp.MetaKeySubscriptionID: ls.id}
 	select {
 	case ls.session.NotificationChannel() <- n:
 	default:
-		s.logger.Debug("listen stream full; notification dropped", "method", method)
+		s.logger.Warn("listen stream full; notification dropped", "method", method)
 	}
 }
 
@@ -381,13 +426,24 @@ func (s *Subscriptions) alert(w watch.Watch, ev watch.Event) {
 		}
 		data["tools_changed"] = probe.ToolsChange{Added: hide(c.Added), Removed: hide(c.Removed), Changed: hide(c.Changed)}
 	}
-	notif := mcp.NewLoggingMessageNotification(level, "tlswatch", data)
+	// The shape of mcp-go's own log notifications.
+	n := notification(string(mcp.MethodNotificationMessage), map[string]any{"level": level, "logger": "tlswatch", "data": data})
+	for _, id := range s.logListeners(level) {
+		s.deliver(id, n)
+	}
+}
 
-	legacy, _ := s.recipients(func(*listenStream) bool { return false })
-	for _, id := range legacy {
-		// SendLogMessageToSpecificClient applies the session's setLevel.
-		if err := s.srv.SendLogMessageToSpecificClient(id, notif); err != nil {
-			s.logger.Debug("alert not delivered", "session", id, "err", err)
+// logListeners are the legacy sessions whose logging/setLevel admits a
+// message at level (mcp-go's rule: error until the client sets one).
+func (s *Subscriptions) logListeners(level mcp.LoggingLevel) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, ss := range s.sessions {
+		sl, ok := ss.session.(server.SessionWithLogging)
+		if !ss.modern && ok && level.ShouldSendTo(sl.GetLogLevel()) {
+			ids = append(ids, id)
 		}
 	}
+	return ids
 }

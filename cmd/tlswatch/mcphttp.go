@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -19,8 +21,14 @@ import (
 //   - 2025-11-25 era (sessions): GET and DELETE need a live Mcp-Session-Id
 //     (none: 400; unknown, ended or from before a restart: 404), as does
 //     every POST but initialize (mcp-go's own check, on the same registry);
-//     an ID is live only once its initialize succeeded (sessionIDs). A
-//     session's GET streams end when it does.
+//     an ID is live only once its initialize succeeded (sessionIDs).
+//   - The standalone GET stream is served here, not by mcp-go: the
+//     server-initiated notifications of a session (tools.SessionSink) go to
+//     its outbox and from there to its one GET stream (a newer GET replaces
+//     it; Last-Event-ID resumes), never through mcp-go's session channel,
+//     whose POST readers drop what they take as their request ends. The
+//     stream ends with its session. Request-scoped notifications (progress)
+//     still travel on the request's own POST stream, as mcp-go sends them.
 //   - A request the client cancelled (notifications/cancelled on its
 //     session) gets no response: its POST ends as an empty event stream.
 //   - 2026-07-28 era: a notification without _meta protocol version (the
@@ -30,9 +38,11 @@ import (
 //   - resources/read, resources/subscribe and subscriptions/listen that name
 //     a resource this server does not have get -32002 (refuse).
 type mcpEndpoint struct {
-	sdk     http.Handler // mcp-go's StreamableHTTPServer
-	ids     *sessionIDs
-	flights *flights
+	sdk       http.Handler // mcp-go's StreamableHTTPServer
+	ids       *sessionIDs
+	flights   *flights
+	heartbeat time.Duration // between pings on a GET stream
+	pings     atomic.Int64  // IDs of the pings
 	// refuse is tools.Server.ResourceRequestError.
 	refuse func(ctx context.Context, session, method string, params json.RawMessage) *mcp.JSONRPCErrorDetails
 	logger *slog.Logger
@@ -85,19 +95,34 @@ func (h *mcpEndpoint) serveSessionMethod(w http.ResponseWriter, r *http.Request)
 		h.sdk.ServeHTTP(w, r)
 		return
 	}
-	_, sctx, leave, ok := h.enterSession(w, r)
+	id, sctx, leave, ok := h.enterSession(w, r)
 	if !ok {
 		return
 	}
 	defer leave()
-	if r.Method == http.MethodGet {
-		// The stream ends with the session (DELETE, idle sweep, eviction).
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		defer context.AfterFunc(sctx, cancel)()
-		r = r.WithContext(ctx)
+	if r.Method == http.MethodDelete {
+		h.sdk.ServeHTTP(w, r)
+		return
 	}
-	h.sdk.ServeHTTP(w, r)
+	ob := h.ids.outbox(id)
+	if ob == nil {
+		http.Error(w, "Not Found: unknown or expired session; initialize a new one", http.StatusNotFound)
+		return
+	}
+	// The stream ends with the session (DELETE, idle sweep, eviction).
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(sctx, cancel)()
+	h.serveStream(ctx, w, r, ob)
+}
+
+// Notify implements tools.SessionSink: n goes to the outbox of session id.
+func (h *mcpEndpoint) Notify(id string, n mcp.JSONRPCNotification) error {
+	ob := h.ids.outbox(id)
+	if ob == nil {
+		return errUnknownSession
+	}
+	return ob.push(n)
 }
 
 func (h *mcpEndpoint) servePost(w http.ResponseWriter, r *http.Request) {

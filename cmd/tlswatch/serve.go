@@ -23,9 +23,10 @@ import (
 	"github.com/tlswatch/tlswatch/watch"
 )
 
-// HTTP transport limits. Sessions idle longer than sessionIdleTTL are
-// dropped with their subscriptions; an open GET stream is kept alive by the
-// heartbeat, which is well under the TTL.
+// HTTP transport limits. Sessions with no request in progress for
+// sessionIdleTTL are dropped with their subscriptions (an open GET stream is
+// a request in progress); the heartbeat on a GET stream keeps proxies from
+// closing it and finds a client that went away.
 const (
 	sessionIdleTTL    = 30 * time.Minute
 	heartbeatInterval = 30 * time.Second
@@ -141,6 +142,12 @@ func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	mcpHTTP, endpoint := newMCPEndpoint(srv, cfg.Limits, httpSrv, logger)
+	sweeping := make(chan struct{})
+	go func() {
+		defer close(sweeping)
+		endpoint.ids.expireIdle(base, sessionIdleTTL)
+	}()
+	defer func() { cancelBase(); <-sweeping }()
 	mux := http.NewServeMux()
 	limiter := newRateLimiter(rateLimitPerSecond, rateLimitBurst)
 	maxBody := cfg.Limits.MaxMessageBytes
@@ -181,9 +188,11 @@ func serveHTTP(ctx context.Context, cfg Config, srv *tools.Server, watches watch
 
 // newMCPEndpoint is mcp-go's streamable HTTP server for srv with our
 // session IDs (live from a successful initialize, capped, the idlest
-// evicted) behind mcpEndpoint, which enforces the session lifecycle.
+// evicted, the idle swept by serveHTTP) behind mcpEndpoint, which enforces
+// the session lifecycle and serves the sessions' standalone streams.
 func newMCPEndpoint(srv *tools.Server, lim Limits, httpSrv *http.Server, logger *slog.Logger) (*server.StreamableHTTPServer, *mcpEndpoint) {
 	ids := newSessionIDs(nil, lim.MaxSessions)
+	ids.logger = logger
 	srv.Hooks.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, _ *mcp.InitializeResult) {
 		if cs := server.ClientSessionFromContext(ctx); cs != nil {
 			ids.confirm(cs.SessionID())
@@ -192,13 +201,13 @@ func newMCPEndpoint(srv *tools.Server, lim Limits, httpSrv *http.Server, logger 
 	mcpHTTP := server.NewStreamableHTTPServer(srv.MCPServer,
 		server.WithEndpointPath(endpointPath),
 		server.WithSessionIdManager(ids),
-		server.WithSessionIdleTTL(sessionIdleTTL),
-		server.WithHeartbeatInterval(heartbeatInterval),
 		server.WithStreamableHTTPLogger(logger),
 		server.WithStreamableHTTPServer(httpSrv),
 	)
-	endpoint := &mcpEndpoint{sdk: mcpHTTP, ids: ids, flights: newFlights(), refuse: srv.ResourceRequestError, logger: logger}
+	endpoint := &mcpEndpoint{sdk: mcpHTTP, ids: ids, flights: newFlights(), heartbeat: heartbeatInterval,
+		refuse: srv.ResourceRequestError, logger: logger}
 	ids.evict = endpoint.end
+	srv.Subs.Route(endpoint)
 	return mcpHTTP, endpoint
 }
 

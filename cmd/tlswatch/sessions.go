@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -19,17 +20,22 @@ import (
 // starts a new session instead of waiting on a silent stream.
 //
 // Each live session has a context that ends when the session does; the
-// long-lived requests of the session (GET streams) are bound to it.
-// Terminated IDs leave no tombstone: memory follows the live sessions only.
+// long-lived requests of the session (GET streams) are bound to it. It
+// also has the outbox of its server-initiated notifications, which goes
+// with it. Terminated IDs leave no tombstone: memory follows the live
+// sessions only.
 //
 // At most max sessions are live: confirming one more evicts the session
-// idle longest (one with no request in progress when there is one). The
-// evicted session ends at once (404 from then on); evict, when set, is
-// told its ID to release what the SDK keeps for it.
+// idle longest (one with no request in progress when there is one). A
+// session with no request in progress (an open GET stream is one) for the
+// idle TTL ends too (sweep). Such a session ends at once (404 from then
+// on); evict, when set, is told its ID to release what the SDK keeps for
+// it.
 type sessionIDs struct {
-	now   func() time.Time
-	max   int
-	evict func(id string)
+	now    func() time.Time
+	max    int
+	evict  func(id string)
+	logger *slog.Logger // of the outboxes
 
 	mu   sync.Mutex
 	live map[string]*liveSession
@@ -38,6 +44,7 @@ type sessionIDs struct {
 type liveSession struct {
 	ctx      context.Context
 	end      context.CancelFunc
+	out      *outbox
 	lastSeen time.Time
 	busy     int // requests in progress
 }
@@ -96,13 +103,57 @@ func (m *sessionIDs) confirm(id string) {
 		delete(m.live, victim)
 		evicted = append(evicted, victim)
 	}
-	m.live[id] = &liveSession{ctx: ctx, end: end, lastSeen: m.now()}
+	m.live[id] = &liveSession{ctx: ctx, end: end, out: newOutbox(id, streamBacklog, m.logger), lastSeen: m.now()}
 	m.mu.Unlock()
+	m.release(evicted)
+}
+
+// release tells evict the sessions ended here.
+func (m *sessionIDs) release(ended []string) {
 	if m.evict != nil {
-		for _, v := range evicted {
+		for _, v := range ended {
 			m.evict(v)
 		}
 	}
+}
+
+// sweep ends the sessions with no request in progress for ttl.
+func (m *sessionIDs) sweep(ttl time.Duration) {
+	m.mu.Lock()
+	var ended []string
+	for id, s := range m.live {
+		if s.busy == 0 && m.now().Sub(s.lastSeen) >= ttl {
+			s.end()
+			delete(m.live, id)
+			ended = append(ended, id)
+		}
+	}
+	m.mu.Unlock()
+	m.release(ended)
+}
+
+// expireIdle sweeps every ttl/2 (at least every second) until ctx ends.
+func (m *sessionIDs) expireIdle(ctx context.Context, ttl time.Duration) {
+	t := time.NewTicker(max(ttl/2, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.sweep(ttl)
+		}
+	}
+}
+
+// outbox is the outbox of live session id (nil when it is not live).
+func (m *sessionIDs) outbox(id string) *outbox {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.live[id]; s != nil {
+		return s.out
+	}
+	return nil
 }
 
 // idlest is the live session to evict: the least recently used of those
