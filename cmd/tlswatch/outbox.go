@@ -49,6 +49,7 @@ type outbox struct {
 	entries []outEntry // consecutive sequence numbers, oldest first
 	seq     uint64     // the last sequence number given
 	next    uint64     // the first one no stream has written
+	taken   uint64     // the first one no stream has taken to write
 	dropped int        // dropped since a stream last wrote one
 	turn    *streamTurn
 	latest  uint64 // the newest attach
@@ -70,7 +71,7 @@ func newOutbox(session string, max int, logger *slog.Logger) *outbox {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &outbox{session: session, max: max, logger: logger, wake: make(chan struct{}, 1), next: 1}
+	return &outbox{session: session, max: max, logger: logger, wake: make(chan struct{}, 1), next: 1, taken: 1}
 }
 
 // push queues n. It never blocks.
@@ -122,10 +123,11 @@ func coalesceKey(n mcp.JSONRPCNotification) string {
 	return ""
 }
 
-// waiting reports whether an entry no stream has written has key. Caller
-// holds o.mu.
+// waiting reports whether an entry no stream has taken yet has key: it
+// will reach the client after this moment. (One being written may already
+// have been read.) Caller holds o.mu.
 func (o *outbox) waiting(key string) bool {
-	for i := len(o.entries) - 1; i >= 0 && o.entries[i].seq >= o.next; i-- {
+	for i := len(o.entries) - 1; i >= 0 && o.entries[i].seq >= o.taken; i-- {
 		if o.entries[i].key == key {
 			return true
 		}
@@ -145,8 +147,8 @@ func (o *outbox) resume(lastEventID string) uint64 {
 	return o.next
 }
 
-// from returns the entries from sequence number pos on (from the oldest
-// held, when those before it are gone).
+// from takes the entries from sequence number pos on (from the oldest
+// held, when those before it are gone) for a stream to write.
 func (o *outbox) from(pos uint64) []outEntry {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -157,7 +159,11 @@ func (o *outbox) from(pos uint64) []outEntry {
 	if first := o.entries[0].seq; pos > first {
 		i = int(min(pos-first, uint64(len(o.entries))))
 	}
-	return slices.Clone(o.entries[i:])
+	batch := slices.Clone(o.entries[i:])
+	if n := len(batch); n > 0 {
+		o.taken = max(o.taken, batch[n-1].seq+1)
+	}
+	return batch
 }
 
 // written records that a stream wrote and flushed everything up to seq.
