@@ -28,13 +28,14 @@ const streamBacklog = 256
 // it, so none is lost while the client holds a stream; one emitted while it
 // has none waits for the next.
 //
-// Each notification gets a sequence number, sent as its SSE event ID. A
-// client that reconnects with Last-Event-ID gets everything after that
-// event that is still held (what a dropped connection may have swallowed);
-// without one it gets what no stream has written yet. The outbox is
-// bounded: past streamBacklog the oldest goes (one log line per run of
-// drops). A resources/updated for a URI, or a list_changed, that is already
-// waiting is not queued twice: both only tell the client to read again.
+// Each notification gets a sequence number, sent as its SSE event ID; a
+// stream opens with a priming event whose ID is where it starts. A client
+// that reconnects with Last-Event-ID gets everything after that event that
+// is still held (what a dropped connection may have swallowed); without one
+// it gets what no stream has written yet. The outbox is bounded: past
+// streamBacklog the oldest goes (one log line per run of drops). A
+// resources/updated for a URI, or a list_changed, that is already waiting
+// is not queued twice: both only tell the client to read again.
 //
 // One stream writes at a time: a second GET of the session replaces the
 // first (attach), so a client that reconnects before the server noticed
@@ -137,11 +138,12 @@ func (o *outbox) waiting(key string) bool {
 
 // resume is the sequence number a new stream starts at: right after the
 // event the client last saw (Last-Event-ID, when it is one this outbox
-// wrote), else the first one no stream has written.
+// wrote, or the priming ID of a stream, which may be 0), else the first
+// one no stream has written.
 func (o *outbox) resume(lastEventID string) uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if n, err := strconv.ParseUint(lastEventID, 10, 64); err == nil && n > 0 && n < o.next {
+	if n, err := strconv.ParseUint(lastEventID, 10, 64); err == nil && n < o.next {
 		return n + 1
 	}
 	return o.next

@@ -137,13 +137,13 @@ func TestOutboxResume(t *testing.T) {
 		lastEventID string
 		want        string
 	}{
-		{"", "message 3"},                     // what no stream wrote
-		{"1", "message 2, message 3"},         // 2 was written, maybe lost with the connection
-		{"2", "message 3"},                    //
-		{"3", "message 3"},                    // never written: not one the client can have seen
-		{"0", "message 3"},                    // not an ID of this outbox
-		{"x", "message 3"},                    //
-		{"18446744073709551615", "message 3"}, //
+		{"", "message 3"},                        // what no stream wrote
+		{"1", "message 2, message 3"},            // 2 was written, maybe lost with the connection
+		{"2", "message 3"},                       //
+		{"3", "message 3"},                       // never written: not one the client can have seen
+		{"0", "message 1, message 2, message 3"}, // the priming ID of a stream that started at 1
+		{"x", "message 3"},                       //
+		{"18446744073709551615", "message 3"},    //
 	} {
 		t.Run("Last-Event-ID "+c.lastEventID, func(t *testing.T) {
 			if got := labels(t, o.from(o.resume(c.lastEventID))); got != c.want {

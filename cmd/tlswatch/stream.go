@@ -12,11 +12,11 @@ import (
 )
 
 // serveStream is the standalone GET stream of a live 2025-11-25-era
-// session: what its outbox holds, as SSE events whose IDs are the outbox's
-// sequence numbers, and a ping request every heartbeat interval. It ends
-// when the client goes, when the session ends (ctx) or when a newer GET of
-// the session replaces it. A GET that a newer one replaced before it could
-// start gets 409.
+// session: a priming event (an ID, no data), then what its outbox holds, as
+// SSE events whose IDs are the outbox's sequence numbers, and a ping
+// request every heartbeat interval. It ends when the client goes, when the
+// session ends (ctx) or when a newer GET of the session replaces it. A GET
+// that a newer one replaced before it could start gets 409.
 func (h *mcpEndpoint) serveStream(ctx context.Context, w http.ResponseWriter, r *http.Request, ob *outbox) {
 	if v := r.Header.Get(mcp.HeaderProtocolVersion); v != "" && !mcp.IsValidProtocolVersion(v) {
 		http.Error(w, "Bad Request: unsupported protocol version: "+v, http.StatusBadRequest)
@@ -37,7 +37,9 @@ func (h *mcpEndpoint) serveStream(ctx context.Context, w http.ResponseWriter, r 
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
-	if rc.Flush() != nil {
+	// The priming event: a client whose stream breaks before its first
+	// event resumes from here, so what this stream took is not lost.
+	if _, err := fmt.Fprintf(w, "id: %d\ndata: \n\n", pos-1); err != nil || rc.Flush() != nil {
 		return
 	}
 	beat := time.NewTicker(h.heartbeat)

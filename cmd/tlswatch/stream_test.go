@@ -84,13 +84,13 @@ type sseEvent struct {
 }
 
 // stream is an open GET stream; its events arrive on events, which closes
-// when the server ends the stream.
+// when the server ends the stream. primed is the ID of its priming event.
 type stream struct {
 	events chan sseEvent
-	body   io.Closer
+	primed string
 }
 
-// open opens the session's standalone stream.
+// open opens the session's standalone stream and reads its priming event.
 func (p *streamPeer) open(lastEventID string) *stream {
 	p.t.Helper()
 	resp := p.do(http.MethodGet, "", lastEventID)
@@ -98,7 +98,7 @@ func (p *streamPeer) open(lastEventID string) *stream {
 		resp.Body.Close()
 		p.t.Fatalf("GET: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	s := &stream{events: make(chan sseEvent, 64), body: resp.Body}
+	s := &stream{events: make(chan sseEvent, 64)}
 	p.t.Cleanup(func() { resp.Body.Close() })
 	go func() {
 		defer close(s.events)
@@ -122,6 +122,11 @@ func (p *streamPeer) open(lastEventID string) *stream {
 			}
 		}
 	}()
+	if ev := s.next(p.t); ev.id == "" || ev.method != "" {
+		p.t.Fatalf("the stream opened with %+v, not a priming event", ev)
+	} else {
+		s.primed = ev.id
+	}
 	return s
 }
 
@@ -152,6 +157,13 @@ func (s *stream) expect(t *testing.T, want ...string) {
 		if got != w {
 			t.Fatalf("event %q, want %q", got, w)
 		}
+	}
+}
+
+func (s *stream) primedAt(t *testing.T, id string) {
+	t.Helper()
+	if s.primed != id {
+		t.Errorf("primed at %q, want %q", s.primed, id)
 	}
 }
 
@@ -191,6 +203,7 @@ func TestStandaloneStream(t *testing.T) {
 	p.change(watch.EventWatchAdded, watch.LevelInfo)
 	p.change(watch.EventStageCrossed, watch.LevelWarning)
 	a := p.open("")
+	a.primedAt(t, "0")
 	a.expect(t, "1 notifications/resources/list_changed", "2 notifications/resources/updated tlswatch://watches", "3 notifications/message")
 
 	// An info alert is below the session's level: the update alone.
@@ -198,10 +211,12 @@ func TestStandaloneStream(t *testing.T) {
 	a.expect(t, "4 notifications/resources/updated tlswatch://watches")
 
 	b := p.open("3") // a reconnect that saw 3: 4 again, on the new stream
+	b.primedAt(t, "3")
 	a.ended(t, "replaced by a resuming GET")
 	b.expect(t, "4 notifications/resources/updated tlswatch://watches")
 
 	c := p.open("") // a fresh GET: only what no stream wrote
+	c.primedAt(t, "4")
 	b.ended(t, "replaced by a new GET")
 	p.change(watch.EventRotated, watch.LevelInfo)
 	c.expect(t, "5 notifications/resources/updated tlswatch://watches")
