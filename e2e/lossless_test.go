@@ -2,14 +2,20 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	gosdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // TestEveryNotificationArrives: a subscriber hears each change exactly
@@ -108,5 +114,143 @@ func (ch notes) exactlyOnce(t *testing.T, what string, want []note) {
 		case <-deadline:
 			t.Fatalf("%s: within 15s got %v, want one each of %v: a notification was lost", what, got, want)
 		}
+	}
+}
+
+// TestStreamResumesAfterDroppedConnection: the official Go SDK on
+// 2025-11-25 holds the standalone GET stream; its connection drops right
+// after the server wrote a resources/updated that never reached the client.
+// The SDK reconnects with Last-Event-ID (the stream's priming event ID) and
+// the server sends what followed it again: the update arrives, once.
+func TestStreamResumesAfterDroppedConnection(t *testing.T) {
+	l := newLab(t)
+	u := httpServer(t, l.serveArgs())
+	cut := &cutter{opened: make(chan string, 8)}
+	notes := &sdkNotes{updated: map[string]int{}, ch: make(chan string, 64)}
+	ctx := context.Background()
+	cs, err := newSDKClient(notes).Connect(ctx, &gosdk.StreamableClientTransport{Endpoint: u, HTTPClient: &http.Client{Transport: cut}},
+		&gosdk.ClientSessionOptions{ProtocolVersion: legacyVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	if err := cs.Subscribe(ctx, &gosdk.SubscribeParams{URI: "tlswatch://watches"}); err != nil {
+		t.Fatal(err)
+	}
+	if id := cut.next(t); id != "" {
+		t.Fatalf("the first GET carried Last-Event-ID %q", id)
+	}
+	// Once the client has read the priming event, the connection starts
+	// swallowing, and breaks once an update has gone into it unread.
+	cut.swallowAfterPriming(t, "notifications/resources/updated")
+	sdkCall(t, cs, "watch_endpoint", map[string]any{"target": l.valid, "ip": l.validIP, "schedule": "@every 1h"})
+	if id := cut.next(t); id != "0" {
+		t.Errorf("the reconnecting GET carried Last-Event-ID %q, want 0 (the priming event's)", id)
+	}
+	notes.wait(t, "tlswatch://watches")
+	sdkCall(t, cs, "list_watches", nil)
+	notes.mu.Lock()
+	defer notes.mu.Unlock()
+	if n := notes.updated["tlswatch://watches"]; n != 1 {
+		t.Errorf("%d updates of tlswatch://watches, want 1", n)
+	}
+}
+
+// cutter is an HTTP transport whose GET streams can be made to swallow
+// what the server writes and then break, as a dropped connection does
+// after the server's writes succeeded.
+type cutter struct {
+	opened chan string // the Last-Event-ID of each GET as it opens
+
+	mu      sync.Mutex
+	primed  chan struct{} // closed once the current GET passed on its priming event
+	swallow string        // while set, GETs swallow until they have swallowed this
+}
+
+var errCut = errors.New("connection reset (the test cut it)")
+
+func (c *cutter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || r.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	primed := make(chan struct{})
+	c.mu.Lock()
+	c.primed = primed
+	c.mu.Unlock()
+	resp.Body = &cutBody{ReadCloser: resp.Body, c: c, primed: primed}
+	c.opened <- r.Header.Get("Last-Event-ID")
+	return resp, nil
+}
+
+// next is the Last-Event-ID of the next GET.
+func (c *cutter) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case id := <-c.opened:
+		return id
+	case <-time.After(20 * time.Second):
+		t.Fatal("no GET stream within 20s")
+		return ""
+	}
+}
+
+// swallowAfterPriming makes the current GET swallow everything once its
+// priming event went through, until it swallowed marker; then it breaks.
+func (c *cutter) swallowAfterPriming(t *testing.T, marker string) {
+	t.Helper()
+	c.mu.Lock()
+	primed := c.primed
+	c.mu.Unlock()
+	select {
+	case <-primed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no priming event within 20s")
+	}
+	c.mu.Lock()
+	c.swallow = marker
+	c.mu.Unlock()
+}
+
+type cutBody struct {
+	io.ReadCloser
+	c         *cutter
+	primed    chan struct{}
+	passed    strings.Builder
+	swallowed strings.Builder
+}
+
+func (b *cutBody) Read(p []byte) (int, error) {
+	for {
+		n, err := b.ReadCloser.Read(p)
+		b.c.mu.Lock()
+		marker := b.c.swallow
+		b.c.mu.Unlock()
+		if marker == "" {
+			b.passed.Write(p[:n])
+			if strings.Contains(b.passed.String(), "\n\n") {
+				closeOnce(b.primed)
+			}
+			return n, err
+		}
+		b.swallowed.Write(p[:n])
+		if strings.Contains(b.swallowed.String(), marker) {
+			b.c.mu.Lock()
+			b.c.swallow = ""
+			b.c.mu.Unlock()
+			b.ReadCloser.Close()
+			return 0, errCut
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
 	}
 }
