@@ -44,7 +44,8 @@ import (
 // to each recipient.
 //
 // All methods are safe for concurrent use and never block on a client: a
-// full notification channel drops the message (mcp-go's own behaviour).
+// full notification channel drops the message (mcp-go's own behaviour), a
+// sink keeps its own bound.
 type Subscriptions struct {
 	srv     *server.MCPServer
 	logger  *slog.Logger

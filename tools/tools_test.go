@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -664,6 +665,85 @@ func TestSubscriptionsLegacy(t *testing.T) {
 	}
 	if subs, _ := srv.Subs.Subscribers(); len(subs) != 0 {
 		t.Errorf("after unsubscribe: %v", subs)
+	}
+}
+
+// recordingSink is a transport's SessionSink as the registry sees it.
+type recordingSink struct {
+	mu  sync.Mutex
+	got []string // "session method uri-or-level"
+}
+
+func (r *recordingSink) Notify(id string, n mcp.JSONRPCNotification) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	what := fmt.Sprint(n.Params.AdditionalFields["uri"])
+	if n.Method == "notifications/message" {
+		what = fmt.Sprint(n.Params.AdditionalFields["level"])
+	}
+	r.got = append(r.got, id+" "+n.Method+" "+what)
+	return nil
+}
+
+func (r *recordingSink) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.got
+	r.got = nil
+	slices.Sort(got)
+	return got
+}
+
+// TestSubscriptionsRoute: once a transport routes them to its sink, the
+// notifications of legacy sessions go there and not into the SDK's session
+// channels, to exactly the sessions the registry names, log alerts by each
+// session's level; routed back, they take the channels again.
+func TestSubscriptionsRoute(t *testing.T) {
+	fw, srv := watchServer(t)
+	ctx := context.Background()
+	a, aNotes := inProcess(t, srv, "2025-11-25")
+	_, bNotes := inProcess(t, srv, "2025-11-25")
+	fw.Add(ctx, watch.Spec{Target: "mcp.example.com"})
+	waitNote(t, aNotes, "notifications/resources/list_changed", "", 2*time.Second)
+	waitNote(t, bNotes, "notifications/resources/list_changed", "", 2*time.Second)
+	uri := WatchURI(fw.id("mcp.example.com"))
+	if err := a.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: uri}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelWarning}}); err != nil {
+		t.Fatal(err)
+	}
+	subs, _ := srv.Subs.Subscribers()
+	var aID string
+	for id := range subs {
+		aID = id
+	}
+	rec := &recordingSink{}
+	srv.Subs.Route(rec)
+
+	fw.fire("mcp.example.com", watch.EventStageCrossed, "warning")
+	want := []string{aID + " notifications/message warning", aID + " notifications/resources/updated " + uri}
+	if got := rec.take(); !slices.Equal(got, want) {
+		t.Errorf("a warning: %q, want %q", got, want)
+	}
+	// A critical alert passes the default level (error) of b too.
+	fw.fire("mcp.example.com", watch.EventStatusChanged, "critical")
+	if got := rec.take(); len(got) != 3 || !slices.Contains(got, aID+" notifications/message critical") {
+		t.Errorf("a critical alert: %q, want a's update and alert and b's alert", got)
+	}
+	select {
+	case n := <-aNotes:
+		t.Errorf("routed, yet the SDK channel got %s", n.Method)
+	case n := <-bNotes:
+		t.Errorf("routed, yet the SDK channel got %s", n.Method)
+	default:
+	}
+
+	srv.Subs.Route(nil)
+	fw.fire("mcp.example.com", watch.EventRotated, "info")
+	waitNote(t, aNotes, "notifications/resources/updated", uri, 2*time.Second)
+	if got := rec.take(); len(got) != 0 {
+		t.Errorf("routed back, yet the sink got %q", got)
 	}
 }
 
