@@ -66,6 +66,9 @@ type sessionSubs struct {
 	// modern marks a session (stdio) that a 2026-07-28 client speaks on:
 	// it gets notifications only through its listen streams.
 	modern bool
+	// levelSet: the client sent logging/setLevel. Only such sessions get
+	// alerts as notifications/message; the others read the feed.
+	levelSet bool
 }
 
 // listenStream is one open subscriptions/listen request.
@@ -137,6 +140,17 @@ func (s *Subscriptions) install(h *server.Hooks) {
 		defer s.mu.Unlock()
 		if _, ok := s.sessions[cs.SessionID()]; !ok {
 			s.sessions[cs.SessionID()] = &sessionSubs{session: cs, uris: map[string]struct{}{}}
+		}
+	})
+	h.AddAfterSetLevel(func(ctx context.Context, _ any, _ *mcp.SetLevelRequest, _ *mcp.EmptyResult) {
+		cs := server.ClientSessionFromContext(ctx)
+		if cs == nil {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if ss := s.sessions[cs.SessionID()]; ss != nil {
+			ss.levelSet = true
 		}
 	})
 	h.AddOnUnregisterSession(func(_ context.Context, cs server.ClientSession) {
@@ -434,15 +448,16 @@ func (s *Subscriptions) alert(w watch.Watch, ev watch.Event) {
 	}
 }
 
-// logListeners are the legacy sessions whose logging/setLevel admits a
-// message at level (mcp-go's rule: error until the client sets one).
+// logListeners are the legacy sessions that set a logging level admitting
+// a message at level; a session that never sent logging/setLevel gets no
+// log alerts (it reads them from the feed).
 func (s *Subscriptions) logListeners(level mcp.LoggingLevel) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ids []string
 	for id, ss := range s.sessions {
 		sl, ok := ss.session.(server.SessionWithLogging)
-		if !ss.modern && ok && level.ShouldSendTo(sl.GetLogLevel()) {
+		if !ss.modern && ss.levelSet && ok && level.ShouldSendTo(sl.GetLogLevel()) {
 			ids = append(ids, id)
 		}
 	}
