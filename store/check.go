@@ -30,6 +30,9 @@ type CheckReport struct {
 	// Undecodable lists the ids of watch records that do not decode: the
 	// file is whole, but those watches cannot be loaded.
 	Undecodable []string `json:"undecodable,omitempty"`
+	// Quarantined lists the records that loading set aside because they
+	// did not decode (see quarantine.go).
+	Quarantined []Quarantined `json:"quarantined,omitempty"`
 	// Warnings are damage bbolt works around on its own (one of its two
 	// meta pages).
 	Warnings []string      `json:"warnings,omitempty"`
@@ -116,6 +119,9 @@ func checkRecords(tx *bolt.Tx, rep *CheckReport) {
 			rep.Schema = int(binary.BigEndian.Uint32(raw))
 		}
 	}
+	if q, err := readQuarantine(tx); err == nil {
+		rep.Quarantined = q
+	}
 	w := tx.Bucket(bWatches)
 	if w == nil {
 		return
@@ -172,8 +178,8 @@ func (r *CheckReport) String() string {
 	case r.Damaged():
 		n := len(r.Problems) + r.More
 		return fmt.Sprintf("%s: damaged, %d problem%s found", r.Path, n, map[bool]string{true: "s"}[n > 1])
-	case len(r.Undecodable) > 0:
-		return fmt.Sprintf("%s: whole, schema %d, %d watches, %d records that do not decode", r.Path, r.Schema, r.Watches, len(r.Undecodable))
+	case len(r.Undecodable) > 0 || len(r.Quarantined) > 0:
+		return fmt.Sprintf("%s: whole, schema %d, %d watches, %d records that do not decode, %d quarantined", r.Path, r.Schema, r.Watches, len(r.Undecodable), len(r.Quarantined))
 	case len(r.Warnings) > 0:
 		return fmt.Sprintf("%s: usable, schema %d, %d watches, %d warnings", r.Path, r.Schema, r.Watches, len(r.Warnings))
 	}

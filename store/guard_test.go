@@ -82,7 +82,10 @@ func exercise(path string) []error {
 	}
 	vs, err := db.List()
 	keep(err)
-	keep(db.ForEach(func(Record) error { return nil }))
+	_, err = db.ForEach(func(Record) error { return nil })
+	keep(err)
+	_, err = db.ListPage("", 20)
+	keep(err)
 	_, err = db.ExpiringIDs(t0.Add(365 * 24 * time.Hour))
 	keep(err)
 	for i := range 50 {

@@ -17,6 +17,7 @@
 //	alerts       id + "/" + sha256 fingerprint -> Alert (JSON)
 //	outbox       entries: be64(seq) -> delivery; marks: key -> ""  (outbox.go)
 //	feed         be64(seq) -> FeedEntry (JSON)                      (feed.go)
+//	quarantine   id -> records that do not decode, set aside   (quarantine.go)
 //
 // History is one flat bucket with composite keys rather than a nested bucket
 // per watch: at 100,000 watches a nested bucket costs at least a page each
@@ -61,7 +62,7 @@ var (
 )
 
 // SchemaVersion is the layout this binary writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // HistoryKeep is how many recent probe results are kept per watch; status
 // transitions are kept beyond it in their own bucket.
@@ -114,6 +115,8 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 3: the quarantine of records that do not decode.
+	2: migrateQuarantine,
 }
 
 // Options configure Open.
@@ -661,20 +664,6 @@ func (db *DB) Lookup(identity string) (string, error) {
 		return nil
 	})
 	return id, err
-}
-
-// ForEach calls fn with every record in id order (used to load the scheduler).
-// fn must not call back into the DB.
-func (db *DB) ForEach(fn func(Record) error) error {
-	return db.bolt.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bWatches).ForEach(func(k, v []byte) error {
-			var r Record
-			if err := decodeRecord(v, &r); err != nil {
-				return fmt.Errorf("store: decode watch %s: %w", k, err)
-			}
-			return fn(r)
-		})
-	})
 }
 
 // View is a record with its newest report.

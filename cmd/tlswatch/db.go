@@ -63,8 +63,8 @@ func errInUse(path string) error {
 
 // runDBCheck is `tlswatch db check [FILE]`: the database (or a backup)
 // page by page, bbolt's consistency check, and every watch record decoded.
-// Exit 0 whole, 1 usable but with warnings or records that do not decode,
-// 3 damaged or not checkable.
+// Exit 0 whole, 1 usable but with warnings or records that do not decode
+// (or were quarantined), 3 damaged or not checkable.
 func runDBCheck(_ context.Context, c *cli, args []string) (int, error) {
 	fs := newFlagSet("db check", c)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -96,7 +96,7 @@ func runDBCheck(_ context.Context, c *cli, args []string) (int, error) {
 	switch {
 	case rep.Damaged():
 		return exitUnknown, &store.DamageError{Path: file, Op: "check", Detail: rep.Problems[0]}
-	case len(rep.Undecodable) > 0, len(rep.Warnings) > 0:
+	case len(rep.Undecodable) > 0, len(rep.Quarantined) > 0, len(rep.Warnings) > 0:
 		return exitWarning, nil
 	}
 	return exitOK, nil
@@ -114,7 +114,11 @@ func writeCheck(c *cli, rep store.CheckReport) {
 		fmt.Fprintf(c.stdout, "  warning: %s\n", w)
 	}
 	for _, id := range rep.Undecodable {
-		fmt.Fprintf(c.stdout, "  watch %s: its record does not decode\n", id)
+		fmt.Fprintf(c.stdout, "  watch %s: its record does not decode (the next serve sets it aside)\n", id)
+	}
+	for _, q := range rep.Quarantined {
+		fmt.Fprintf(c.stdout, "  watch %s: quarantined %s, its record did not decode (%s); add its target again to watch it\n",
+			q.ID, q.At.Format(time.RFC3339), oneLine(q.Reason))
 	}
 	fmt.Fprintf(c.stdout, "checked in %s\n", rep.Elapsed.Round(time.Millisecond))
 }
