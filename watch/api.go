@@ -144,6 +144,10 @@ type Spec struct {
 	TokenName string
 	// CreatedBy is the caller's identity (an OAuth subject).
 	CreatedBy string
+	// Session is the caller's MCP session, for a caller without
+	// CreatedBy: the watches it creates count against
+	// Config.MaxWatchesPerSubject as that session's. Not stored.
+	Session string
 }
 
 // Event kinds a Notifier receives.
@@ -195,12 +199,22 @@ type Notifier interface {
 	Changed(c Change)
 }
 
-// ExpiringList is what Expiring returns: the window used and the watches.
+// WatchPage is one page of List.
+type WatchPage struct {
+	Watches []Watch `json:"watches"`
+	// NextCursor continues the list after this page; empty on the last.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// ExpiringList is what Expiring returns: the window used and one page of
+// the watches.
 type ExpiringList struct {
 	WithinDays int     `json:"within_days"`
 	Watches    []Watch `json:"watches"`
 	// StaleSince: see Watch.StaleSince.
 	StaleSince *time.Time `json:"stale_since,omitempty"`
+	// NextCursor continues the list after this page; empty on the last.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // AlertEntry is one event of the durable alert feed.
@@ -243,13 +257,15 @@ type Service interface {
 	Remove(ctx context.Context, id, target string) (Watch, error)
 	// Get returns one watch with its latest Report.
 	Get(ctx context.Context, id string) (Watch, error)
-	// List returns all watches (id order) with their latest Report.
-	List(ctx context.Context) ([]Watch, error)
-	// Expiring returns the watches whose leaf expires within withinDays
-	// (whole days remaining at most that; nil means DefaultExpiringDays, 0
-	// only what is at or past expiry), is already expired, or that are
-	// down; soonest expiry first.
-	Expiring(ctx context.Context, withinDays *int) (ExpiringList, error)
+	// List returns one page of the watches (id order) with their latest
+	// Report: up to limit (0 means DefaultPageLimit) after cursor ("" from
+	// the first; else a NextCursor of List).
+	List(ctx context.Context, cursor string, limit int) (WatchPage, error)
+	// Expiring returns one page (cursor and limit as List's) of the
+	// watches whose leaf expires within withinDays (whole days remaining at
+	// most that; nil means DefaultExpiringDays, 0 only what is at or past
+	// expiry), is already expired, or that are down; soonest expiry first.
+	Expiring(ctx context.Context, withinDays *int, cursor string, limit int) (ExpiringList, error)
 	// History returns the last limit Reports of one watch, newest first (0
 	// means DefaultHistoryLimit).
 	History(ctx context.Context, id string, limit int) ([]probe.Report, error)

@@ -47,6 +47,14 @@ type Config struct {
 	// Node names this engine in probed_by (a cluster node); empty for one
 	// process.
 	Node string
+	// MaxWatches bounds the watches in total (serve --max-watches); Add of
+	// a new watch beyond it is refused. Default DefaultMaxWatches.
+	MaxWatches int
+	// MaxWatchesPerSubject bounds the watches one subject creates: an
+	// OAuth subject (Spec.CreatedBy), else an MCP session (Spec.Session);
+	// a caller with neither (the command line) has only the total. Default
+	// DefaultMaxWatchesPerSubject.
+	MaxWatchesPerSubject int
 }
 
 const (
@@ -81,6 +89,12 @@ func (c *Config) fill() {
 	if c.MaxJitter <= 0 {
 		c.MaxJitter = defaultMaxJitter
 	}
+	if c.MaxWatches <= 0 {
+		c.MaxWatches = DefaultMaxWatches
+	}
+	if c.MaxWatchesPerSubject <= 0 {
+		c.MaxWatchesPerSubject = DefaultMaxWatchesPerSubject
+	}
 }
 
 // Engine is the Service of the process (or node) that writes the watches:
@@ -95,13 +109,14 @@ type Engine struct {
 	clock Clock
 	hub   *Hub
 
-	mu      sync.Mutex // guards entries, byIdent, heap, closed and every entry
-	closed  bool       // set before the writer's queue closes
-	entries map[string]*entry
-	byIdent map[string]string
-	heap    schedHeap
-	wake    chan struct{}
-	addLock [64]sync.Mutex // serialises Adds of one identity (by hash)
+	mu       sync.Mutex // guards entries, byIdent, subjects, heap, closed and every entry
+	closed   bool       // set before the writer's queue closes
+	entries  map[string]*entry
+	byIdent  map[string]string
+	subjects map[string]int // watches per subject (see limits.go)
+	heap     schedHeap
+	wake     chan struct{}
+	addLock  [64]sync.Mutex // serialises Adds of one identity (by hash)
 
 	queue runQueue // due watches waiting for a worker
 
@@ -134,6 +149,8 @@ type entry struct {
 	// rotation back to one whose state is still in an uncommitted batch
 	// cannot re-fire it. Nil for almost every watch.
 	alerts map[string]store.Alert
+	// subject is who the watch counts against (limits.go); "" for none.
+	subject string
 }
 
 // NewEngine loads every watch of st and starts the writer and, unless
@@ -141,15 +158,16 @@ type entry struct {
 func NewEngine(st Store, cfg Config) (*Engine, error) {
 	cfg.fill()
 	e := &Engine{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		st:      st,
-		clock:   cfg.Clock,
-		hub:     NewHub(cfg.Logger),
-		entries: make(map[string]*entry),
-		byIdent: make(map[string]string),
-		wake:    make(chan struct{}, 1),
-		writes:  make(chan *writeOp, 4096),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		st:       st,
+		clock:    cfg.Clock,
+		hub:      NewHub(cfg.Logger),
+		entries:  make(map[string]*entry),
+		byIdent:  make(map[string]string),
+		subjects: make(map[string]int),
+		wake:     make(chan struct{}, 1),
+		writes:   make(chan *writeOp, 4096),
 	}
 	e.queue.init()
 	e.ctx, e.cancel = context.WithCancel(context.Background())

@@ -44,11 +44,11 @@ func TestStageAlertOnceAcrossRestart(t *testing.T) {
 	if n := e.rec.Count(watch.EventWatchAdded, ""); n != 1 {
 		t.Errorf("watch_added: %d, want 1", n)
 	}
-	exp, err := e.eng.Expiring(ctxT(t), nil)
+	exp, err := e.eng.Expiring(ctxT(t), nil, "", 0)
 	if err != nil || len(exp.Watches) != 1 || exp.Watches[0].ID != w.ID || exp.Watches[0].LastReport.ExpiryStage != "7d" {
 		t.Fatalf("Expiring: %+v, %v", exp, err)
 	}
-	if exp, _ := e.eng.Expiring(ctxT(t), ptr(3)); len(exp.Watches) != 0 {
+	if exp, _ := e.eng.Expiring(ctxT(t), ptr(3), "", 0); len(exp.Watches) != 0 {
 		t.Errorf("Expiring(3) lists a certificate with 4 days left")
 	}
 
@@ -87,7 +87,7 @@ func TestDownAfterThreeUpAfterOne(t *testing.T) {
 		t.Errorf("down watch: failures %d status %s", g.ConsecutiveFailures, g.LastReport.Status)
 	}
 	e.settle(100*time.Millisecond, "the down event", func() bool { return e.rec.Count(watch.EventStatusChanged, "is down") == 1 })
-	if exp, _ := e.eng.Expiring(ctxT(t), nil); len(exp.Watches) != 1 || exp.Watches[0].State != watch.StateDown {
+	if exp, _ := e.eng.Expiring(ctxT(t), nil, "", 0); len(exp.Watches) != 1 || exp.Watches[0].State != watch.StateDown {
 		t.Errorf("Expiring does not list the down watch: %+v", exp)
 	}
 	srv.down.Store(false)
@@ -128,7 +128,7 @@ func TestRotationResetsStages(t *testing.T) {
 	if n := e.rec.Count(watch.EventStageCrossed, ""); n != 2 {
 		t.Errorf("stage alerts %d, want 2: %+v", n, e.rec.Events())
 	}
-	if exp, _ := e.eng.Expiring(ctxT(t), nil); len(exp.Watches) != 0 {
+	if exp, _ := e.eng.Expiring(ctxT(t), nil, "", 0); len(exp.Watches) != 0 {
 		t.Errorf("renewed cert still expiring: %d", len(exp.Watches))
 	}
 }
@@ -201,8 +201,8 @@ func TestCommitHookDurableWithState(t *testing.T) {
 	if _, err := e.eng.Add(ctxT(t), other.spec("@every 1h")); err == nil {
 		t.Fatal("Add succeeded although the commit hook failed")
 	}
-	if ws, err := e.eng.List(ctxT(t)); err != nil || len(ws) != 1 || ws[0].ID != w.ID {
-		t.Errorf("watches after a failed commit: %+v %v", ws, err)
+	if l, err := e.eng.List(ctxT(t), "", 0); err != nil || len(l.Watches) != 1 || l.Watches[0].ID != w.ID {
+		t.Errorf("watches after a failed commit: %+v %v", l.Watches, err)
 	}
 	if n, _ := e.db.Outbox().Len(); n != 3 {
 		t.Errorf("outbox grew to %d entries in a rolled-back commit", n)

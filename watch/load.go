@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/tlswatch/tlswatch/probe"
@@ -24,7 +25,7 @@ func (e *Engine) load() error {
 	}
 	thCache := make(map[string][]probe.Threshold)
 	var bad int
-	err := e.st.ForEach(func(r store.Record) error {
+	quarantined, err := e.st.ForEach(func(r store.Record) error {
 		s, ok := schedCache[r.Schedule]
 		if !ok {
 			var err error
@@ -44,12 +45,19 @@ func (e *Engine) load() error {
 		} else {
 			thCache[thKey] = r.Thresholds
 		}
-		en := &entry{rec: r, sched: s, hash: idHash(r.ID)}
+		en := &entry{rec: r, sched: s, hash: idHash(r.ID), subject: recordSubject(&r)}
 		e.entries[r.ID] = en
 		e.byIdent[r.Identity()] = r.ID
+		e.countLocked(en, 1)
 		return nil
 	})
-	if err != nil {
+	for _, q := range quarantined {
+		e.log.Error("watch: a watch record does not decode; it was set aside (see tlswatch db check) and every other watch runs",
+			"id", q.ID, "reason", q.Reason)
+	}
+	if errors.Is(err, store.ErrNotSetAside) {
+		e.log.Error("watch: loaded every watch that decodes, but could not set the others aside", "err", err)
+	} else if err != nil {
 		return err
 	}
 	if bad > 0 {
@@ -66,13 +74,14 @@ func (e *Engine) newEntry(r store.Record) *entry {
 	if err != nil {
 		s, _ = ParseSchedule(DefaultSchedule)
 	}
-	return &entry{rec: r, sched: s, hash: idHash(r.ID)}
+	return &entry{rec: r, sched: s, hash: idHash(r.ID), subject: recordSubject(&r)}
 }
 
 // insertLocked adds an entry to memory and, with a scheduler, to the
 // schedule. Caller holds e.mu.
 func (e *Engine) insertLocked(en *entry) {
 	e.entries[en.rec.ID] = en
+	e.countLocked(en, 1)
 	e.byIdent[en.rec.Identity()] = en.rec.ID
 	if !e.cfg.NoScheduler {
 		e.heap.push(heapItem{at: e.firstFire(en, e.clock.Now()), e: en, gen: en.gen})
@@ -90,6 +99,7 @@ func (e *Engine) dropLocked(id string) {
 	en.removed = true
 	en.gen++
 	delete(e.entries, id)
+	e.countLocked(en, -1)
 	if ident := en.rec.Identity(); e.byIdent[ident] == id {
 		delete(e.byIdent, ident)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -106,7 +107,7 @@ func (e *Engine) startScheduler() {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		if _, err := e.expiring(DefaultExpiringDays); err != nil && e.ctx.Err() == nil {
+		if _, _, err := e.expiring(DefaultExpiringDays, nil, math.MaxInt32); err != nil && e.ctx.Err() == nil {
 			e.log.Warn("watch: warm the expiring cache", "err", err)
 		}
 		e.releaseMemory()

@@ -167,7 +167,7 @@ func TestExpiringOrder(t *testing.T) {
 		}
 	}
 	hosts := func(within *int) string {
-		l, err := e.eng.Expiring(ctxT(t), within)
+		l, err := e.eng.Expiring(ctxT(t), within, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

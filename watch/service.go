@@ -9,7 +9,6 @@ import (
 	"math"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -44,6 +43,9 @@ func (e *Engine) Add(ctx context.Context, spec Spec) (Watch, error) {
 	rec := store.Record{ID: newID(), CreatedAt: now, State: StatePending}
 	if en, ok := e.entries[e.byIdent[ident]]; ok {
 		rec = en.rec
+	} else if err := e.admitLocked(c.subject()); err != nil {
+		e.mu.Unlock()
+		return Watch{}, err // before a probe that would be for nothing
 	}
 	e.mu.Unlock()
 	c.apply(&rec)
@@ -73,7 +75,9 @@ func (e *Engine) Add(ctx context.Context, spec Spec) (Watch, error) {
 const addTries = 3
 
 // commitAdd applies the first probe of an Add to the watch of its target
-// (rec when there is none yet) and waits for the write.
+// (rec when there is none yet) and waits for the write. A new watch must
+// pass the caps again: Adds of other targets may have filled them during
+// the probe.
 func (e *Engine) commitAdd(ctx context.Context, c config, rec store.Record, rep *probe.Report, now time.Time) (Watch, error) {
 	ident := c.target.Identity()
 	done := make(chan error, 1)
@@ -90,9 +94,14 @@ func (e *Engine) commitAdd(ctx context.Context, c config, rec store.Record, rep 
 		en.rec.UpdatedAt = now
 		en.sched = c.sched
 	} else {
-		en = &entry{rec: rec, sched: c.sched, hash: idHash(rec.ID)}
+		if err := e.admitLocked(c.subject()); err != nil {
+			e.mu.Unlock()
+			return Watch{}, err
+		}
+		en = &entry{rec: rec, sched: c.sched, hash: idHash(rec.ID), subject: c.subject()}
 		e.entries[rec.ID] = en
 		e.byIdent[ident] = rec.ID
+		e.countLocked(en, 1)
 	}
 	r := *rep
 	w := e.applyLocked(en, &r, true, !exists, done)
@@ -298,150 +307,6 @@ func (e *Engine) open() error {
 	return nil
 }
 
-// List returns all watches (id order) with their latest Report.
-func (e *Engine) List(context.Context) ([]Watch, error) {
-	if err := e.open(); err != nil {
-		return nil, err
-	}
-	vs, err := e.st.List()
-	if err != nil {
-		return nil, err
-	}
-	if len(vs) > 1000 {
-		e.releaseMemory() // a full read touched the whole file
-	}
-	out := make([]Watch, len(vs))
-	stale := e.StaleSince()
-	for i, v := range vs {
-		out[i] = toWatch(v.Record, v.LastReport)
-		out[i].StaleSince = stale
-	}
-	return out, nil
-}
-
-// Expiring answers list_expiring (see Service).
-func (e *Engine) Expiring(_ context.Context, withinDays *int) (ExpiringList, error) {
-	days, err := ExpiringDays(withinDays)
-	if err != nil {
-		return ExpiringList{}, err
-	}
-	if err := e.open(); err != nil {
-		return ExpiringList{}, err
-	}
-	ws, err := e.expiring(days)
-	if err != nil {
-		return ExpiringList{}, err
-	}
-	stale := e.StaleSince()
-	for i := range ws {
-		ws[i].StaleSince = stale
-	}
-	return ExpiringList{WithinDays: days, Watches: ws, StaleSince: stale}, nil
-}
-
-// cacheWindow: watches whose certificate expires within it, or that are
-// not healthy, keep their last Report in memory (see entry.last).
-const cacheWindow = 90 * 24 * time.Hour
-
-func cacheable(r *store.Record, now time.Time) bool {
-	return r.State == StateDown || r.LastStatus != string(probe.StatusOK) ||
-		(!r.NotAfter.IsZero() && r.NotAfter.Before(now.Add(cacheWindow)))
-}
-
-type expiringHit struct {
-	w        Watch
-	notAfter time.Time
-}
-
-// expiring: the ids come from the store's expiry index (no scan), the
-// records from memory and the Reports from the cache, falling back to the
-// store for what is not cached. Soonest not_after first; down watches that
-// never presented a certificate come last.
-func (e *Engine) expiring(withinDays int) ([]Watch, error) {
-	now := e.clock.Now()
-	// days_remaining (rounded down) <= withinDays  <=>  not_after < now + (withinDays+1) days.
-	until := now.Add(time.Duration(withinDays+1) * 24 * time.Hour)
-	ids, err := e.st.ExpiringIDs(until)
-	if err != nil {
-		return nil, err
-	}
-	hits, missing := e.expiringCached(ids, until)
-	for _, en := range missing {
-		h, ok, err := e.expiringFromStore(en, now)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			hits = append(hits, h)
-		}
-	}
-	sort.Slice(hits, func(i, j int) bool {
-		a, b := hits[i].notAfter, hits[j].notAfter
-		if a.IsZero() != b.IsZero() {
-			return b.IsZero() // no certificate known: last
-		}
-		if !a.Equal(b) {
-			return a.Before(b)
-		}
-		return hits[i].w.ID < hits[j].w.ID
-	})
-	out := make([]Watch, len(hits))
-	for i := range hits {
-		out[i] = hits[i].w
-	}
-	return out, nil
-}
-
-// expiringCached answers from memory what it can; missing are the entries
-// whose Report is not cached.
-func (e *Engine) expiringCached(ids []string, until time.Time) (hits []expiringHit, missing []*entry) {
-	hits = make([]expiringHit, 0, len(ids))
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, id := range ids {
-		en := e.entries[id]
-		if en == nil {
-			continue
-		}
-		// The index is what is committed; memory may be up to one group
-		// commit ahead (a renewal just seen), so re-check.
-		r := &en.rec
-		if r.State != StateDown && (r.NotAfter.IsZero() || !r.NotAfter.Before(until)) {
-			continue
-		}
-		if en.last == nil || en.stale {
-			missing = append(missing, en)
-			continue
-		}
-		rep := *en.last // callers get their own Report value
-		hits = append(hits, expiringHit{toWatch(en.rec, &rep), r.NotAfter})
-	}
-	return hits, missing
-}
-
-func (e *Engine) expiringFromStore(en *entry, now time.Time) (expiringHit, bool, error) {
-	v, err := e.st.Get(en.rec.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return expiringHit{}, false, nil // removed meanwhile
-	}
-	if err != nil {
-		return expiringHit{}, false, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	rec := en.rec
-	if en.stale {
-		rec = v.Record
-	}
-	// Cache only a Report that matches the record in memory (the store may
-	// lag by one group commit).
-	if v.LastReport != nil && v.LastReport.CheckedAt.Equal(rec.LastCheckedAt) && en.last == nil && !en.stale && cacheable(&rec, now) {
-		c := *v.LastReport
-		en.last = &c
-	}
-	return expiringHit{toWatch(rec, v.LastReport), rec.NotAfter}, true, nil
-}
-
 // History returns the last limit Reports of one watch, newest first.
 func (e *Engine) History(_ context.Context, id string, limitN int) ([]probe.Report, error) {
 	id, err := required("id", id)
@@ -461,7 +326,7 @@ func (e *Engine) History(_ context.Context, id string, limitN int) ([]probe.Repo
 
 // Alerts returns a page of the alert feed (see Service).
 func (e *Engine) Alerts(_ context.Context, after string, limitN int) (AlertFeed, error) {
-	cur, err := parseCursor(after)
+	cur, err := parseFeedCursor(after)
 	if err != nil {
 		return AlertFeed{}, err
 	}

@@ -15,8 +15,10 @@ import (
 // atomic (each update with its history, alert state, feed entries and what
 // its InTx hook enqueues, or nothing) and durable before they return.
 type Store interface {
-	// ForEach calls fn with every record (at start).
-	ForEach(fn func(store.Record) error) error
+	// ForEach calls fn with every record that decodes (at start) and
+	// returns those that do not, which it has set aside: one bad record
+	// must not keep the others from loading.
+	ForEach(fn func(store.Record) error) ([]store.Quarantined, error)
 	// Apply writes a batch of updates in one transaction and reports, per
 	// update, whether it was applied (an update of a missing watch without
 	// Create is dropped).
@@ -24,7 +26,9 @@ type Store interface {
 	// Delete removes a watch with everything it owns and appends feed.
 	Delete(id string, feed ...store.FeedEntry) (store.Record, error)
 	Get(id string) (store.View, error)
-	List() ([]store.View, error)
+	// ListPage returns up to limit watches after the id after, in id
+	// order, leaving out (and naming) records that do not decode.
+	ListPage(after string, limit int) (store.Page, error)
 	// ExpiringIDs lists the watches whose leaf expires before until, then
 	// those that are down.
 	ExpiringIDs(until time.Time) ([]string, error)

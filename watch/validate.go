@@ -9,6 +9,7 @@ package watch
 import (
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
 
@@ -32,6 +34,9 @@ const (
 	DefaultExpiringDays     = 30
 	DefaultHistoryLimit     = 20
 	DefaultAlertsLimit      = 100
+	// DefaultPageLimit is the page of List and Expiring when the caller
+	// gives none: about 100 KB of JSON with the Reports.
+	DefaultPageLimit = 100
 )
 
 // Limits.
@@ -51,12 +56,17 @@ const (
 	MaxExpiringDays     = 3650
 	MaxHistoryLimit     = store.HistoryKeep
 	MaxAlertsLimit      = 1000
+	// MaxPageLimit bounds a page of List and Expiring: about 1 MB of JSON,
+	// so that no answer is built whole beyond a few megabytes.
+	MaxPageLimit = 1000
+	// maxCursorLen bounds a page cursor (ours are far shorter).
+	maxCursorLen = 512
 	// MaxRoots and MaxCAPEMBytes bound the extra trust roots of a watch.
 	MaxRoots      = 16
 	MaxCAPEMBytes = 64 << 10
 	// MaxCIDRs bounds each list of a stored outbound policy.
 	MaxCIDRs = 64
-	// MaxSubjectLen bounds created_by.
+	// MaxSubjectLen bounds created_by and the session id.
 	MaxSubjectLen = 256
 	// MCPRecentKeep is how many recent probes of an MCP-level watch its
 	// uptime and latency percentiles are computed from.
@@ -199,6 +209,9 @@ func validate(s Spec) (config, error) {
 	return c, nil
 }
 
+// subject is who a new watch of this configuration counts against.
+func (c *config) subject() string { return subjectKey(c.spec.CreatedBy, c.spec.Session) }
+
 // apply writes the configuration into r (a new record or the one being
 // updated), keeping r's identity, state and creator.
 func (c *config) apply(r *store.Record) {
@@ -313,6 +326,9 @@ func checkNames(s Spec) error {
 	if len(s.CreatedBy) > MaxSubjectLen {
 		return &probe.FieldError{Field: "created_by", Reason: fmt.Sprintf("%d characters, at most %d", len(s.CreatedBy), MaxSubjectLen)}
 	}
+	if len(s.Session) > MaxSubjectLen {
+		return &probe.FieldError{Field: "session", Reason: fmt.Sprintf("%d characters, at most %d", len(s.Session), MaxSubjectLen)}
+	}
 	return nil
 }
 
@@ -370,8 +386,8 @@ func required(field, v string) (string, error) {
 	return v, nil
 }
 
-// parseCursor reads an alert feed cursor ("" is the start).
-func parseCursor(after string) (uint64, error) {
+// parseFeedCursor reads an alert feed cursor ("" is the start).
+func parseFeedCursor(after string) (uint64, error) {
 	if after == "" {
 		return 0, nil
 	}
@@ -380,4 +396,36 @@ func parseCursor(after string) (uint64, error) {
 		return 0, &probe.FieldError{Field: "after", Reason: fmt.Sprintf("%q is not a cursor of this feed", after)}
 	}
 	return n, nil
+}
+
+// Page cursors are opaque to callers: base64url of a letter naming the list
+// they belong to and the position after which the next page starts (a
+// watch id; for Expiring, its sort key).
+const (
+	cursorList     = 'w'
+	cursorExpiring = 'e'
+)
+
+func makeCursor(kind byte, pos string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{kind}, pos...))
+}
+
+// parseCursor reads a cursor of the list kind ("" is the start) into its
+// position. Errors are *probe.FieldError{Field: "cursor"}.
+func parseCursor(kind byte, cursor string) (string, error) {
+	if cursor == "" {
+		return "", nil
+	}
+	if len(cursor) > maxCursorLen {
+		return "", badCursor()
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(raw) < 2 || raw[0] != kind || !utf8.Valid(raw[1:]) {
+		return "", badCursor()
+	}
+	return string(raw[1:]), nil
+}
+
+func badCursor() error {
+	return &probe.FieldError{Field: "cursor", Reason: "not a cursor of this list (pass next_cursor as a previous page returned it)"}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
+	"github.com/tlswatch/tlswatch/watch"
 	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
@@ -122,13 +123,13 @@ func BenchmarkExpiring30(b *testing.B) {
 	// The first call after start reads the Reports from bbolt and caches
 	// them; report it apart from the steady state.
 	start := time.Now()
-	if _, err := m.Expiring(ctx, &days30); err != nil {
+	if _, err := m.Expiring(ctx, &days30, "", watch.MaxPageLimit); err != nil {
 		b.Fatal(err)
 	}
 	first := time.Since(start)
 	n := 0
 	for b.Loop() {
-		ws, err := m.Expiring(ctx, &days30)
+		ws, err := m.Expiring(ctx, &days30, "", watch.MaxPageLimit)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -153,7 +154,7 @@ func BenchmarkExpiring30Follower(b *testing.B) {
 	_ = m
 	ctx := context.Background()
 	for b.Loop() {
-		if _, err := f.Expiring(ctx, &days30); err != nil {
+		if _, err := f.Expiring(ctx, &days30, "", watch.MaxPageLimit); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -178,7 +179,7 @@ func BenchmarkHistoryWrite100kPerHour(b *testing.B) {
 	}
 	defer db.Close()
 	var recs []store.Record
-	if err := db.ForEach(func(r store.Record) error {
+	if _, err := db.ForEach(func(r store.Record) error {
 		if len(recs) < 5000 {
 			recs = append(recs, r)
 		}
@@ -252,7 +253,7 @@ func rssChild(say func(string, ...any)) int {
 		}
 		fmt.Fprintf(os.Stderr, "after open: rss %d MiB\n", rssBytes()>>20)
 		n := 0
-		db.ForEach(func(store.Record) error { n++; return nil })
+		_, _ = db.ForEach(func(store.Record) error { n++; return nil })
 		fmt.Fprintf(os.Stderr, "after ForEach(%d): rss %d MiB\n", n, rssBytes()>>20)
 		st, _ := db.Stats()
 		fmt.Fprintf(os.Stderr, "file %d MiB\n", st.FileBytes>>20)
@@ -281,15 +282,28 @@ func rssChild(say func(string, ...any)) int {
 	return 0
 }
 
-// list_watches over 100,000 watches: every record and last Report decoded.
-// For scale only; no target is set for it.
+// Every page of list_watches over 100,000 watches (pages of 1,000): every
+// record and last Report decoded. For scale only; no target is set for it.
 func BenchmarkList100k(b *testing.B) {
 	m := benchManager(b)
 	ctx := context.Background()
 	for b.Loop() {
-		ws, err := m.List(ctx)
-		if err != nil || len(ws) != benchWatches {
-			b.Fatal(len(ws), err)
+		n := 0
+		err := watch.EachPage(ctx, m, watch.MaxPageLimit, func(ws []watch.Watch) error { n += len(ws); return nil })
+		if err != nil || n != benchWatches {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+// The first page of list_watches (the default page) over 100,000 watches.
+func BenchmarkListFirstPage100k(b *testing.B) {
+	m := benchManager(b)
+	ctx := context.Background()
+	for b.Loop() {
+		p, err := m.List(ctx, "", 0)
+		if err != nil || len(p.Watches) != watch.DefaultPageLimit {
+			b.Fatal(len(p.Watches), err)
 		}
 	}
 }

@@ -121,7 +121,8 @@ type Manager struct {
 	role    backend       // nil while looking for the owner
 	changed chan struct{} // closed when role changes
 	owner   bool
-	lastErr error // why the last attempt to own failed (not ErrLocked)
+	lastErr error       // why the last attempt to own failed (not ErrLocked)
+	squat   *squatError // set while the owner's socket is squatted (peer.go)
 
 	own *owned // set while owner; touched only by Open and the role loop
 
@@ -175,10 +176,10 @@ func (m *Manager) waitRole(ctx context.Context) error {
 	defer wait.Stop()
 	for {
 		m.mu.Lock()
-		ok, ch := m.role != nil, m.changed
+		ok, ch, squat := m.role != nil, m.changed, m.squat
 		m.mu.Unlock()
-		if ok {
-			return nil
+		if ok || squat != nil {
+			return nil // a squatter is reported (setSquat); calls say so
 		}
 		select {
 		case <-ch:
@@ -228,6 +229,9 @@ func (m *Manager) SocketPath() string { return m.cfg.SocketPath }
 func (m *Manager) setRole(b backend, owner bool) {
 	m.mu.Lock()
 	m.role, m.owner = b, owner
+	if b != nil {
+		m.squat = nil
+	}
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
@@ -250,14 +254,14 @@ func (m *Manager) Get(ctx context.Context, id string) (watch.Watch, error) {
 	return call[watch.Watch](ctx, m, "Get", id)
 }
 
-// List returns all watches with their latest Report.
-func (m *Manager) List(ctx context.Context) ([]watch.Watch, error) {
-	return call[[]watch.Watch](ctx, m, "List")
+// List returns one page of the watches with their latest Report.
+func (m *Manager) List(ctx context.Context, cursor string, limit int) (watch.WatchPage, error) {
+	return call[watch.WatchPage](ctx, m, "List", cursor, limit)
 }
 
-// Expiring answers list_expiring.
-func (m *Manager) Expiring(ctx context.Context, withinDays *int) (watch.ExpiringList, error) {
-	return call[watch.ExpiringList](ctx, m, "Expiring", withinDays)
+// Expiring answers list_expiring, one page.
+func (m *Manager) Expiring(ctx context.Context, withinDays *int, cursor string, limit int) (watch.ExpiringList, error) {
+	return call[watch.ExpiringList](ctx, m, "Expiring", withinDays, cursor, limit)
 }
 
 // History returns the last Reports of one watch.
@@ -279,8 +283,12 @@ func (m *Manager) Subscribe(n watch.Notifier) (cancel func()) { return m.hub.Sub
 func (m *Manager) do(ctx context.Context, fn func(b backend) error) error {
 	for {
 		m.mu.Lock()
-		b, ch, lastErr := m.role, m.changed, m.lastErr
+		b, ch, lastErr, squat := m.role, m.changed, m.lastErr, m.squat
 		m.mu.Unlock()
+		if b == nil && squat != nil {
+			// Waiting would hang until the caller's deadline: say why now.
+			return fmt.Errorf("watch: no database owner reachable: %w", squat)
+		}
 		if b != nil {
 			err := fn(b)
 			var te errTransport

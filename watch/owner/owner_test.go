@@ -96,8 +96,8 @@ func TestTwoProcessesHandover(t *testing.T) {
 	}
 	rec := &watchtest.Recorder{}
 	m.Subscribe(rec)
-	if ws, err := m.List(ctx); err != nil || len(ws) != 1 || ws[0].LastReport == nil {
-		t.Fatalf("follower List: %+v, %v", ws, err)
+	if l, err := m.List(ctx, "", 0); err != nil || len(l.Watches) != 1 || l.Watches[0].LastReport == nil {
+		t.Fatalf("follower List: %+v, %v", l, err)
 	}
 	// A follower's Add is probed by the owner, and the owner's Change (the
 	// new watch and its first stage alert together) reaches the follower.
@@ -122,8 +122,8 @@ func TestTwoProcessesHandover(t *testing.T) {
 		clock.Advance(200 * time.Millisecond)
 		return mine.Load() >= 2
 	})
-	if ws, err := m.List(ctx); err != nil || len(ws) != 2 {
-		t.Fatalf("List after takeover: %d, %v", len(ws), err)
+	if l, err := m.List(ctx, "", 0); err != nil || len(l.Watches) != 2 {
+		t.Fatalf("List after takeover: %d, %v", len(l.Watches), err)
 	}
 	clock.Advance(time.Second)
 	time.Sleep(20 * time.Millisecond)
@@ -208,8 +208,8 @@ func TestCrashWhileAdding(t *testing.T) {
 	}
 	t.Logf("%d acknowledged, %d present after SIGKILL", len(acked), len(views))
 	m := openManager(t, testConfig(db, watchtest.Probe))
-	if ws, err := m.List(ctxT(t)); err != nil || len(ws) < len(acked) {
-		t.Fatalf("List after crash: %d, %v", len(ws), err)
+	if l, err := m.List(ctxT(t), "", watch.MaxPageLimit); err != nil || len(l.Watches) < len(acked) {
+		t.Fatalf("List after crash: %d, %v", len(l.Watches), err)
 	}
 }
 
@@ -231,8 +231,8 @@ func TestLongDBPathSocket(t *testing.T) {
 	if _, err := b.Add(ctxT(t), watch.Spec{Target: "x.test"}); err != nil {
 		t.Fatal(err)
 	}
-	if ws, err := a.List(ctxT(t)); err != nil || len(ws) != 1 {
-		t.Fatalf("List: %d %v", len(ws), err)
+	if l, err := a.List(ctxT(t), "", 0); err != nil || len(l.Watches) != 1 {
+		t.Fatalf("List: %d %v", len(l.Watches), err)
 	}
 }
 

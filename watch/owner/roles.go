@@ -133,7 +133,9 @@ func (m *Manager) run(owned bool) {
 		if m.ctx.Err() != nil {
 			return
 		}
-		if cli, err := dial(m.cfg.SocketPath); err == nil {
+		cli, err := dial(m.cfg.SocketPath)
+		m.setSquat(err)
+		if err == nil {
 			// Never followed anyone: skip the owner's old changes.
 			fresh := m.fEpoch == ""
 			if err := m.follow(cli, fresh); err != nil {
@@ -156,6 +158,27 @@ func (m *Manager) run(owned bool) {
 			return
 		case <-time.After(jitter(m.cfg.RetryInterval)):
 		}
+	}
+}
+
+// setSquat records whether the last dial met a squatter (nil: it did
+// not), reports a new one once, and wakes callers waiting for a role so
+// that they fail at once instead of waiting out their deadline.
+func (m *Manager) setSquat(err error) {
+	var se *squatError
+	if !errors.As(err, &se) {
+		se = nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if (se == nil) == (m.squat == nil) && (se == nil || se.Error() == m.squat.Error()) {
+		return
+	}
+	m.squat = se
+	if se != nil {
+		m.log.Error("watch: cannot reach the database owner; calls fail until it is reachable or this process can own the database", "err", se)
+		close(m.changed)
+		m.changed = make(chan struct{})
 	}
 }
 

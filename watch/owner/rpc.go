@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/rpc"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tlswatch/tlswatch/watch"
@@ -69,6 +71,11 @@ func (s *rpcServer) accept(rs *rpc.Server) {
 		c, err := s.ln.Accept()
 		if err != nil {
 			return
+		}
+		if err := sameUser(c); err != nil {
+			s.log.Warn("watch: refused a connection to the owner's socket", "reason", err)
+			c.Close()
+			continue
 		}
 		s.mu.Lock()
 		if s.conns == nil {
@@ -178,12 +185,40 @@ type rpcClient struct {
 	once sync.Once
 }
 
+// dial connects to the owner at path and checks that it is one (see
+// peer.go): a *squatError when what answers there is not.
 func dial(path string) (*rpcClient, error) {
 	conn, err := net.DialTimeout("unix", path, time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return &rpcClient{c: rpc.NewClient(conn)}, nil
+	if err := sameUser(conn); err != nil {
+		conn.Close()
+		return nil, &squatError{path: path, reason: err.Error()}
+	}
+	cli := &rpcClient{c: rpc.NewClient(conn)}
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	_, _, err = cli.head(ctx)
+	if err == nil {
+		return cli, nil
+	}
+	cli.close()
+	var te errTransport
+	switch {
+	case ctx.Err() != nil:
+		return nil, &squatError{path: path, reason: fmt.Sprintf("no answer to the handshake within %s", handshakeTimeout)}
+	case errors.As(err, &te) && closedConn(te.err):
+		return nil, err // an owner going away: not a squatter
+	}
+	return nil, &squatError{path: path, reason: "it does not speak the owner's protocol: " + err.Error()}
+}
+
+// closedConn reports whether err is the connection ending (an owner
+// shutting down closes it), not an answer.
+func closedConn(err error) bool {
+	return errors.Is(err, rpc.ErrShutdown) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func (c *rpcClient) close() { c.once.Do(func() { c.c.Close() }) }

@@ -37,6 +37,7 @@ func Conformance(t *testing.T, open Open) {
 		{"BadInput", badInput},
 		{"GetRemove", getRemove},
 		{"Expiring", expiring},
+		{"Pages", pages},
 		{"History", history},
 		{"AlertFeed", alertFeed},
 		{"Subscribe", subscribe},
@@ -91,9 +92,9 @@ func addIdempotent(t *testing.T, svc watch.Service) {
 	if c.ID == a.ID || c.Target.SNI != "other.test" {
 		t.Errorf("another sni shares the watch: %+v", c)
 	}
-	ws, err := svc.List(ctxOf(t))
-	if err != nil || len(ws) != 2 || ws[0].ID > ws[1].ID {
-		t.Errorf("List: %d watches (want 2, id order), %v", len(ws), err)
+	p, err := svc.List(ctxOf(t), "", 0)
+	if ws := p.Watches; err != nil || len(ws) != 2 || ws[0].ID > ws[1].ID || p.NextCursor != "" {
+		t.Errorf("List: %d watches (want 2, id order, one page), %v", len(ws), err)
 	}
 }
 
@@ -153,18 +154,25 @@ func badInput(t *testing.T, svc watch.Service) {
 			t.Errorf("Add(%+v): %v, want a field error on %s", c.spec, err, c.field)
 		}
 	}
-	if ws, err := svc.List(ctx); err != nil || len(ws) != 0 {
-		t.Errorf("bad input stored %d watches (%v)", len(ws), err)
+	if p, err := svc.List(ctx, "", 0); err != nil || len(p.Watches) != 0 {
+		t.Errorf("bad input stored %d watches (%v)", len(p.Watches), err)
 	}
-	for field, call := range map[string]func() error{
-		"within_days": func() error { _, err := svc.Expiring(ctx, ptr(-1)); return err },
-		"limit":       func() error { _, err := svc.History(ctx, "w_x", watch.MaxHistoryLimit+1); return err },
-		"id":          func() error { _, err := svc.History(ctx, "", 0); return err },
-		"after":       func() error { _, err := svc.Alerts(ctx, "not-a-cursor", 0); return err },
+	for _, c := range []struct {
+		field string
+		call  func() error
+	}{
+		{"within_days", func() error { _, err := svc.Expiring(ctx, ptr(-1), "", 0); return err }},
+		{"cursor", func() error { _, err := svc.List(ctx, "not-a-cursor", 0); return err }},
+		{"cursor", func() error { _, err := svc.Expiring(ctx, nil, "not-a-cursor", 0); return err }},
+		{"limit", func() error { _, err := svc.List(ctx, "", watch.MaxPageLimit+1); return err }},
+		{"limit", func() error { _, err := svc.Expiring(ctx, nil, "", -1); return err }},
+		{"limit", func() error { _, err := svc.History(ctx, "w_x", watch.MaxHistoryLimit+1); return err }},
+		{"id", func() error { _, err := svc.History(ctx, "", 0); return err }},
+		{"after", func() error { _, err := svc.Alerts(ctx, "not-a-cursor", 0); return err }},
 	} {
 		var fe *probe.FieldError
-		if err := call(); !errors.As(err, &fe) || fe.Field != field {
-			t.Errorf("bad %s: %v, want a field error on it", field, err)
+		if err := c.call(); !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("bad %s: %v, want a field error on it", c.field, err)
 		}
 	}
 }
@@ -197,8 +205,8 @@ func getRemove(t *testing.T, svc watch.Service) {
 	if _, err := svc.Remove(ctx, "", "c.test"); !errors.Is(err, watch.ErrNotFound) {
 		t.Errorf("Remove of an unknown target: %v", err)
 	}
-	if ws, _ := svc.List(ctx); len(ws) != 0 {
-		t.Errorf("%d watches left", len(ws))
+	if p, _ := svc.List(ctx, "", 0); len(p.Watches) != 0 {
+		t.Errorf("%d watches left", len(p.Watches))
 	}
 }
 
@@ -209,7 +217,7 @@ func expiring(t *testing.T, svc watch.Service) {
 	}
 	mustAdd(t, svc, watch.Spec{Target: "down.test", FailureThreshold: 1})
 	hosts := func(days *int) string {
-		l, err := svc.Expiring(ctx, days)
+		l, err := svc.Expiring(ctx, days, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,6 +247,59 @@ func expiring(t *testing.T, svc watch.Service) {
 		if got := hosts(c.days); got != c.want {
 			t.Errorf("Expiring(%v) = %s, want %s", c.days, got, c.want)
 		}
+	}
+}
+
+// pages: List and Expiring page by page give what one page gives, in the
+// same order; a cursor of one list is refused by the other.
+func pages(t *testing.T, svc watch.Service) {
+	ctx := ctxOf(t)
+	for _, h := range []string{"a.test", "b.test", "c.test", "soon.test", "expired.test", "down.test"} {
+		mustAdd(t, svc, watch.Spec{Target: h, FailureThreshold: 1})
+	}
+	var all []string
+	err := watch.EachPage(ctx, svc, 0, func(ws []watch.Watch) error {
+		for _, w := range ws {
+			all = append(all, w.ID)
+		}
+		return nil
+	})
+	if err != nil || len(all) != 6 {
+		t.Fatalf("one page: %v %v", all, err)
+	}
+	var paged, pagesSeen []string
+	err = watch.EachPage(ctx, svc, 4, func(ws []watch.Watch) error {
+		pagesSeen = append(pagesSeen, fmt.Sprint(len(ws)))
+		for _, w := range ws {
+			paged = append(paged, w.ID)
+		}
+		return nil
+	})
+	if err != nil || !slices.Equal(paged, all) || fmt.Sprint(pagesSeen) != "[4 2]" {
+		t.Errorf("pages of 4: %v %v (pages %v), want %v", paged, err, pagesSeen, all)
+	}
+	first, err := svc.Expiring(ctx, ptr(60), "", 1)
+	if err != nil || len(first.Watches) != 1 || first.Watches[0].Target.Host != "expired.test" || first.NextCursor == "" {
+		t.Fatalf("first expiring page: %+v %v", first, err)
+	}
+	var hosts []string
+	for l := first; ; {
+		for _, w := range l.Watches {
+			hosts = append(hosts, w.Target.Host)
+		}
+		if l.NextCursor == "" {
+			break
+		}
+		if l, err = svc.Expiring(ctx, ptr(60), l.NextCursor, 1); err != nil || l.WithinDays != 60 {
+			t.Fatalf("next expiring page: %+v %v", l, err)
+		}
+	}
+	if got := fmt.Sprint(hosts); got != "[expired.test soon.test a.test b.test c.test down.test]" {
+		t.Errorf("expiring page by page: %s", got)
+	}
+	var fe *probe.FieldError
+	if _, err := svc.List(ctx, first.NextCursor, 0); !errors.As(err, &fe) || fe.Field != "cursor" {
+		t.Errorf("List with a cursor of Expiring: %v", err)
 	}
 }
 
