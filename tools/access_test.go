@@ -135,8 +135,8 @@ func TestAuditNamesTheSubject(t *testing.T) {
 	if res, err := add.Handler(alice, req); err != nil || res.IsError {
 		t.Fatalf("watch_endpoint: %v %+v", err, res)
 	}
-	ws, _ := deps.Watch.List(context.Background())
-	for _, w := range ws {
+	l, _ := deps.Watch.List(context.Background(), "", 0)
+	for _, w := range l.Watches {
 		if want := map[string]string{"c.example.com": "alice"}[w.Target.Host]; w.CreatedBy != want {
 			t.Errorf("%s: created_by %q, want %q", w.Target.Host, w.CreatedBy, want)
 		}

@@ -50,7 +50,7 @@ func BenchmarkListExpiringTool100k(b *testing.B) {
 	srv := NewServer(Deps{Watch: m}, ServerOptions{})
 	defer srv.Close()
 	ctx := context.Background()
-	msg := json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_expiring","arguments":{"within_days":30}}}`)
+	msg := json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_expiring","arguments":{"within_days":30,"limit":1000}}}`)
 	call := func() int {
 		resp := srv.HandleMessage(ctx, msg)
 		raw, err := json.Marshal(resp)
@@ -81,13 +81,13 @@ func BenchmarkListExpiringTool100k(b *testing.B) {
 	// text block again).
 	b.Run("stage=service", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := m.Expiring(ctx, nil); err != nil {
+			if _, err := m.Expiring(ctx, nil, "", watch.MaxPageLimit); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("stage=encode-once", func(b *testing.B) {
-		l, err := m.Expiring(ctx, nil)
+		l, err := m.Expiring(ctx, nil, "", watch.MaxPageLimit)
 		if err != nil {
 			b.Fatal(err)
 		}

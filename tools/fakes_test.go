@@ -44,12 +44,25 @@ func watchServer(t *testing.T) (*fakeWatch, *Server) {
 }
 
 func newFakeWatchWith(t testing.TB, probeFn watch.ProbeFunc) *fakeWatch {
+	return newFakeWatchConfig(t, watch.Config{Prober: &watch.Prober{Probe: probeFn}})
+}
+
+// newFakeWatchConfig is newFakeWatch with cfg (its clock and scheduler are
+// the fake's).
+func newFakeWatchConfig(t testing.TB, cfg watch.Config) *fakeWatch {
 	db, err := store.Open(filepath.Join(t.TempDir(), "tlswatch.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := watchtest.NewClock(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
-	eng, err := watch.NewEngine(db, watch.Config{Prober: &watch.Prober{Probe: probeFn, MCP: watchtest.MCP}, Clock: clock, NoScheduler: true})
+	if cfg.Prober == nil {
+		cfg.Prober = &watch.Prober{Probe: fakeProbe}
+	}
+	if cfg.Prober.MCP == nil {
+		cfg.Prober.MCP = watchtest.MCP
+	}
+	cfg.Clock = watchtest.NewClock(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC))
+	cfg.NoScheduler = true
+	eng, err := watch.NewEngine(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,13 +91,16 @@ func (f *fakeWatch) Subscribe(n watch.Notifier) func() {
 
 // id is the id of the watch of host.
 func (f *fakeWatch) id(host string) string {
-	ws, _ := f.List(context.Background())
-	for _, w := range ws {
-		if w.Target.Host == host {
-			return w.ID
+	id := "w_none"
+	_ = watch.EachPage(context.Background(), f, watch.MaxPageLimit, func(ws []watch.Watch) error {
+		for _, w := range ws {
+			if w.Target.Host == host {
+				id = w.ID
+			}
 		}
-	}
-	return "w_none"
+		return nil
+	})
+	return id
 }
 
 // fire tells every notifier of an event of the watch of host.

@@ -2,7 +2,9 @@ package tools
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,14 +89,10 @@ func (c completions) CompletePromptArgument(ctx context.Context, prompt string, 
 	var values []string
 	switch {
 	case prompt == "diagnose_endpoint" && arg.Name == "target":
-		if c.d.Watch != nil {
-			ws, err := c.d.Watch.List(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("complete target: %w", err)
-			}
-			for _, w := range ws {
-				values = append(values, targetLabel(w.Target, w.ID))
-			}
+		var err error
+		values, err = c.watchValues(ctx, arg.Value, func(w watch.Watch) string { return targetLabel(w.Target, w.ID) })
+		if err != nil {
+			return nil, fmt.Errorf("complete target: %w", err)
 		}
 	case prompt == "fleet_report" && arg.Name == "within_days":
 		values = []string{"7", "14", "30", "60", "90"}
@@ -105,16 +103,43 @@ func (c completions) CompletePromptArgument(ctx context.Context, prompt string, 
 // CompleteResourceArgument completes tlswatch://watches/{id} with watch ids.
 func (c completions) CompleteResourceArgument(ctx context.Context, uri string, arg mcp.CompleteArgument, _ mcp.CompleteContext) (*mcp.Completion, error) {
 	var values []string
-	if arg.Name == "id" && c.d.Watch != nil {
-		ws, err := c.d.Watch.List(ctx)
+	if arg.Name == "id" {
+		var err error
+		values, err = c.watchValues(ctx, arg.Value, func(w watch.Watch) string { return w.ID })
 		if err != nil {
 			return nil, fmt.Errorf("complete id: %w", err)
 		}
-		for _, w := range ws {
-			values = append(values, w.ID)
-		}
 	}
 	return completionOf(values, arg.Value), nil
+}
+
+// maxCompletions is how many values a completion offers.
+const maxCompletions = 100
+
+// watchValues reads the watches a page at a time for the values (value of
+// each) that start with prefix, and stops once it has more than a
+// completion shows: 100,000 watches are never read into one answer.
+func (c completions) watchValues(ctx context.Context, prefix string, value func(watch.Watch) string) ([]string, error) {
+	if c.d.Watch == nil {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	errEnough := errors.New("enough")
+	err := watch.EachPage(ctx, c.d.Watch, watch.MaxPageLimit, func(ws []watch.Watch) error {
+		for _, w := range ws {
+			if v := value(w); strings.HasPrefix(v, prefix) {
+				seen[v] = true
+			}
+		}
+		if len(seen) > maxCompletions {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, err
+	}
+	return slices.Collect(maps.Keys(seen)), nil
 }
 
 // completionOf keeps the values starting with prefix, sorted, at most 100.
@@ -128,8 +153,8 @@ func completionOf(values []string, prefix string) *mcp.Completion {
 	slices.Sort(out)
 	out = slices.Compact(out)
 	total := len(out)
-	if len(out) > 100 {
-		out = out[:100]
+	if len(out) > maxCompletions {
+		out = out[:maxCompletions]
 	}
 	return &mcp.Completion{Values: out, Total: total, HasMore: total > len(out)}
 }

@@ -524,3 +524,61 @@ func recursiveTypes(t reflect.Type) []reflect.Type {
 	walk(t)
 	return out
 }
+
+// --- input ---
+
+// constraint refines one property of an input schema.
+type constraint func(props map[string]*jsonschema.Schema, s *jsonschema.Schema) error
+
+// withInputSchema derives A's input schema (each field's jsonschema tag is
+// its description), removes nullability (an optional argument is one that
+// is not required: single-type dialects reject "type" arrays) and applies
+// the constraints, so that ranges are keywords and not only prose.
+func withInputSchema[A any](cs ...constraint) mcp.ToolOption {
+	raw, err := inputSchemaFor(reflect.TypeFor[A](), cs)
+	if err != nil {
+		schemaErrMu.Lock()
+		schemaErrors = append(schemaErrors, err)
+		schemaErrMu.Unlock()
+		raw = json.RawMessage(`{"type":"object"}`)
+	}
+	return func(t *mcp.Tool) {
+		t.InputSchema.Type = "" // mcp.NewTool's default; the raw schema replaces it
+		t.RawInputSchema = raw
+	}
+}
+
+func inputSchemaFor(t reflect.Type, cs []constraint) (json.RawMessage, error) {
+	s, err := jsonschema.ForType(t, &jsonschema.ForOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("input schema of %s: %w", t, err)
+	}
+	for _, p := range s.Properties {
+		if rest := slices.DeleteFunc(slices.Clone(p.Types), func(t string) bool { return t == "null" }); len(rest) == 1 {
+			p.Type, p.Types = rest[0], nil
+		}
+	}
+	for _, c := range cs {
+		if err := c(s.Properties, s); err != nil {
+			return nil, fmt.Errorf("input schema of %s: %w", t, err)
+		}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("input schema of %s: %w", t, err)
+	}
+	return b, nil
+}
+
+// intRange bounds an integer property.
+func intRange(name string, min, max int) constraint {
+	return func(props map[string]*jsonschema.Schema, _ *jsonschema.Schema) error {
+		p := props[name]
+		if p == nil || p.Type != "integer" {
+			return fmt.Errorf("range on %q, which is not an integer property", name)
+		}
+		lo, hi := float64(min), float64(max)
+		p.Minimum, p.Maximum = &lo, &hi
+		return nil
+	}
+}

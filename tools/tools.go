@@ -179,7 +179,7 @@ func AllResources(deps Deps) []Resource {
 // AllResourceTemplates is the inventory of resource templates.
 func AllResourceTemplates(deps Deps) []ResourceTemplate {
 	d := deps.withDefaults()
-	rs := []ResourceTemplate{watchResourceTemplate(d), alertsResourceTemplate(d)}
+	rs := append([]ResourceTemplate{watchResourceTemplate(d), alertsResourceTemplate(d)}, pagesTemplates(d)...)
 	for i := range rs {
 		rs[i].Handler = server.ResourceTemplateHandlerFunc(d.redactResource(server.ResourceHandlerFunc(rs[i].Handler)))
 	}
@@ -234,6 +234,7 @@ func NewServer(deps Deps, opts ServerOptions) *Server {
 	subs := newSubscriptions(d.Logger, opts.MaxSubscriptions)
 	subs.secrets = d.Redact
 	subs.install(hooks)
+	d.installResourceList(hooks)
 
 	sopts := []server.ServerOption{
 		server.WithToolCapabilities(false),

@@ -572,12 +572,13 @@ func TestResources(t *testing.T) {
 		}
 	}
 	tmpls, err := h.c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
-	var raw []string
-	for _, rt := range tmpls.ResourceTemplates {
-		raw = append(raw, rt.URITemplate.Raw())
+	var raws []string
+	for _, tp := range tmpls.ResourceTemplates {
+		raws = append(raws, tp.URITemplate.Raw())
 	}
-	if slices.Sort(raw); err != nil || !slices.Equal(raw, []string{URIAlertsTemplate, URIWatchTemplate}) {
-		t.Errorf("templates = %v, %v", raw, err)
+	slices.Sort(raws)
+	if want := []string{URIAlertsTemplate, URIExpiringPages, URIWatchTemplate, URIWatchesPages}; err != nil || !slices.Equal(raws, want) {
+		t.Errorf("templates = %v, %v; want %v", raws, err, want)
 	}
 	prompts, err := h.c.ListPrompts(ctx, mcp.ListPromptsRequest{})
 	if err != nil || len(prompts.Prompts) != len(AllPrompts(Deps{})) {

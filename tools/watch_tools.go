@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/tlswatch/tlswatch/auth"
 	"github.com/tlswatch/tlswatch/probe"
@@ -121,11 +123,15 @@ func watchEndpointTool(d Deps) Tool {
 
 // watchSpec passes the arguments through, with what this server adds: the
 // files of the named client certificate (only a name it loaded), its
-// outbound policy, which the watch keeps, and who is calling.
+// outbound policy, which the watch keeps, and who is calling (the OAuth
+// subject, and the session the caps count against without one).
 func (d Deps) watchSpec(ctx context.Context, a WatchArgs) (watch.Spec, error) {
 	spec := watch.Spec{Target: a.Target, IP: a.IP, SNI: a.SNI, TimeoutMS: a.TimeoutMS, Schedule: a.Schedule,
 		Thresholds: a.ThresholdsDays, FailureThreshold: a.FailureThreshold, CAPEM: a.CAPEM, MCP: a.MCP,
 		TokenName: a.TokenName, Policy: d.ProbeOptions.Policy.Config(), CreatedBy: createdBy(ctx)}
+	if cs := server.ClientSessionFromContext(ctx); cs != nil {
+		spec.Session = cs.SessionID() // the subject of the caps when there is no OAuth subject
+	}
 	cc, err := d.clientCert(a.ClientCert)
 	if err != nil {
 		return watch.Spec{}, err
@@ -186,15 +192,32 @@ func unwatchEndpointTool(d Deps) Tool {
 
 // --- list_watches ---
 
-// ListWatchesArgs is empty: list_watches takes no arguments.
-type ListWatchesArgs struct{}
+// PageArgs are the page arguments of the listing tools.
+type PageArgs struct {
+	Cursor string `json:"cursor,omitempty" jsonschema:"Where the page starts: the next_cursor of the previous page; omit for the first page."`
+	Limit  int    `json:"limit,omitempty" jsonschema:"Watches per page: 1 to 1000; default 100."`
+}
 
-// WatchList is list_watches' output and the tlswatch://watches resource.
+// pageConstraints are the schema keywords of PageArgs (package watch owns
+// the limits).
+func pageConstraints() []constraint {
+	return []constraint{intRange("limit", 1, watch.MaxPageLimit)}
+}
+
+// ListWatchesArgs are list_watches' arguments: one page.
+type ListWatchesArgs struct {
+	PageArgs
+}
+
+// WatchList is list_watches' output and the tlswatch://watches resource:
+// one page of the watches.
 type WatchList struct {
 	Watches []watch.Watch `json:"watches"`
 	// StaleSince is set when a cluster node answers from a copy that may
 	// be behind (etcd unreachable): the last time it was known current.
 	StaleSince *time.Time `json:"stale_since,omitempty"`
+	// NextCursor is the cursor of the next page; absent on the last.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 // staler is a watch service that can answer from a copy that may be
@@ -203,34 +226,43 @@ type staler interface{ StaleSince() *time.Time }
 
 func listWatchesTool(d Deps) Tool {
 	def := mcp.NewTool("list_watches",
-		mcp.WithDescription("List every watch with its state (pending, up, down), schedule, thresholds and latest Report. Same content as the tlswatch://watches resource."),
-		withInputSchema[ListWatchesArgs](),
+		mcp.WithDescription("List the watches with their state (pending, up, down), schedule, thresholds and latest Report, a page at a time (limit, default 100): "+
+			"when next_cursor is present, call again with cursor set to it for the next page. Same content as the tlswatch://watches resource."),
+		withInputSchema[ListWatchesArgs](pageConstraints()...),
 		withOutputSchema[WatchList]("list_watches"),
 		annotate("List watches", true, false, true, false),
 	)
-	return Tool{Def: def, Handler: typedLinked(func(ctx context.Context, _ mcp.CallToolRequest, _ ListWatchesArgs) (WatchList, string, error) {
-		out, err := d.listWatches(ctx)
+	return Tool{Def: def, Handler: typedLinked(func(ctx context.Context, _ mcp.CallToolRequest, a ListWatchesArgs) (WatchList, string, error) {
+		out, err := d.listWatches(ctx, a.PageArgs)
 		if err != nil {
 			return WatchList{}, "", err
 		}
-		return out, watchesSummary(out.Watches, "no watches (add one with watch_endpoint)"), nil
+		return out, watchesSummary(out.Watches, "no watches (add one with watch_endpoint)") + moreSummary(out.NextCursor), nil
 	}, func(l WatchList) []mcp.Content { return watchLinks(l.Watches) })}
 }
 
-func (d Deps) listWatches(ctx context.Context) (WatchList, error) {
+func (d Deps) listWatches(ctx context.Context, p PageArgs) (WatchList, error) {
 	svc, err := d.watchService()
 	if err != nil {
 		return WatchList{}, err
 	}
-	ws, err := svc.List(ctx)
+	l, err := svc.List(ctx, p.Cursor, p.Limit)
 	if err != nil {
 		return WatchList{}, fmt.Errorf("list watches: %w", err)
 	}
-	out := WatchList{Watches: normalizeWatches(ws)}
+	out := WatchList{Watches: normalizeWatches(l.Watches), NextCursor: l.NextCursor}
 	if st, ok := svc.(staler); ok {
 		out.StaleSince = st.StaleSince()
 	}
 	return out, nil
+}
+
+// moreSummary tells, below a page's summary, how to get the next one.
+func moreSummary(next string) string {
+	if next == "" {
+		return ""
+	}
+	return "\nmore on the next page: call again with cursor " + strconv.Quote(next)
 }
 
 // --- list_expiring ---
@@ -238,44 +270,48 @@ func (d Deps) listWatches(ctx context.Context) (WatchList, error) {
 // ExpiringArgs are list_expiring's arguments.
 type ExpiringArgs struct {
 	WithinDays *int `json:"within_days,omitempty" jsonschema:"Show watches whose certificate expires within this many days (0 to 3650; default 30), plus those already expired or down."`
+	PageArgs
 }
 
 // ExpiringList is list_expiring's output and (for 30 days) the
-// tlswatch://expiring resource.
+// tlswatch://expiring resource: one page.
 type ExpiringList struct {
 	WithinDays int           `json:"within_days"`
 	Watches    []watch.Watch `json:"watches"`
 	StaleSince *time.Time    `json:"stale_since,omitempty"` // see WatchList
+	// NextCursor is the cursor of the next page; absent on the last.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 func listExpiringTool(d Deps) Tool {
 	def := mcp.NewTool("list_expiring",
-		mcp.WithDescription("List watches whose leaf certificate expires within within_days (default 30), is already expired, or that are down; soonest expiry first. "+
-			"For 30 days this is the tlswatch://expiring resource."),
-		withInputSchema[ExpiringArgs](intRange("within_days", 0, watch.MaxExpiringDays), defaultValue("within_days", watch.DefaultExpiringDays)),
+		mcp.WithDescription("List watches whose leaf certificate expires within within_days (default 30), is already expired, or that are down; soonest expiry first, "+
+			"a page at a time (limit, default 100; pass next_cursor as cursor for the next page). For 30 days this is the tlswatch://expiring resource."),
+		withInputSchema[ExpiringArgs](append(pageConstraints(), intRange("within_days", 0, watch.MaxExpiringDays), defaultValue("within_days", watch.DefaultExpiringDays))...),
 		withOutputSchema[ExpiringList]("list_expiring"),
 		annotate("List expiring", true, false, true, false),
 	)
 	return Tool{Def: def, Handler: typedLinked(func(ctx context.Context, _ mcp.CallToolRequest, a ExpiringArgs) (ExpiringList, string, error) {
-		out, err := d.listExpiring(ctx, a.WithinDays)
+		out, err := d.listExpiring(ctx, a.WithinDays, a.PageArgs)
 		if err != nil {
 			return ExpiringList{}, "", err
 		}
-		return out, watchesSummary(out.Watches, fmt.Sprintf("no watch expires within %d days, is expired or down", out.WithinDays)), nil
+		empty := fmt.Sprintf("no watch expires within %d days, is expired or down", out.WithinDays)
+		return out, watchesSummary(out.Watches, empty) + moreSummary(out.NextCursor), nil
 	}, func(l ExpiringList) []mcp.Content { return watchLinks(l.Watches) })}
 }
 
 // listExpiring is list_expiring for within (nil: the default window).
-func (d Deps) listExpiring(ctx context.Context, within *int) (ExpiringList, error) {
+func (d Deps) listExpiring(ctx context.Context, within *int, p PageArgs) (ExpiringList, error) {
 	svc, err := d.watchService()
 	if err != nil {
 		return ExpiringList{}, err
 	}
-	l, err := svc.Expiring(ctx, within)
+	l, err := svc.Expiring(ctx, within, p.Cursor, p.Limit)
 	if err != nil {
 		return ExpiringList{}, fmt.Errorf("list expiring: %w", err)
 	}
-	return ExpiringList{WithinDays: l.WithinDays, Watches: normalizeWatches(l.Watches), StaleSince: l.StaleSince}, nil
+	return ExpiringList{WithinDays: l.WithinDays, Watches: normalizeWatches(l.Watches), StaleSince: l.StaleSince, NextCursor: l.NextCursor}, nil
 }
 
 // --- get_history ---
