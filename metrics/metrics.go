@@ -2,6 +2,17 @@
 // watch service at scrape time, so the numbers are always those of the bbolt
 // file and never a second copy that could drift.
 //
+// The watch metrics are written as they are made, in the text exposition
+// format, not gathered first: at 100,000 watches the exposition is about
+// 70 MB, and client_golang's registry builds every sample as an object
+// before it writes one (gigabytes for eight scrapes at once). Here the
+// watches are read a page at a time into one small row each (the numbers
+// the metrics show, about 150 bytes a watch, the Reports dropped with their
+// page), then each metric family is written from the rows
+// straight to the response, compressed when the scraper accepts gzip. The
+// Go and process metrics, a few hundred samples, still come from
+// client_golang's collectors.
+//
 // For people migrating from blackbox_exporter: tlswatch_chain_earliest_not_after_timestamp_seconds
 // plays the part of probe_ssl_earliest_cert_expiry, but over the path
 // clients verify (leaf included), never a served root that no client uses;
@@ -9,162 +20,201 @@
 package metrics
 
 import (
+	"bufio"
+	"compress/gzip"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/watch"
 )
 
-// Lister is the part of watch.Service the collector needs.
+// Lister is the part of watch.Service the handler needs: the watches a
+// page at a time.
 type Lister interface {
-	List(ctx context.Context) ([]watch.Watch, error)
+	List(ctx context.Context, cursor string, limit int) (watch.WatchPage, error)
 }
 
-var labels = []string{"id", "target"}
-
-var (
-	descNotAfter = prometheus.NewDesc("tlswatch_cert_not_after_timestamp_seconds",
-		"Leaf certificate not_after as a Unix timestamp (cf. blackbox_exporter probe_ssl_earliest_cert_expiry, but the leaf, never a served root).", labels, nil)
-	descDays = prometheus.NewDesc("tlswatch_cert_days_remaining",
-		"Whole days until the leaf certificate expires, rounded down; negative once expired.", labels, nil)
-	descUp = prometheus.NewDesc("tlswatch_watch_up",
-		"1 when the watch is up, 0 when down (after the failure threshold); absent while pending.", labels, nil)
-	descStatus = prometheus.NewDesc("tlswatch_watch_status",
-		"Status of the latest probe as a state set: 1 for the current status, 0 for the others.", append(labels, "status"), nil)
-	descSuccess = prometheus.NewDesc("tlswatch_probe_success",
-		"1 when the latest probe completed a trusted TLS connection, else 0.", labels, nil)
-	descDuration = prometheus.NewDesc("tlswatch_probe_duration_seconds",
-		"Total duration of the latest probe.", labels, nil)
-	descFailures = prometheus.NewDesc("tlswatch_watch_consecutive_failures",
-		"Consecutive failed probes of the watch.", labels, nil)
-	descLastCheck = prometheus.NewDesc("tlswatch_last_check_timestamp_seconds",
-		"When the watch was last probed, as a Unix timestamp.", labels, nil)
-	descExpiryStage = prometheus.NewDesc("tlswatch_cert_expiry_stage_days",
-		"The expiry stage threshold in days the leaf is at (0 when expired); absent at stage none.", labels, nil)
-	descNotBefore = prometheus.NewDesc("tlswatch_cert_not_before_timestamp_seconds",
-		"Leaf certificate not_before as a Unix timestamp.", labels, nil)
-	descEarliest = prometheus.NewDesc("tlswatch_chain_earliest_not_after_timestamp_seconds",
-		"Earliest not_after of any certificate on the path clients verify, leaf included, as a Unix timestamp.", labels, nil)
-	descPathNotBefore = prometheus.NewDesc("tlswatch_chain_cert_not_before_timestamp_seconds",
-		"not_before of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.", append(labels, "position", "subject"), nil)
-	descPathNotAfter = prometheus.NewDesc("tlswatch_chain_cert_not_after_timestamp_seconds",
-		"not_after of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.", append(labels, "position", "subject"), nil)
-	descMCPLatency = prometheus.NewDesc("tlswatch_mcp_latency_seconds",
-		"MCP-level watches: the initialize round trip of the recent successful probes (the last 100 probes), as nearest-rank quantiles 0.5 and 0.95.", append(labels, "quantile"), nil)
-	descMCPUptime = prometheus.NewDesc("tlswatch_mcp_uptime_ratio",
-		"MCP-level watches: the share of the recent probes (the last 100) in which TLS and MCP both answered, 0 to 1.", labels, nil)
-	descMCPTools = prometheus.NewDesc("tlswatch_mcp_tools",
-		"MCP-level watches: the number of tools the server listed when last reached.", labels, nil)
-	descMCPInfo = prometheus.NewDesc("tlswatch_mcp_info",
-		"MCP-level watches: 1, labelled with the protocol version, server name and version, and tools hash the server showed when last reached.",
-		append(labels, "protocol_version", "server", "server_version", "tools_hash"), nil)
-	descWatches = prometheus.NewDesc("tlswatch_watches",
-		"Number of watches.", nil, nil)
-	descScrapeErr = prometheus.NewDesc("tlswatch_scrape_error",
-		"1 when the watches could not be read for this scrape.", nil, nil)
-)
+// family is one watch metric: its name, help, and how a row shows in it.
+type family struct {
+	name, help string
+	samples    func(r *row, emit func(value float64, extra ...string))
+}
 
 var statuses = []probe.Status{probe.StatusOK, probe.StatusWarning, probe.StatusCritical, probe.StatusDown}
 
-// Collector is a prometheus.Collector over a watch list.
-type Collector struct {
-	src     Lister
-	timeout time.Duration
+// families are the metrics per watch, labelled id and target (and status
+// for the state set).
+var families = []family{
+	{"tlswatch_cert_not_after_timestamp_seconds", "Leaf certificate not_after as a Unix timestamp (cf. blackbox_exporter probe_ssl_earliest_cert_expiry, but the leaf, never a served root).",
+		func(r *row, emit func(float64, ...string)) {
+			if r.leaf {
+				emit(r.notAfter)
+			}
+		}},
+	{"tlswatch_cert_days_remaining", "Whole days until the leaf certificate expires, rounded down; negative once expired.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.leaf {
+				emit(r.days)
+			}
+		}},
+	{"tlswatch_watch_up", "1 when the watch is up, 0 when down (after the failure threshold); absent while pending.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.up >= 0 {
+				emit(float64(r.up))
+			}
+		}},
+	{"tlswatch_watch_status", "Status of the latest probe as a state set: 1 for the current status, 0 for the others.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.reported {
+				for _, s := range statuses {
+					emit(b2f(r.status == s), "status", string(s))
+				}
+			}
+		}},
+	{"tlswatch_probe_success", "1 when the latest probe completed a trusted TLS connection, else 0.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.reported {
+				emit(b2f(r.success))
+			}
+		}},
+	{"tlswatch_probe_duration_seconds", "Total duration of the latest probe.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.reported {
+				emit(r.duration)
+			}
+		}},
+	{"tlswatch_watch_consecutive_failures", "Consecutive failed probes of the watch.",
+		func(r *row, emit func(float64, ...string)) { emit(float64(r.failures)) }},
+	{"tlswatch_last_check_timestamp_seconds", "When the watch was last probed, as a Unix timestamp.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.checked != 0 {
+				emit(r.checked)
+			}
+		}},
+	{"tlswatch_cert_expiry_stage_days", "The expiry stage threshold in days the leaf is at (0 when expired); absent at stage none.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.stage >= 0 {
+				emit(r.stage)
+			}
+		}},
+	{"tlswatch_cert_not_before_timestamp_seconds", "Leaf certificate not_before as a Unix timestamp.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.leaf {
+				emit(r.notBefore)
+			}
+		}},
+	{"tlswatch_chain_earliest_not_after_timestamp_seconds", "Earliest not_after of any certificate on the path clients verify, leaf included, as a Unix timestamp.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.earliest != 0 {
+				emit(r.earliest)
+			}
+		}},
+	{"tlswatch_chain_cert_not_before_timestamp_seconds", "not_before of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.",
+		func(r *row, emit func(float64, ...string)) {
+			for i, v := range r.path {
+				emit(v.notBefore, "position", strconv.Itoa(i), "subject", v.subject)
+			}
+		}},
+	{"tlswatch_chain_cert_not_after_timestamp_seconds", "not_after of each certificate on the verified path (position 0 is the leaf), as a Unix timestamp.",
+		func(r *row, emit func(float64, ...string)) {
+			for i, v := range r.path {
+				emit(v.notAfter, "position", strconv.Itoa(i), "subject", v.subject)
+			}
+		}},
+	{"tlswatch_mcp_latency_seconds", "MCP-level watches: the initialize round trip of the recent successful probes (the last 100 probes), as nearest-rank quantiles 0.5 and 0.95.",
+		func(r *row, emit func(float64, ...string)) {
+			if s := r.mcpStats; s != nil && s.LatencyMSP50 != nil && s.LatencyMSP95 != nil {
+				emit(*s.LatencyMSP50/1000, "quantile", "0.5")
+				emit(*s.LatencyMSP95/1000, "quantile", "0.95")
+			}
+		}},
+	{"tlswatch_mcp_uptime_ratio", "MCP-level watches: the share of the recent probes (the last 100) in which TLS and MCP both answered, 0 to 1.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.mcpStats != nil {
+				emit(r.mcpStats.Uptime)
+			}
+		}},
+	{"tlswatch_mcp_tools", "MCP-level watches: the number of tools the server listed when last reached.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.mcp != nil {
+				emit(float64(r.mcp.ToolCount))
+			}
+		}},
+	{"tlswatch_mcp_info", "MCP-level watches: 1, labelled with the protocol version, server name and version, and tools hash the server showed when last reached.",
+		func(r *row, emit func(float64, ...string)) {
+			if m := r.mcp; m != nil {
+				emit(1, "protocol_version", m.ProtocolVersion, "server", m.Server.Name, "server_version", m.Server.Version, "tools_hash", m.ToolsHash)
+			}
+		}},
 }
 
-// NewCollector returns a collector reading src at each scrape.
-func NewCollector(src Lister) *Collector { return &Collector{src: src, timeout: 10 * time.Second} }
-
-// Describe implements prometheus.Collector.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descDays, descUp, descStatus, descSuccess,
-		descDuration, descFailures, descLastCheck, descExpiryStage, descNotBefore, descEarliest,
-		descPathNotBefore, descPathNotAfter, descMCPLatency, descMCPUptime, descMCPTools, descMCPInfo,
-		descWatches, descScrapeErr} {
-		ch <- d
-	}
+// row is what the metrics show of one watch.
+type row struct {
+	id, target                string
+	up                        int8 // 1 up, 0 down, -1 pending
+	failures                  int
+	checked                   float64 // Unix seconds; 0 never
+	reported, success         bool
+	status                    probe.Status
+	duration                  float64
+	leaf                      bool
+	notBefore, notAfter, days float64
+	stage                     float64 // days; 0 expired; -1 none
+	earliest                  float64 // the path's earliest not_after; 0 unknown
+	path                      []pathCert
+	mcp                       *watch.MCPInfo  // MCP-level watches only
+	mcpStats                  *watch.MCPStats // MCP-level watches only
 }
 
-// Collect implements prometheus.Collector.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	ws, err := c.src.List(ctx)
-	if err != nil {
-		ch <- prometheus.MustNewConstMetric(descScrapeErr, prometheus.GaugeValue, 1)
-		return
-	}
-	ch <- prometheus.MustNewConstMetric(descScrapeErr, prometheus.GaugeValue, 0)
-	ch <- prometheus.MustNewConstMetric(descWatches, prometheus.GaugeValue, float64(len(ws)))
-	for _, w := range ws {
-		lv := []string{w.ID, targetLabel(w.Target)}
-		gauge := func(d *prometheus.Desc, v float64, extra ...string) {
-			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append(lv, extra...)...)
-		}
-		gauge(descFailures, float64(w.ConsecutiveFailures))
-		switch w.State {
-		case watch.StateUp:
-			gauge(descUp, 1)
-		case watch.StateDown:
-			gauge(descUp, 0)
-		}
-		if w.LastCheckedAt != nil {
-			gauge(descLastCheck, float64(w.LastCheckedAt.UnixMilli())/1000)
-		}
-		mcpLevel(w, gauge)
-		r := w.LastReport
-		if r == nil {
-			continue
-		}
-		for _, s := range statuses {
-			gauge(descStatus, b2f(r.Status == s), string(s))
-		}
-		gauge(descSuccess, b2f(r.Reachable && r.Trusted))
-		gauge(descDuration, r.Timing.Total/1000)
-		if r.Leaf != nil {
-			gauge(descNotAfter, float64(r.Leaf.NotAfter.Unix()))
-			gauge(descNotBefore, float64(r.Leaf.NotBefore.Unix()))
-			gauge(descDays, float64(r.Leaf.DaysRemaining))
-			if d, ok := stageDays(r.ExpiryStage, r.Leaf); ok {
-				gauge(descExpiryStage, d)
-			}
-		}
-		if ch := r.Chain; ch != nil {
-			if ch.EarliestNotAfter != nil {
-				gauge(descEarliest, float64(ch.EarliestNotAfter.Unix()))
-			}
-			for i, v := range ch.Validity {
-				pos := strconv.Itoa(i)
-				gauge(descPathNotBefore, float64(v.NotBefore.Unix()), pos, v.Subject)
-				gauge(descPathNotAfter, float64(v.NotAfter.Unix()), pos, v.Subject)
-			}
-		}
-	}
+// pathCert is one certificate of the verified path.
+type pathCert struct {
+	subject             string
+	notBefore, notAfter float64
 }
 
-// mcpLevel emits the MCP-level figures of a watch (none for the others).
-func mcpLevel(w watch.Watch, gauge func(d *prometheus.Desc, v float64, extra ...string)) {
-	if m := w.MCP; m != nil {
-		gauge(descMCPTools, float64(m.ToolCount))
-		gauge(descMCPInfo, 1, m.ProtocolVersion, m.Server.Name, m.Server.Version, m.ToolsHash)
+func rowOf(w *watch.Watch) row {
+	r := row{id: w.ID, target: w.Target.String(), up: -1, failures: w.ConsecutiveFailures, stage: -1, mcp: w.MCP, mcpStats: w.MCPStats}
+	switch w.State {
+	case watch.StateUp:
+		r.up = 1
+	case watch.StateDown:
+		r.up = 0
 	}
-	s := w.MCPStats
-	if s == nil {
-		return
+	if w.LastCheckedAt != nil {
+		r.checked = float64(w.LastCheckedAt.UnixMilli()) / 1000
 	}
-	gauge(descMCPUptime, s.Uptime)
-	if s.LatencyMSP50 != nil && s.LatencyMSP95 != nil {
-		gauge(descMCPLatency, *s.LatencyMSP50/1000, "0.5")
-		gauge(descMCPLatency, *s.LatencyMSP95/1000, "0.95")
+	rep := w.LastReport
+	if rep == nil {
+		return r
 	}
+	r.reported, r.status, r.success, r.duration = true, rep.Status, rep.Reachable && rep.Trusted, rep.Timing.Total/1000
+	if l := rep.Leaf; l != nil {
+		r.leaf, r.notAfter, r.days = true, float64(l.NotAfter.Unix()), float64(l.DaysRemaining)
+		r.notBefore = float64(l.NotBefore.Unix())
+		if d, ok := stageDays(rep.ExpiryStage, l); ok {
+			r.stage = d
+		}
+	}
+	if ch := rep.Chain; ch != nil {
+		if ch.EarliestNotAfter != nil {
+			r.earliest = float64(ch.EarliestNotAfter.Unix())
+		}
+		for _, v := range ch.Validity {
+			r.path = append(r.path, pathCert{subject: v.Subject, notBefore: float64(v.NotBefore.Unix()), notAfter: float64(v.NotAfter.Unix())})
+		}
+	}
+	return r
 }
 
 // stageDays is the gauge value of a stage: its threshold in days (an hour
@@ -181,8 +231,6 @@ func stageDays(stage probe.Stage, leaf *probe.CertInfo) (float64, bool) {
 	return th.Span(life).Hours() / 24, true
 }
 
-func targetLabel(t probe.TargetInfo) string { return t.String() }
-
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -190,18 +238,109 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// Handler serves /metrics: the watch metrics plus the Go and process
-// collectors, on a private registry so nothing global leaks in.
+// scrapeTimeout bounds reading the watches for one scrape.
+const scrapeTimeout = 15 * time.Second
+
+// Handler serves /metrics: the watch metrics (streamed, see above) plus the
+// Go and process collectors, on a private registry so nothing global leaks
+// in.
 func Handler(src Lister, log *slog.Logger) http.Handler {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	opts := promhttp.HandlerOpts{Timeout: 15 * time.Second}
-	if log != nil {
-		opts.ErrorLog = slogErrorLogger{log}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return promhttp.HandlerFor(reg, opts)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), scrapeTimeout)
+		defer cancel()
+		rows, err := readRows(ctx, src)
+		if err != nil {
+			log.Error("metrics: reading the watches", "err", err)
+		}
+		fams, gerr := reg.Gather()
+		if gerr != nil {
+			log.Error("metrics: gathering the process metrics", "err", gerr)
+		}
+		out := io.Writer(w)
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		if strings.Contains(req.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			gz := gzip.NewWriter(w)
+			defer gz.Close()
+			out = gz
+		}
+		bw := bufio.NewWriterSize(out, 64<<10)
+		defer bw.Flush()
+		writeWatches(bw, rows, err != nil)
+		enc := expfmt.NewEncoder(bw, expfmt.NewFormat(expfmt.TypeTextPlain))
+		for _, f := range fams {
+			if err := enc.Encode(f); err != nil {
+				log.Debug("metrics: writing", "err", err)
+				return
+			}
+		}
+	})
 }
 
-type slogErrorLogger struct{ log *slog.Logger }
+// readRows reads every watch, a page at a time, into its row.
+func readRows(ctx context.Context, src Lister) ([]row, error) {
+	var rows []row
+	cursor := ""
+	for {
+		p, err := src.List(ctx, cursor, watch.MaxPageLimit)
+		if err != nil {
+			return nil, err
+		}
+		for i := range p.Watches {
+			rows = append(rows, rowOf(&p.Watches[i]))
+		}
+		if p.NextCursor == "" {
+			return rows, nil
+		}
+		cursor = p.NextCursor
+	}
+}
 
-func (l slogErrorLogger) Println(v ...any) { l.log.Error("metrics", "error", v) }
+// writeWatches writes the watch metrics in the text format: each family
+// whole (the format wants a family's samples together), then the count
+// and whether the scrape could read the watches.
+func writeWatches(w *bufio.Writer, rows []row, failed bool) {
+	if !failed {
+		for _, f := range families {
+			header(w, f.name, f.help)
+			for i := range rows {
+				r := &rows[i]
+				f.samples(r, func(v float64, extra ...string) { sample(w, f.name, r, v, extra...) })
+			}
+		}
+		header(w, "tlswatch_watches", "Number of watches.")
+		fmt.Fprintf(w, "tlswatch_watches %d\n", len(rows))
+	}
+	header(w, "tlswatch_scrape_error", "1 when the watches could not be read for this scrape.")
+	fmt.Fprintf(w, "tlswatch_scrape_error %d\n", int(b2f(failed)))
+}
+
+func header(w *bufio.Writer, name, help string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, helpEscaper.Replace(help), name)
+}
+
+func sample(w *bufio.Writer, name string, r *row, v float64, extra ...string) {
+	w.WriteString(name)
+	w.WriteString(`{id="`)
+	w.WriteString(labelEscaper.Replace(r.id))
+	w.WriteString(`",target="`)
+	w.WriteString(labelEscaper.Replace(r.target))
+	for i := 0; i+1 < len(extra); i += 2 {
+		fmt.Fprintf(w, `",%s="%s`, extra[i], labelEscaper.Replace(extra[i+1]))
+	}
+	w.WriteString(`"} `)
+	w.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+	w.WriteByte('\n')
+}
+
+// The text format's escapes: in HELP, backslash and newline; in label
+// values, also the double quote.
+var (
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+)

@@ -1,8 +1,14 @@
 package metrics
 
 import (
+	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +20,19 @@ import (
 	"github.com/tlswatch/tlswatch/watch"
 )
 
+// staticList serves its watches in pages of two, whatever the limit, so
+// that a scrape reads several pages.
 type staticList []watch.Watch
 
-func (s staticList) List(context.Context) ([]watch.Watch, error) { return s, nil }
+func (s staticList) List(_ context.Context, cursor string, _ int) (watch.WatchPage, error) {
+	start, _ := strconv.Atoi(cursor)
+	end := min(start+2, len(s))
+	p := watch.WatchPage{Watches: s[start:end]}
+	if end < len(s) {
+		p.NextCursor = strconv.Itoa(end)
+	}
+	return p, nil
+}
 
 func TestScrapeMatchesWatches(t *testing.T) {
 	notAfter := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -128,3 +144,116 @@ func TestScrapeMatchesWatches(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+type failingList struct{}
+
+func (failingList) List(context.Context, string, int) (watch.WatchPage, error) {
+	return watch.WatchPage{}, errors.New("database gone")
+}
+
+// A scrape that cannot read the watches says so, and still serves the
+// process metrics; a gzip scrape is the same exposition compressed.
+func TestScrapeErrorAndGzip(t *testing.T) {
+	srv := httptest.NewServer(Handler(failingList{}, nil))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := fams["tlswatch_scrape_error"]; f == nil || f.GetMetric()[0].GetGauge().GetValue() != 1 || fams["tlswatch_watches"] != nil || fams["go_goroutines"] == nil {
+		t.Errorf("failed scrape: %v", fams["tlswatch_scrape_error"])
+	}
+	gz := httptest.NewServer(Handler(staticList{{ID: "w_a", Target: probe.TargetInfo{Host: "a.example", Port: 443}, State: watch.StateUp}}, nil))
+	defer gz.Close()
+	req, _ := http.NewRequest("GET", gz.URL, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err = gz.Client().Transport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser = expfmt.NewTextParser(model.LegacyValidation)
+	fams, err = parser.TextToMetricFamilies(zr)
+	if err != nil || fams["tlswatch_watch_up"] == nil || fams["tlswatch_watches"].GetMetric()[0].GetGauge().GetValue() != 1 {
+		t.Errorf("gzip scrape: %v", err)
+	}
+}
+
+// genList makes n watches on the fly, a page at a time, as the watch
+// service would serve them (a Report each).
+type genList int
+
+func (g genList) List(_ context.Context, cursor string, limit int) (watch.WatchPage, error) {
+	start, _ := strconv.Atoi(cursor)
+	end := min(start+limit, int(g))
+	now := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	p := watch.WatchPage{Watches: make([]watch.Watch, 0, end-start)}
+	for i := start; i < end; i++ {
+		p.Watches = append(p.Watches, watch.Watch{ID: fmt.Sprintf("w_%016x", i), State: watch.StateUp, LastCheckedAt: &now,
+			Target: probe.TargetInfo{Host: fmt.Sprintf("host%06d.example.com", i), Port: 443},
+			LastReport: &probe.Report{Status: probe.StatusOK, Reachable: true, Trusted: true, ExpiryStage: "none",
+				Leaf: &probe.CertInfo{NotAfter: now.AddDate(0, 0, 60), DaysRemaining: 60}, Findings: []probe.Finding{}}})
+	}
+	if end < int(g) {
+		p.NextCursor = strconv.Itoa(end)
+	}
+	return p, nil
+}
+
+// discard is a ResponseWriter that counts what it is given.
+type discard struct {
+	h http.Header
+	n int64
+}
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) WriteHeader(int)             {}
+func (d *discard) Write(p []byte) (int, error) { d.n += int64(len(p)); return len(p), nil }
+
+// A scrape of 100,000 watches: what it allocates (B/op) and the heap it
+// holds at its peak, against the exposition it writes.
+//
+//	go test -run '^$' -bench Scrape100k -benchtime 5x -count 3 ./metrics/
+func BenchmarkScrape100k(b *testing.B) {
+	h := Handler(genList(100_000), nil)
+	req := httptest.NewRequest("GET", "/metrics", nil)
+	var size int64
+	var peak uint64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // sample the heap while scrapes run
+		defer close(done)
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+			}
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		d := &discard{h: http.Header{}}
+		h.ServeHTTP(d, req)
+		size = d.n
+	}
+	close(stop)
+	<-done
+	b.ReportMetric(float64(size)/(1<<20), "response-MiB")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
