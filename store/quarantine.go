@@ -15,6 +15,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,6 +23,11 @@ import (
 )
 
 var bQuarantine = []byte("quarantine")
+
+// ErrNotSetAside: ForEach loaded every record that decodes, but could not
+// write the quarantine of those that do not (they stay where they are,
+// and are met again at the next load).
+var ErrNotSetAside = errors.New("store: records that do not decode could not be set aside")
 
 // migrateQuarantine is the step to schema 3: the quarantine bucket.
 func migrateQuarantine(tx *bolt.Tx) error {
@@ -43,7 +49,9 @@ type Quarantined struct {
 // ForEach calls fn with every record that decodes, in id order (the
 // watcher loads its memory this way). A record that does not decode is
 // quarantined (see above), unless the file is open read-only, and returned;
-// the others are loaded all the same. fn must not call back into the DB.
+// the others are loaded all the same (a failure to write the quarantine is
+// ErrNotSetAside, after every good record was loaded). fn must not call
+// back into the DB.
 func (db *DB) ForEach(fn func(Record) error) ([]Quarantined, error) {
 	var bad []Quarantined
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -60,7 +68,7 @@ func (db *DB) ForEach(fn func(Record) error) ([]Quarantined, error) {
 		return bad, err
 	}
 	if err := db.quarantine(bad, time.Now().UTC()); err != nil {
-		return bad, fmt.Errorf("store: quarantine %d records that do not decode: %w", len(bad), err)
+		return bad, fmt.Errorf("%w (%d): %w", ErrNotSetAside, len(bad), err)
 	}
 	return bad, nil
 }

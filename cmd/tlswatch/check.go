@@ -58,6 +58,7 @@ var flagOf = map[string]string{
 	"ip": "--ip", "sni": "--sni", "timeout_ms": "--timeout",
 	"schedule": "--schedule", "thresholds_days": "--thresholds", "within_days": "--within",
 	"ca_pem": "--ca-file", "client_cert": "--client-cert", "mcp": "--mcp",
+	"max_watches": "--max-watches", "max_watches_per_subject": "--max-watches-per-subject",
 }
 
 // flagNames rewrites a *probe.FieldError so that it names the flag a person

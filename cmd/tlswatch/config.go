@@ -36,4 +36,7 @@ type Config struct {
 	ACMEDirectories []string    // --acme-directory [MATCH=]URL (repeatable): private CAs asked for renewal windows
 	DNSServer       string      // --dns-server HOST:PORT: the resolver of CAA lookups
 	Etcd            *EtcdConfig // --etcd (or TLSWATCH_ETCD): watches in etcd, not in --db; nil for the embedded default
+
+	MaxWatches           int // serve --max-watches: watches in total
+	MaxWatchesPerSubject int // serve --max-watches-per-subject: watches one OAuth subject, or one MCP session, creates
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tlswatch/tlswatch/cluster"
 	"github.com/tlswatch/tlswatch/store"
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -356,8 +357,15 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	backupKeep := fs.Int("backup-keep", store.DefaultBackupKeep, "keep this many automatic `backups`, removing the oldest")
 	backupDir := fs.String("backup-dir", "", "write backups in this `directory` (default: next to the database)")
 	node := fs.String("node", "", "with --etcd: this node's `name`, unique in the cluster (default: the host name)")
+	maxWatches := fs.Int("max-watches", watch.DefaultMaxWatches, "refuse a new watch beyond this `number` of watches in total")
+	maxPerSubject := fs.Int("max-watches-per-subject", watch.DefaultMaxWatchesPerSubject, "refuse a new watch beyond this `number` created by one OAuth subject, or without OAuth by one MCP session")
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
+	}
+	for name, n := range map[string]int{"--max-watches": *maxWatches, "--max-watches-per-subject": *maxPerSubject} {
+		if n < 1 {
+			return exitUnknown, fmt.Errorf("%s: must be at least 1, got %d", name, n)
+		}
 	}
 	cfg, err := c.config(true)
 	if err != nil {
@@ -377,6 +385,7 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 		return exitUnknown, fmt.Errorf("--backup-keep: must be at least 1, got %d", *backupKeep)
 	}
 	cfg.BackupKeep, cfg.BackupDir = *backupKeep, *backupDir
+	cfg.MaxWatches, cfg.MaxWatchesPerSubject = *maxWatches, *maxPerSubject
 	cfg.HTTPAddr = *httpAddr
 	cfg.Token = *token
 	cfg.ConfigPath = *configPath

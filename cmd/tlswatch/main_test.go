@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"expiring", "--within", "-3", "--db", db}, []string{"--within: -3 out of range 0-3650"}},
 		{[]string{"watch", "add", "example.com", "--db", db, "--schedule", "daily"}, []string{`--schedule: "daily"`}},
 		{[]string{"watch", "add", "example.com", "--db", db, "--thresholds", "400"}, []string{"--thresholds: 400 out of range 1-365"}},
+		{[]string{"watch", "add", "example.com", "--db", db, "--thresholds", sixtyFive()}, []string{"--thresholds: 65 values, at most 16"}},
+		{[]string{"serve", "--db", db, "--max-watches", "0"}, []string{"--max-watches: must be at least 1, got 0"}},
+		{[]string{"serve", "--db", db, "--max-watches-per-subject", "-5"}, []string{"--max-watches-per-subject: must be at least 1, got -5"}},
 		{[]string{"scan"}, []string{"scan: missing FILE"}},
 		{[]string{"scan", "-", "--concurrency", "0"}, []string{`--concurrency: "0" out of range 1-64`}},
 		{[]string{"scan", "-", "--timeout", "3 s"}, []string{`--timeout: invalid duration "3 s"`}},
@@ -186,6 +190,16 @@ func TestBadInput(t *testing.T) {
 	if _, err := os.Stat(db); err == nil {
 		t.Errorf("a rejected command created the database %s", db)
 	}
+}
+
+// sixtyFive is --thresholds with 65 values (the call that once made a
+// record the store could not read).
+func sixtyFive() string {
+	days := make([]string, 65)
+	for i := range days {
+		days[i] = strconv.Itoa(i + 1)
+	}
+	return strings.Join(days, ",")
 }
 
 func TestScanEmptyInput(t *testing.T) {

@@ -35,7 +35,8 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 	}
 	ocfg := owner.Config{
 		DBPath: cfg.DBPath,
-		Engine: watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch")},
+		Engine: watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch"),
+			MaxWatches: cfg.MaxWatches, MaxWatchesPerSubject: cfg.MaxWatchesPerSubject},
 		Store:  storeOptions(cfg, logger),
 	}
 	if alerts != nil {

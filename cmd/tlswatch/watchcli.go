@@ -190,9 +190,10 @@ func runWatchList(ctx context.Context, c *cli, args []string) (int, error) {
 	}
 	ws := []watch.Watch{}
 	err = c.withWatches(ctx, cfg, func(svc watch.Service) error {
-		l, err := svc.List(ctx)
-		ws = append(ws, l...)
-		return err
+		return watch.EachPage(ctx, svc, watch.MaxPageLimit, func(page []watch.Watch) error {
+			ws = append(ws, page...)
+			return nil
+		})
 	})
 	if err != nil {
 		return exitUnknown, err
@@ -263,9 +264,19 @@ func runExpiring(ctx context.Context, c *cli, args []string) (int, error) {
 		return exitUnknown, err
 	}
 	l := watch.ExpiringList{Watches: []watch.Watch{}}
-	err = c.withWatches(ctx, cfg, func(svc watch.Service) (err error) {
-		l, err = svc.Expiring(ctx, days)
-		return err
+	err = c.withWatches(ctx, cfg, func(svc watch.Service) error {
+		var ws []watch.Watch
+		for cursor := ""; ; {
+			page, err := svc.Expiring(ctx, days, cursor, watch.MaxPageLimit)
+			if err != nil {
+				return err
+			}
+			ws = append(ws, page.Watches...)
+			if cursor = page.NextCursor; cursor == "" {
+				l, l.Watches = page, ws
+				return nil
+			}
+		}
 	})
 	if err != nil {
 		return exitUnknown, err
