@@ -37,7 +37,7 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 		DBPath: cfg.DBPath,
 		Engine: watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch"),
 			MaxWatches: cfg.MaxWatches, MaxWatchesPerSubject: cfg.MaxWatchesPerSubject},
-		Store:  storeOptions(cfg, logger),
+		Store: storeOptions(cfg, logger),
 	}
 	if alerts != nil {
 		ocfg.Alerts = alerts
