@@ -40,6 +40,12 @@ func (db *DB) ListPage(after string, limit int) (Page, error) {
 		var last []byte
 		for n := 0; k != nil && n < limit; k, _ = c.Next() {
 			last, n = k, n+1
+			if n%releaseViewsEvery == 0 {
+				// Each record and report read maps fifteen neighbouring
+				// pages too (ReleaseMemory): a page of 1,000 would map
+				// 200 MB of the file.
+				_ = db.releaseMapping(tx)
+			}
 			v, err := view(tx, k)
 			if err != nil { // a decode error: damage panics, and the guard reports it
 				p.Undecodable = append(p.Undecodable, string(k))
@@ -50,7 +56,10 @@ func (db *DB) ListPage(after string, limit int) (Page, error) {
 		if k != nil {
 			p.Next = string(last)
 		}
-		return nil
+		return db.releaseMapping(tx)
 	})
 	return p, err
 }
+
+// releaseViewsEvery paces the unmapping of the file while a page is read.
+const releaseViewsEvery = 100

@@ -24,6 +24,9 @@ import (
 
 var bQuarantine = []byte("quarantine")
 
+// releaseScanEvery paces the unmapping of the file during ForEach.
+const releaseScanEvery = 10_000
+
 // ErrNotSetAside: ForEach loaded every record that decodes, but could not
 // write the quarantine of those that do not (they stay where they are,
 // and are met again at the next load).
@@ -55,7 +58,14 @@ type Quarantined struct {
 func (db *DB) ForEach(fn func(Record) error) ([]Quarantined, error) {
 	var bad []Quarantined
 	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n := 0
 		return tx.Bucket(bWatches).ForEach(func(k, v []byte) error {
+			// Records share pages with history, and every page fault maps
+			// its neighbours too: unmap as the scan goes, or reading
+			// 100,000 records maps most of the file (ReleaseMemory).
+			if n++; n%releaseScanEvery == 0 {
+				_ = db.releaseMapping(tx)
+			}
 			var r Record
 			if err := decodeRecord(v, &r); err != nil {
 				bad = append(bad, Quarantined{ID: string(k), Reason: err.Error(), Record: bytes.Clone(v)})

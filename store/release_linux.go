@@ -21,20 +21,22 @@ import (
 // resident for ~25 MB of records. The watcher calls this after such scans
 // and periodically while it writes.
 func (db *DB) ReleaseMemory() error {
-	return db.bolt.View(func(tx *bolt.Tx) error {
-		// The read transaction pins the mapping: bbolt cannot remap it
-		// while we advise on it.
-		info := tx.DB().Info()
-		size := uintptr(tx.Size())
-		if info == nil || info.Data == 0 || size == 0 {
-			return nil
-		}
-		if info.Data%uintptr(os.Getpagesize()) != 0 {
-			return nil // not the start of a mapping: leave it alone
-		}
-		if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, info.Data, size, syscall.MADV_DONTNEED); errno != 0 {
-			return fmt.Errorf("store: madvise %s: %w", db.path, errno)
-		}
+	return db.bolt.View(func(tx *bolt.Tx) error { return db.releaseMapping(tx) })
+}
+
+// releaseMapping is ReleaseMemory inside a transaction, which pins the
+// mapping: bbolt cannot remap it while we advise on it.
+func (db *DB) releaseMapping(tx *bolt.Tx) error {
+	info := tx.DB().Info()
+	size := uintptr(tx.Size())
+	if info == nil || info.Data == 0 || size == 0 {
 		return nil
-	})
+	}
+	if info.Data%uintptr(os.Getpagesize()) != 0 {
+		return nil // not the start of a mapping: leave it alone
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, info.Data, size, syscall.MADV_DONTNEED); errno != 0 {
+		return fmt.Errorf("store: madvise %s: %w", db.path, errno)
+	}
+	return nil
 }

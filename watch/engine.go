@@ -224,10 +224,14 @@ func (e *Engine) releaseMemory() {
 	}
 }
 
-// releaseEvery paces releaseMemory while the writer commits: history
-// appends touch pages all over the file and would otherwise make all of it
-// resident over an hour at 100,000 probes/hour.
-const releaseEvery = 2 * time.Minute
+// releaseEvery paces releaseMemory while the writer commits: each probe
+// result touches four or five pages all over the file, and each page fault
+// maps fifteen neighbours (fault-around), so 28 results a second (100,000
+// probes an hour) made 8 MB of the file resident a second, and a burst of
+// hourly cron watches 25 MB a second. Dropping the mappings after about
+// every commit keeps that to a few tens of MB; the pages stay in the page
+// cache, and the next read maps them again for a minor fault.
+const releaseEvery = time.Second
 
 // remoteChange takes a Change another node committed: this engine's copy
 // of the watch follows the store (added, changed or removed), and its

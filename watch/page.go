@@ -181,10 +181,21 @@ func (e *Engine) expiring(withinDays int, after *expiryKey, n int) ([]Watch, str
 	}
 	end := min(start+n, len(keys))
 	out := make([]Watch, 0, end-start)
+	read := 0
+	defer func() {
+		if read > 0 {
+			e.releaseMemory() // what the store reads mapped (see releaseEvery)
+		}
+	}()
 	for _, k := range keys[start:end] {
-		w, ok, err := e.expiringWatch(k.id, now)
+		w, ok, fromStore, err := e.expiringWatch(k.id, now)
 		if err != nil {
 			return nil, "", err
+		}
+		if fromStore {
+			if read++; read%100 == 0 {
+				e.releaseMemory()
+			}
 		}
 		if ok {
 			out = append(out, w)
@@ -220,22 +231,24 @@ func (e *Engine) expiringKeys(ids []string, until time.Time) []expiryKey {
 }
 
 // expiringWatch is one watch of a list_expiring page, from the cache when
-// its Report is there; ok is false when it was removed meanwhile.
-func (e *Engine) expiringWatch(id string, now time.Time) (Watch, bool, error) {
+// its Report is there (else fromStore); ok is false when it was removed
+// meanwhile.
+func (e *Engine) expiringWatch(id string, now time.Time) (w Watch, ok, fromStore bool, err error) {
 	e.mu.Lock()
 	en := e.entries[id]
 	if en == nil {
 		e.mu.Unlock()
-		return Watch{}, false, nil
+		return Watch{}, false, false, nil
 	}
 	if en.last != nil && !en.stale {
 		rep := *en.last // callers get their own Report value
 		w := toWatch(en.rec, &rep)
 		e.mu.Unlock()
-		return w, true, nil
+		return w, true, false, nil
 	}
 	e.mu.Unlock()
-	return e.expiringFromStore(en, now)
+	w, ok, err = e.expiringFromStore(en, now)
+	return w, ok, true, err
 }
 
 func (e *Engine) expiringFromStore(en *entry, now time.Time) (Watch, bool, error) {

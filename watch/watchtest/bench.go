@@ -27,7 +27,9 @@ func SeedReport(t testing.TB) probe.Report {
 // FillDatabase writes n watches with one Report each (rep, renamed) to the
 // store at path, as the benchmarks at the scale of 100,000 watches want
 // them: 1% expire within 30 days, 0.2% are down, the rest expire in 31 to
-// 390 days; four schedules; checked within the last hour.
+// 390 days; four schedules (the shortest 30 minutes); checked within the
+// last half hour, so that none is overdue when a process opens the file
+// (a running fleet, not one back from a long stop).
 func FillDatabase(path string, n int, rep probe.Report) error {
 	db, err := store.Open(path, store.Options{})
 	if err != nil {
@@ -50,7 +52,7 @@ func FillDatabase(path string, n int, rep probe.Report) error {
 			notAfter := now.Add(time.Duration(days)*24*time.Hour + time.Hour)
 			r := rep
 			r.Target.Host = fmt.Sprintf("host%06d.example.com", j)
-			r.CheckedAt = now.Add(-time.Duration(j%3600) * time.Second)
+			r.CheckedAt = now.Add(-time.Duration(j%1800) * time.Second)
 			leaf := *r.Leaf
 			leaf.NotAfter, leaf.DaysRemaining, leaf.SHA256 = notAfter, days, fmt.Sprintf("%064x", j)
 			r.Leaf = &leaf
