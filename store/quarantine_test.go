@@ -2,29 +2,12 @@ package store
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// copySchema2 copies testdata/schema2.db (written by the schema-2 code, see
-// fixture_v2_test.go) to a temporary file.
-func copySchema2(t *testing.T) string {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("testdata", "schema2.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "tlswatch.db")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 func ids(views []View) []string {
 	var out []string
@@ -41,7 +24,7 @@ func ids(views []View) []string {
 // load finds nothing to set aside; db check lists it (and the watch that
 // took its target again).
 func TestMigrateSchema2Quarantine(t *testing.T) {
-	path := copySchema2(t)
+	path := copyFixture(t, "schema2-quarantine.db")
 	if rep, err := CheckFile(path, time.Second); err != nil || len(rep.Undecodable) != 1 || rep.Undecodable[0] != "w_0000000000000003" {
 		t.Fatalf("check of the schema-2 file: %+v %v", rep, err)
 	}
@@ -127,7 +110,7 @@ func checkQuarantined(t *testing.T, db *DB) {
 
 // A read-only open reports a record that does not decode but leaves it.
 func TestForEachReadOnlyKeeps(t *testing.T) {
-	path := copySchema2(t)
+	path := copyFixture(t, "schema2-quarantine.db")
 	db, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
