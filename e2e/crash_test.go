@@ -90,7 +90,7 @@ func TestCrashHarness(t *testing.T) {
 			t.Fatalf("round %d: %v\n%s", round, err, p.logs.String())
 		}
 		// The database opened and every acknowledged watch survived.
-		list, err := callTool(ctx, c, "list_watches", map[string]any{})
+		list, err := callTool(ctx, c, "list_watches", map[string]any{"limit": 1000})
 		if err != nil {
 			cancel()
 			p.kill()
@@ -157,7 +157,7 @@ func TestCrashHarness(t *testing.T) {
 	p := startServe(t, args)
 	procs = append(procs, p)
 	c := httpClient(t, p.url, legacyVersion)
-	list := structured(t, call(t, c, "list_watches", map[string]any{}))
+	list := structured(t, call(t, c, "list_watches", map[string]any{"limit": 1000}))
 	ws := list["watches"].([]any)
 	listed := map[string]bool{}
 	for _, w := range ws {

@@ -406,6 +406,7 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	if err := serveAuthConfig(fs, oauth, &cfg, c.stderr); err != nil {
 		return exitUnknown, err
 	}
+	tuneGC()
 	if err := serve(ctx, cfg, c.stdin, c.stdout, c.stderr); err != nil {
 		if _, ok := dbAdvice(err); ok {
 			return exitUnknown, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 
 	"github.com/tlswatch/tlswatch/alert"
@@ -74,5 +76,22 @@ func storeOptions(cfg Config, logger *slog.Logger) store.Options {
 				log.Info("database backed up", "file", info.Path, "bytes", info.Size)
 			},
 		},
+	}
+}
+
+// serveGCPercent is the garbage collector's target for serve, unless GOGC
+// says otherwise. The watcher keeps about 1 KiB of live heap per watch
+// (100 MiB at 100,000); Go's default (100) lets the heap grow to twice the
+// live heap before collecting, so that garbage alone (probe results, tool
+// answers) took a 100,000-watch server past 300 MB. At 50 the heap stays
+// within one and a half times the live heap, for collections about twice
+// as often (BENCHMARKS.md has both). Prometheus lowers its default the
+// same way.
+const serveGCPercent = 50
+
+// tuneGC applies serveGCPercent when the operator did not set GOGC.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serveGCPercent)
 	}
 }
