@@ -144,6 +144,7 @@ func TestScrapeMatchesWatches(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
 type failingList struct{}
 
 func (failingList) List(context.Context, string, int) (watch.WatchPage, error) {

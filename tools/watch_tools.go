@@ -194,14 +194,14 @@ func unwatchEndpointTool(d Deps) Tool {
 
 // PageArgs are the page arguments of the listing tools.
 type PageArgs struct {
-	Cursor string `json:"cursor,omitempty" jsonschema:"Where the page starts: the next_cursor of the previous page; omit for the first page."`
-	Limit  int    `json:"limit,omitempty" jsonschema:"Watches per page: 1 to 1000; default 100."`
+	Cursor string `json:"cursor,omitempty" jsonschema:"The next_cursor of the previous page; omit for the first."`
+	Limit  int    `json:"limit,omitempty" jsonschema:"Watches per page."`
 }
 
 // pageConstraints are the schema keywords of PageArgs (package watch owns
 // the limits).
 func pageConstraints() []constraint {
-	return []constraint{intRange("limit", 1, watch.MaxPageLimit)}
+	return []constraint{intRange("limit", 1, watch.MaxPageLimit), defaultValue("limit", watch.DefaultPageLimit)}
 }
 
 // ListWatchesArgs are list_watches' arguments: one page.
@@ -226,8 +226,8 @@ type staler interface{ StaleSince() *time.Time }
 
 func listWatchesTool(d Deps) Tool {
 	def := mcp.NewTool("list_watches",
-		mcp.WithDescription("List the watches with their state (pending, up, down), schedule, thresholds and latest Report, a page at a time (limit, default 100): "+
-			"when next_cursor is present, call again with cursor set to it for the next page. Same content as the tlswatch://watches resource."),
+		mcp.WithDescription("List the watches with their state (pending, up, down), schedule, thresholds and latest Report, a page at a time: "+
+			"pass next_cursor back as cursor for the next. Same content as the tlswatch://watches resource."),
 		withInputSchema[ListWatchesArgs](pageConstraints()...),
 		withOutputSchema[WatchList]("list_watches"),
 		annotate("List watches", true, false, true, false),
@@ -286,7 +286,7 @@ type ExpiringList struct {
 func listExpiringTool(d Deps) Tool {
 	def := mcp.NewTool("list_expiring",
 		mcp.WithDescription("List watches whose leaf certificate expires within within_days (default 30), is already expired, or that are down; soonest expiry first, "+
-			"a page at a time (limit, default 100; pass next_cursor as cursor for the next page). For 30 days this is the tlswatch://expiring resource."),
+			"paged as list_watches. For 30 days this is the tlswatch://expiring resource."),
 		withInputSchema[ExpiringArgs](append(pageConstraints(), intRange("within_days", 0, watch.MaxExpiringDays), defaultValue("within_days", watch.DefaultExpiringDays))...),
 		withOutputSchema[ExpiringList]("list_expiring"),
 		annotate("List expiring", true, false, true, false),
