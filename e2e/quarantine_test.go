@@ -3,16 +3,16 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/tlswatch/tlswatch/internal/testlab"
 )
 
 // TestQuarantineThroughTheBinary: three watches added with the command
@@ -121,24 +121,7 @@ func TestSquattedOwnerSocket(t *testing.T) {
 	if _, err := os.Stat(sock); err != nil {
 		t.Fatalf("serve has no socket: %v", err)
 	}
-	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
+	stopSquat := testlab.Squat(t, sock, nil)
 	start := time.Now()
 	o := runBinary(t, "", "watch", "ls", "--db", db)
 	took := time.Since(start)
@@ -147,12 +130,7 @@ func TestSquattedOwnerSocket(t *testing.T) {
 		t.Fatalf("watch ls through a squatted socket: exit %d after %v:\n%s", o.code, took, o.stderr)
 	}
 	t.Logf("refused after %v: %s", took.Round(time.Millisecond), lines[0])
-	ln.Close()
-	mu.Lock()
-	for _, c := range conns {
-		c.Close()
-	}
-	mu.Unlock()
+	stopSquat()
 	p.stop(t)
 	if o := runBinary(t, "", "watch", "ls", "--db", db); o.code != 0 {
 		t.Errorf("watch ls with the socket free: exit %d %s", o.code, o.stderr)

@@ -71,10 +71,3 @@ func (e *Engine) admitLocked(subject string) error {
 	}
 	return nil
 }
-
-// admit is admitLocked for a caller that does not hold e.mu.
-func (e *Engine) admit(subject string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.admitLocked(subject)
-}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,9 +105,38 @@ func NeverAnswers(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testlab: listen: %v", err)
 	}
+	t.Cleanup(hold(ln, nil))
+	return ln.Addr().String()
+}
+
+// Squat listens on the unix socket path, replacing the file there, and
+// holds every connection open, saying nothing, or writing reply once: what
+// a process that took another's socket looks like. stop (also run on
+// t.Cleanup) closes the listener and the connections.
+func Squat(t testing.TB, path string, reply []byte) (stop func()) {
+	t.Helper()
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatalf("testlab: listen on %s: %v", path, err)
+	}
+	var once sync.Once
+	release := hold(ln, reply)
+	stop = func() { once.Do(release) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// hold accepts on ln until it closes, keeping each connection open (its
+// input drained so the peer's writes never block) after writing reply; the
+// returned func closes the listener and every connection.
+func hold(ln net.Listener, reply []byte) func() {
 	var mu sync.Mutex
 	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -115,19 +145,21 @@ func NeverAnswers(t testing.TB) string {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
-			// Drain so the client's writes never block; never reply.
+			if len(reply) > 0 {
+				c.Write(reply)
+			}
 			go io.Copy(io.Discard, c)
 		}
 	}()
-	t.Cleanup(func() {
+	return func() {
 		ln.Close()
+		wg.Wait()
 		mu.Lock()
 		defer mu.Unlock()
 		for _, c := range conns {
 			c.Close()
 		}
-	})
-	return ln.Addr().String()
+	}
 }
 
 // PlainHTTP returns the address of a plain-text HTTP server: the peer answers

@@ -58,3 +58,16 @@ func checkPeer(c net.Conn, uid int) error {
 
 // sameUser is checkPeer against this process's user.
 func sameUser(c net.Conn) error { return checkPeer(c, os.Getuid()) }
+
+// withFD runs fn on the descriptor of a unix socket connection.
+func withFD(c net.Conn, fn func(fd int)) error {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("not a unix socket connection (%T)", c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return raw.Control(func(fd uintptr) { fn(int(fd)) })
+}

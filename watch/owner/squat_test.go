@@ -6,69 +6,23 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tlswatch/tlswatch/internal/testlab"
 	"github.com/tlswatch/tlswatch/watch"
 	"github.com/tlswatch/tlswatch/watch/watchtest"
 )
 
-// squatter listens on path and, per connection, either says nothing or
-// answers garbage, keeping the connection open until it is closed.
-type squatter struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func squat(t *testing.T, path string, garbage bool) *squatter {
-	t.Helper()
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &squatter{ln: ln}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			if garbage {
-				c.Write([]byte(strings.Repeat("HTTP/1.1 400 Bad Request\r\n\r\nnot what you think\n", 20)))
-			}
-		}
-	}()
-	t.Cleanup(s.close)
-	return s
-}
-
-func (s *squatter) close() {
-	s.ln.Close()
-	s.wg.Wait()
-	s.mu.Lock()
-	for _, c := range s.conns {
-		c.Close()
-	}
-	s.conns = nil
-	s.mu.Unlock()
-}
+// garbage is what a squatter that speaks another protocol answers.
+var garbage = []byte(strings.Repeat("HTTP/1.1 400 Bad Request\r\n\r\nnot what you think\n", 20))
 
 // A squatter on the socket of a database that another process owns: the
 // follower detects it within 2 s (silent or speaking another protocol),
 // says so, and its calls fail at once, not after their deadline; once the
 // owner goes away, the follower takes the database over.
 func TestSquattedSocketWhileOwned(t *testing.T) {
-	for _, garbage := range []bool{false, true} {
-		name := map[bool]string{false: "silent", true: "garbage"}[garbage]
+	for name, reply := range map[string][]byte{"silent": nil, "garbage": garbage} {
 		t.Run(name, func(t *testing.T) {
 			db := dbPath(t)
 			a, err := Open(context.Background(), testConfig(db, watchtest.Probe))
@@ -76,7 +30,7 @@ func TestSquattedSocketWhileOwned(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			sq := squat(t, a.SocketPath(), garbage)
+			stopSquat := testlab.Squat(t, a.SocketPath(), reply)
 			start := time.Now()
 			b := openManager(t, testConfig(db, watchtest.Probe))
 			opened := time.Since(start)
@@ -89,7 +43,7 @@ func TestSquattedSocketWhileOwned(t *testing.T) {
 				t.Fatalf("List through a squatted socket: %v after %v (Open %v); want the squatter named within 2 s", err, took, opened)
 			}
 			t.Logf("squatter detected: Open %v, the call failed after %v: %v", opened.Round(time.Millisecond), took.Round(time.Millisecond), err)
-			sq.close()
+			stopSquat()
 			a.Close()
 			waitFor(t, 10*time.Second, "the follower owning the database", b.IsOwner)
 			if _, err := b.Add(ctxT(t), watch.Spec{Target: "a.test"}); err != nil {
@@ -104,7 +58,7 @@ func TestSquattedSocketWhileOwned(t *testing.T) {
 // after follows it.
 func TestSquattedSocketUnowned(t *testing.T) {
 	db := dbPath(t)
-	sq := squat(t, socketPath(db), false)
+	stopSquat := testlab.Squat(t, socketPath(db), nil)
 	start := time.Now()
 	a := openManager(t, testConfig(db, watchtest.Probe))
 	if !a.IsOwner() || time.Since(start) > 2*time.Second {
@@ -117,7 +71,7 @@ func TestSquattedSocketUnowned(t *testing.T) {
 	if _, err := b.Add(ctxT(t), watch.Spec{Target: "a.test"}); err != nil {
 		t.Fatal(err)
 	}
-	sq.close()
+	stopSquat()
 }
 
 // A peer of another user is refused, naming its user.
