@@ -90,15 +90,15 @@ func TestCrashHarness(t *testing.T) {
 			t.Fatalf("round %d: %v\n%s", round, err, p.logs.String())
 		}
 		// The database opened and every acknowledged watch survived.
-		list, err := callTool(ctx, c, "list_watches", map[string]any{"limit": 1000})
+		ws, err := allWatches(ctx, c)
 		if err != nil {
 			cancel()
 			p.kill()
 			t.Fatalf("round %d: list_watches after restart: %v\n%s", round, err, p.logs.String())
 		}
 		listed := map[string]bool{}
-		for _, w := range list["watches"].([]any) {
-			listed[w.(map[string]any)["id"].(string)] = true
+		for _, w := range ws {
+			listed[w["id"].(string)] = true
 		}
 		for id, host := range acked {
 			if !listed[id] {
@@ -157,11 +157,13 @@ func TestCrashHarness(t *testing.T) {
 	p := startServe(t, args)
 	procs = append(procs, p)
 	c := httpClient(t, p.url, legacyVersion)
-	list := structured(t, call(t, c, "list_watches", map[string]any{"limit": 1000}))
-	ws := list["watches"].([]any)
+	ws, err := allWatches(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	listed := map[string]bool{}
 	for _, w := range ws {
-		listed[w.(map[string]any)["id"].(string)] = true
+		listed[w["id"].(string)] = true
 	}
 	for id, host := range acked {
 		if !listed[id] {

@@ -233,13 +233,12 @@ func TestKillWhileAdding1000(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	list, err := callTool(ctx, c, "list_watches", map[string]any{})
+	ws, err := allWatches(ctx, c)
 	if err != nil {
 		t.Fatalf("list_watches after restart: %v", err)
 	}
 	listed := map[string]string{}
-	for _, w := range list["watches"].([]any) {
-		w := w.(map[string]any)
+	for _, w := range ws {
 		listed[w["id"].(string)] = w["target"].(map[string]any)["host"].(string)
 	}
 	lost := 0

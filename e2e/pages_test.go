@@ -162,3 +162,24 @@ func procStatus(b *testing.B, pid int, key string) int64 {
 	b.Fatalf("%s not in /proc/%d/status", key, pid)
 	return 0
 }
+
+// allWatches reads every page of list_watches (the largest pages).
+func allWatches(ctx context.Context, c *client.Client) ([]map[string]any, error) {
+	var out []map[string]any
+	args := map[string]any{"limit": 1000}
+	for {
+		page, err := callTool(ctx, c, "list_watches", args)
+		if err != nil {
+			return nil, err
+		}
+		ws, _ := page["watches"].([]any)
+		for _, w := range ws {
+			out = append(out, w.(map[string]any))
+		}
+		next, _ := page["next_cursor"].(string)
+		if next == "" {
+			return out, nil
+		}
+		args = map[string]any{"limit": 1000, "cursor": next}
+	}
+}
