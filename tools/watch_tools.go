@@ -194,8 +194,8 @@ func unwatchEndpointTool(d Deps) Tool {
 
 // PageArgs are the page arguments of the listing tools.
 type PageArgs struct {
-	Cursor string `json:"cursor,omitempty" jsonschema:"The next_cursor of the previous page; omit for the first."`
-	Limit  int    `json:"limit,omitempty" jsonschema:"Watches per page."`
+	Cursor string `json:"cursor,omitempty" jsonschema:"next_cursor of the previous page."`
+	Limit  int    `json:"limit,omitempty" jsonschema:"Page size."`
 }
 
 // pageConstraints are the schema keywords of PageArgs (package watch owns
@@ -226,8 +226,8 @@ type staler interface{ StaleSince() *time.Time }
 
 func listWatchesTool(d Deps) Tool {
 	def := mcp.NewTool("list_watches",
-		mcp.WithDescription("List the watches with their state (pending, up, down), schedule, thresholds and latest Report, a page at a time: "+
-			"pass next_cursor back as cursor for the next. Same content as the tlswatch://watches resource."),
+		mcp.WithDescription("List the watches with their state (pending, up, down), schedule, thresholds and latest Report, a page at a time "+
+			"(next_cursor gives the next). Same content as the tlswatch://watches resource."),
 		withInputSchema[ListWatchesArgs](pageConstraints()...),
 		withOutputSchema[WatchList]("list_watches"),
 		annotate("List watches", true, false, true, false),
@@ -286,7 +286,7 @@ type ExpiringList struct {
 func listExpiringTool(d Deps) Tool {
 	def := mcp.NewTool("list_expiring",
 		mcp.WithDescription("List watches whose leaf certificate expires within within_days (default 30), is already expired, or that are down; soonest expiry first, "+
-			"paged as list_watches. For 30 days this is the tlswatch://expiring resource."),
+			"paged. For 30 days this is the tlswatch://expiring resource."),
 		withInputSchema[ExpiringArgs](append(pageConstraints(), intRange("within_days", 0, watch.MaxExpiringDays), defaultValue("within_days", watch.DefaultExpiringDays))...),
 		withOutputSchema[ExpiringList]("list_expiring"),
 		annotate("List expiring", true, false, true, false),

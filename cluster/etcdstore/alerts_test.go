@@ -178,7 +178,8 @@ func TestEtcdStopStart(t *testing.T) {
 	waitFor(t, wait, "the node gives its shards up", func() bool { return len(a.Node().Claims()) == 0 })
 	quiet := time.Now()
 	waitFor(t, wait, "reads say they are stale", func() bool {
-		l, err := a.List(ctxT(t))
+		p, err := a.List(ctxT(t), "", 0)
+		l := p.Watches
 		return err == nil && len(l) == len(ids) && l[0].StaleSince != nil && l[0].StaleSince.Before(stopped)
 	})
 	time.Sleep(time.Until(quiet.Add(2 * time.Second)))
@@ -189,7 +190,7 @@ func TestEtcdStopStart(t *testing.T) {
 	back := time.Now()
 	waitFor(t, wait, "probing again", func() bool { return len(p.since(back)) == len(ids) })
 	waitFor(t, wait, "reads current again", func() bool {
-		l, err := a.Expiring(ctxT(t), nil)
+		l, err := a.Expiring(ctxT(t), nil, "", 0)
 		return err == nil && l.StaleSince == nil
 	})
 	for h, id := range ids {

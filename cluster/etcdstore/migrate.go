@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,11 +19,14 @@ import (
 type MigrateStats struct {
 	Watches int      `json:"watches"` // moved, with their history and alert state
 	Skipped []string `json:"skipped"` // ids already in etcd (or their target, under another id)
-	Reports int      `json:"reports"` // probe results moved into history
-	Alerts  int      `json:"alerts"`  // alert states (per certificate)
-	Outbox  int      `json:"outbox"`  // deliveries still queued
-	Marks   int      `json:"marks"`   // "channel was told" marks
-	Feed    int      `json:"feed"`    // alert feed entries
+	// Quarantined are the ids whose record does not decode: set aside in
+	// the source (tlswatch db check lists them), not moved.
+	Quarantined []string `json:"quarantined,omitempty"`
+	Reports     int      `json:"reports"` // probe results moved into history
+	Alerts      int      `json:"alerts"`  // alert states (per certificate)
+	Outbox      int      `json:"outbox"`  // deliveries still queued
+	Marks       int      `json:"marks"`   // "channel was told" marks
+	Feed        int      `json:"feed"`    // alert feed entries
 }
 
 // Migrate copies an embedded database's watches into the keyspace: each
@@ -39,14 +43,17 @@ func Migrate(ctx context.Context, src *store.DB, cli *clientv3.Client, keys clus
 	}
 	m := &migrator{s: &Store{keys: keys, shards: shards, origin: "migrate"}, cli: cli}
 	moved := map[string]bool{}
-	err = src.ForEach(func(r store.Record) error {
+	bad, err := src.ForEach(func(r store.Record) error {
 		ok, err := m.watch(ctx, src, r, &stats)
 		if ok {
 			moved[r.ID] = true
 		}
 		return err
 	})
-	if err != nil {
+	for _, q := range bad {
+		stats.Quarantined = append(stats.Quarantined, q.ID)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotSetAside) {
 		return stats, err
 	}
 	if err := m.outbox(ctx, src, moved, &stats); err != nil {

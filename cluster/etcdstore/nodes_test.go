@@ -96,8 +96,8 @@ func nodesShareWatches(t *testing.T, srv *etcdlab.Server) {
 	hs := hosts(8, "w")
 	ids := addAll(t, a, hs)
 	waitFor(t, wait, "b lists the watches a added", func() bool {
-		ws, err := b.List(ctxT(t))
-		return err == nil && len(ws) == len(hs)
+		p, err := b.List(ctxT(t), "", 0)
+		return err == nil && len(p.Watches) == len(hs)
 	})
 	waitFor(t, wait, "b's subscribers hear every addition", func() bool { return recB.Count(watch.EventWatchAdded, "") == len(hs) })
 
@@ -130,7 +130,7 @@ func nodesShareWatches(t *testing.T, srv *etcdlab.Server) {
 		}
 	}
 	time.Sleep(2 * time.Second)
-	if l, err := b.Expiring(ctxT(t), nil); err != nil || l.StaleSince != nil {
+	if l, err := b.Expiring(ctxT(t), nil, "", 0); err != nil || l.StaleSince != nil {
 		t.Errorf("an idle, connected node says its copy is stale: %v %v", l.StaleSince, err)
 	}
 }
@@ -157,9 +157,9 @@ func TestConcurrentAddOneWatch(t *testing.T) {
 		}
 	}
 	waitFor(t, wait, "both nodes list 5 watches", func() bool {
-		wa, _ := a.List(ctxT(t))
-		wb, _ := b.List(ctxT(t))
-		return len(wa) == 5 && len(wb) == 5
+		wa, _ := a.List(ctxT(t), "", 0)
+		wb, _ := b.List(ctxT(t), "", 0)
+		return len(wa.Watches) == 5 && len(wb.Watches) == 5
 	})
 }
 
@@ -196,7 +196,7 @@ func TestTakeoverAfterPartition(t *testing.T) {
 	hs := hosts(10, "soon")
 	ids := addAll(t, a, hs)
 	waitFor(t, wait, "every watch is probed", func() bool { return len(p.since(time.Now().Add(-500*time.Millisecond))) == len(hs) })
-	waitFor(t, wait, "b lists every watch", func() bool { l, err := b.List(ctxT(t)); return err == nil && len(l) == len(hs) })
+	waitFor(t, wait, "b lists every watch", func() bool { l, err := b.List(ctxT(t), "", 0); return err == nil && len(l.Watches) == len(hs) })
 
 	proxy.Partition()
 	cut := time.Now()
@@ -213,7 +213,8 @@ func TestTakeoverAfterPartition(t *testing.T) {
 		}
 	}
 	waitFor(t, wait, "b's copy says it is stale", func() bool {
-		l, err := b.List(ctxT(t))
+		p, err := b.List(ctxT(t), "", 0)
+		l := p.Watches
 		return err == nil && len(l) == len(hs) && l[0].StaleSince != nil
 	})
 	for id, n := range feedCount(t, a, watch.EventStageCrossed) {
@@ -226,7 +227,7 @@ func TestTakeoverAfterPartition(t *testing.T) {
 	}
 	proxy.Heal()
 	waitFor(t, wait, "b is back and current", func() bool {
-		l, err := b.Expiring(ctxT(t), nil)
+		l, err := b.Expiring(ctxT(t), nil, "", 0)
 		return err == nil && l.StaleSince == nil && len(b.Node().Claims()) > 0
 	})
 }

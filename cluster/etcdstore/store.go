@@ -268,21 +268,26 @@ func (s *Store) ids() []string {
 	return out
 }
 
-// ForEach calls fn with every record, in id order.
-func (s *Store) ForEach(fn func(store.Record) error) error {
+// ForEach calls fn with every record that decodes, in id order, and
+// returns those that do not: one bad record must not keep this node from
+// loading the others. They stay in etcd as they are (the keyspace has no
+// quarantine); the engine logs them.
+func (s *Store) ForEach(fn func(store.Record) error) ([]store.Quarantined, error) {
+	var bad []store.Quarantined
 	for _, id := range s.ids() {
 		r, _, err := s.record(id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // removed meanwhile
 		}
 		if err != nil {
-			return err
+			bad = append(bad, store.Quarantined{ID: id, Reason: err.Error()})
+			continue
 		}
 		if err := fn(r); err != nil {
-			return err
+			return bad, err
 		}
 	}
-	return nil
+	return bad, nil
 }
 
 // Get returns one watch with its latest Report.
@@ -294,20 +299,30 @@ func (s *Store) Get(id string) (store.View, error) {
 	return store.View{Record: r, LastReport: s.lastReport(&r, st)}, nil
 }
 
-// List returns every watch with its latest Report, in id order.
-func (s *Store) List() ([]store.View, error) {
-	var out []store.View
-	for _, id := range s.ids() {
-		v, err := s.Get(id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
+// ListPage returns up to limit watches with their latest Report after the
+// id after, in id order, leaving out (and naming) those that do not decode.
+func (s *Store) ListPage(after string, limit int) (store.Page, error) {
+	ids := s.ids()
+	start := sort.SearchStrings(ids, after)
+	if start < len(ids) && ids[start] == after {
+		start++
 	}
-	return out, nil
+	var p store.Page
+	end := min(start+limit, len(ids))
+	for _, id := range ids[start:end] {
+		v, err := s.Get(id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			p.Undecodable = append(p.Undecodable, id)
+		default:
+			p.Views = append(p.Views, v)
+		}
+	}
+	if end < len(ids) {
+		p.Next = ids[end-1]
+	}
+	return p, nil
 }
 
 // ExpiringIDs lists the watches whose leaf expires before until (soonest

@@ -24,8 +24,7 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 		if alerts != nil {
 			a = alerts
 		}
-		ecfg := watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch")}
-		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, ecfg, a, logger.With("component", "cluster"))
+		svc, closeFn, err := joinEtcd(ctx, cfg.Etcd, engineConfig(cfg, pr, logger), a, logger.With("component", "cluster"))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -37,9 +36,8 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 	}
 	ocfg := owner.Config{
 		DBPath: cfg.DBPath,
-		Engine: watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch"),
-			MaxWatches: cfg.MaxWatches, MaxWatchesPerSubject: cfg.MaxWatchesPerSubject},
-		Store: storeOptions(cfg, logger),
+		Engine: engineConfig(cfg, pr, logger),
+		Store:  storeOptions(cfg, logger),
 	}
 	if alerts != nil {
 		ocfg.Alerts = alerts
@@ -53,6 +51,14 @@ func openWatch(ctx context.Context, cfg Config, pr *watch.Prober, alerts *alert.
 			logger.Warn("closing the watch database", "err", err)
 		}
 	}, nil
+}
+
+// engineConfig is how serve runs the watch engine, embedded or on etcd
+// (where each node's engine sees, and so caps, the whole cluster's
+// watches).
+func engineConfig(cfg Config, pr *watch.Prober, logger *slog.Logger) watch.Config {
+	return watch.Config{Prober: pr, MinInterval: cfg.MinInterval, Logger: logger.With("component", "watch"),
+		MaxWatches: cfg.MaxWatches, MaxWatchesPerSubject: cfg.MaxWatchesPerSubject}
 }
 
 // storeOptions are the database options of the process that owns it:
