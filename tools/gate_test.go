@@ -78,6 +78,11 @@ func TestOneUpdatePerProbe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Each add is one Change that starts with list_changed, sent to every
+	// session; once both have arrived, nothing of the adds is in flight
+	// (the rest of those Changes went to subscriptions not yet made).
+	waitNote(t, notes, "notifications/resources/list_changed", "", 5*time.Second)
+	waitNote(t, notes, "notifications/resources/list_changed", "", 5*time.Second)
 	aURI, markerURI := WatchURI(fw.id("a.example.com")), WatchURI(fw.id("marker.example.com"))
 	for _, u := range []string{aURI, URIWatches, URIExpiring, markerURI} {
 		if err := c.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: u}}); err != nil {
@@ -86,10 +91,6 @@ func TestOneUpdatePerProbe(t *testing.T) {
 	}
 	if err := c.SetLevel(ctx, mcp.SetLevelRequest{Params: mcp.SetLevelParams{Level: mcp.LoggingLevelInfo}}); err != nil {
 		t.Fatal(err)
-	}
-	// Drop the list_changed traffic of the adds.
-	for len(notes) > 0 {
-		<-notes
 	}
 
 	fw.fireChange("a.example.com",
