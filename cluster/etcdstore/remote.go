@@ -107,11 +107,13 @@ func (s *Store) onTxn(evs []cluster.MirrorEvent) {
 // then hears which watches it gained, and the outbox is woken.
 func (s *Store) Claims(c cluster.Change) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, sh := range c.Lost {
 		delete(s.active, sh)
 	}
-	s.mu.Unlock()
-	if len(c.Acquired) == 0 {
+	// Add under the lock Close takes before it waits: a claim that
+	// arrives while the store closes is dropped, never raced with Wait.
+	if len(c.Acquired) == 0 || s.closing {
 		return
 	}
 	s.claimsWG.Add(1)

@@ -95,6 +95,7 @@ type Store struct {
 
 	claimsWG sync.WaitGroup
 	closed   chan struct{}
+	closing  bool // set under mu by Close; no claim starts after it
 }
 
 // chain remembers the latest write of a watch by this process: a write
@@ -192,6 +193,9 @@ func (s *Store) start(ctx context.Context) error {
 // Close commits what is pending and stops following etcd. The client and
 // the node stay the caller's.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
 	close(s.closed)
 	s.claimsWG.Wait()
 	s.batch.Close()
