@@ -704,9 +704,18 @@ func TestSubscriptionsRoute(t *testing.T) {
 	ctx := context.Background()
 	a, aNotes := inProcess(t, srv, "2025-11-25")
 	_, bNotes := inProcess(t, srv, "2025-11-25")
+	// The Add's Change reaches the server on the hub's goroutine: its
+	// update of the collection, the last thing it sends, is the barrier
+	// after which nothing of the Add can land among the routed ones.
+	if err := a.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: URIWatches}}); err != nil {
+		t.Fatal(err)
+	}
 	fw.Add(ctx, watch.Spec{Target: "mcp.example.com"})
-	waitNote(t, aNotes, "notifications/resources/list_changed", "", 2*time.Second)
+	waitNote(t, aNotes, "notifications/resources/updated", URIWatches, 2*time.Second)
 	waitNote(t, bNotes, "notifications/resources/list_changed", "", 2*time.Second)
+	if err := a.Unsubscribe(ctx, mcp.UnsubscribeRequest{Params: mcp.UnsubscribeParams{URI: URIWatches}}); err != nil {
+		t.Fatal(err)
+	}
 	uri := WatchURI(fw.id("mcp.example.com"))
 	if err := a.Subscribe(ctx, mcp.SubscribeRequest{Params: mcp.SubscribeParams{URI: uri}}); err != nil {
 		t.Fatal(err)
