@@ -42,11 +42,22 @@ func TestOneUpdatePerURIPerProbe(t *testing.T) {
 	// (which change nothing) have run.
 	updates, events := map[string]int{}, map[string]int{}
 	probesAfter := func() int {
+		// The Report of the rotating probe is stored (a change); the
+		// probes after it are samples.
 		h := structured(t, call(t, c, "get_history", map[string]any{"id": id, "limit": 20}))
+		var rotated time.Time
 		reports, _ := h["reports"].([]any)
-		n := 0
 		for _, r := range reports {
-			if r.(map[string]any)["expiry_stage"] == "7d" {
+			rep, _ := r.(map[string]any)["report"].(map[string]any)
+			if rep["expiry_stage"] == "7d" {
+				rotated, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(rep["checked_at"]))
+			}
+		}
+		n := 0
+		samples, _ := h["samples"].([]any)
+		for _, s := range samples {
+			at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(s.(map[string]any)["at"]))
+			if !rotated.IsZero() && err == nil && !at.Before(rotated.Truncate(time.Millisecond)) {
 				n++
 			}
 		}

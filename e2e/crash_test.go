@@ -185,9 +185,10 @@ func TestCrashHarness(t *testing.T) {
 		// and the alert's outbox entry commit in one transaction.
 		expected = map[crashKey]bool{}
 		for id := range listed {
-			h := structured(t, call(t, c, "get_history", map[string]any{"id": id, "limit": 500}))
-			for _, rep := range h["reports"].([]any) {
-				leaf, _ := rep.(map[string]any)["leaf"].(map[string]any)
+			h := structured(t, call(t, c, "get_history", map[string]any{"id": id, "since": "30d"}))
+			for _, stored := range h["reports"].([]any) {
+				rep, _ := stored.(map[string]any)["report"].(map[string]any)
+				leaf, _ := rep["leaf"].(map[string]any)
 				if fp, _ := leaf["sha256"].(string); fp != "" {
 					expected[crashKey{id, "7d", fp}] = true
 				}

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -157,6 +158,29 @@ var families = []family{
 				emit(1, "protocol_version", m.ProtocolVersion, "server", m.Server.Name, "server_version", m.Server.Version, "tools_hash", m.ToolsHash)
 			}
 		}},
+	{"tlswatch_probe_tls_duration_seconds", "TLS handshake time of the latest probe (cf. blackbox_exporter probe_http_duration_seconds{phase=\"tls\"}); absent when it completed none.",
+		func(r *row, emit func(float64, ...string)) {
+			if r.tls > 0 {
+				emit(r.tls)
+			}
+		}},
+	{"tlswatch_watch_uptime_ratio", "Share of probes that were not down over the window: the last 24 UTC hours or 30 UTC days, the current one included (what avg_over_time(probe_success[30d]) gives blackbox_exporter users, kept by tlswatch instead of Prometheus). From tlswatch's history, refreshed every few minutes.",
+		func(r *row, emit func(float64, ...string)) {
+			for i, f := range r.recent {
+				if !math.IsNaN(f.up) {
+					emit(f.up, "window", windows[i])
+				}
+			}
+		}},
+	{"tlswatch_tls_handshake_duration_seconds", "Quantiles (0.5, 0.95) of the TLS handshake time over the window (24h, 30d), within 1% of the exact figure, from tlswatch's history.",
+		func(r *row, emit func(float64, ...string)) {
+			for i, f := range r.recent {
+				if !math.IsNaN(f.p50) {
+					emit(f.p50, "window", windows[i], "quantile", "0.5")
+					emit(f.p95, "window", windows[i], "quantile", "0.95")
+				}
+			}
+		}},
 }
 
 // row is what the metrics show of one watch.
@@ -175,6 +199,8 @@ type row struct {
 	path                      []pathCert
 	mcp                       *watch.MCPInfo  // MCP-level watches only
 	mcpStats                  *watch.MCPStats // MCP-level watches only
+	tls                       float64         // the latest handshake, seconds; 0 none
+	recent                    [len(windows)]windowFigures
 }
 
 // pathCert is one certificate of the verified path.
@@ -194,11 +220,14 @@ func rowOf(w *watch.Watch) row {
 	if w.LastCheckedAt != nil {
 		r.checked = float64(w.LastCheckedAt.UnixMilli()) / 1000
 	}
+	r.recent[0] = figuresOf(w.Uptime24h, w.LatencyP50MS24h, w.LatencyP95MS24h)
+	r.recent[1] = figuresOf(w.Uptime30d, w.LatencyP50MS30d, w.LatencyP95MS30d)
 	rep := w.LastReport
 	if rep == nil {
 		return r
 	}
 	r.reported, r.status, r.success, r.duration = true, rep.Status, rep.Reachable && rep.Trusted, rep.Timing.Total/1000
+	r.tls = rep.Timing.Handshake / 1000
 	if l := rep.Leaf; l != nil {
 		r.leaf, r.notAfter, r.days = true, float64(l.NotAfter.Unix()), float64(l.DaysRemaining)
 		r.notBefore = float64(l.NotBefore.Unix())
@@ -215,6 +244,23 @@ func rowOf(w *watch.Watch) row {
 		}
 	}
 	return r
+}
+
+// windowFigures are a watch's uptime and handshake quantiles over one
+// window of its history; NaN where it has none.
+type windowFigures struct{ up, p50, p95 float64 }
+
+var windows = [...]string{"24h", "30d"}
+
+func figuresOf(up, p50, p95 *float64) windowFigures {
+	f := windowFigures{math.NaN(), math.NaN(), math.NaN()}
+	if up != nil {
+		f.up = *up
+	}
+	if p50 != nil && p95 != nil {
+		f.p50, f.p95 = *p50/1000, *p95/1000
+	}
+	return f
 }
 
 // stageDays is the gauge value of a stage: its threshold in days (an hour

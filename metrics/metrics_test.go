@@ -43,10 +43,12 @@ func TestScrapeMatchesWatches(t *testing.T) {
 		{Subject: "CN=a.example", NotBefore: notBefore, NotAfter: notAfter},
 		{Subject: "CN=Inter", NotBefore: notBefore.AddDate(-1, 0, 0), NotAfter: interExpiry},
 	}}
+	f := func(v float64) *float64 { return &v }
 	ws := staticList{
 		{ID: "w_up", Target: probe.TargetInfo{Host: "a.example", Port: 443}, State: watch.StateUp, LastCheckedAt: &checked,
 			LastReport: &probe.Report{Status: probe.StatusCritical, Reachable: true, Trusted: true, ExpiryStage: "7d",
-				Leaf: &probe.CertInfo{NotBefore: notBefore, NotAfter: notAfter, DaysRemaining: 4}, Chain: chain, Timing: probe.Timing{Total: 250}}},
+				Leaf: &probe.CertInfo{NotBefore: notBefore, NotAfter: notAfter, DaysRemaining: 4}, Chain: chain, Timing: probe.Timing{Handshake: 40, Total: 250}},
+			Uptime24h: f(0.9583), Uptime30d: f(0.999), LatencyP50MS24h: f(12), LatencyP95MS24h: f(30), LatencyP50MS30d: f(11), LatencyP95MS30d: f(25)},
 		{ID: "w_pct", Target: probe.TargetInfo{Host: "d.example", Port: 443}, State: watch.StateUp,
 			LastReport: &probe.Report{Status: probe.StatusWarning, Reachable: true, Trusted: true, ExpiryStage: "10%",
 				Leaf: &probe.CertInfo{NotBefore: notBefore, NotAfter: notAfter, DaysRemaining: 4}}},
@@ -126,6 +128,14 @@ func TestScrapeMatchesWatches(t *testing.T) {
 		{"tlswatch_mcp_info", "w_mcp", []string{"protocol_version", "2025-11-25", "server", "srv", "server_version", "1.2", "tools_hash", "sha256:ab"}, 1, true},
 		{"tlswatch_mcp_uptime_ratio", "w_up", nil, 0, false},
 		{"tlswatch_mcp_tools", "w_up", nil, 0, false},
+		{"tlswatch_probe_tls_duration_seconds", "w_up", nil, 0.04, true},
+		{"tlswatch_probe_tls_duration_seconds", "w_down", nil, 0, false},
+		{"tlswatch_watch_uptime_ratio", "w_up", []string{"window", "24h"}, 0.9583, true},
+		{"tlswatch_watch_uptime_ratio", "w_up", []string{"window", "30d"}, 0.999, true},
+		{"tlswatch_watch_uptime_ratio", "w_new", nil, 0, false},
+		{"tlswatch_tls_handshake_duration_seconds", "w_up", []string{"window", "24h", "quantile", "0.95"}, 0.03, true},
+		{"tlswatch_tls_handshake_duration_seconds", "w_up", []string{"window", "30d", "quantile", "0.5"}, 0.011, true},
+		{"tlswatch_tls_handshake_duration_seconds", "w_down", nil, 0, false},
 	}
 	for _, c := range checks {
 		got, ok := get(c.name, c.id, c.extra...)

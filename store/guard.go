@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,9 +70,15 @@ func (e *DamageError) Error() string {
 func (e *DamageError) Unwrap() error { return ErrDamaged }
 
 // boltDB is a bbolt handle whose transactions are guarded. It embeds the
-// handle for what never reads pages (Path, Stats, Info, IsReadOnly).
+// handle for what never reads pages (Path, IsReadOnly; Stats and Info go
+// through the gate). The gate lets an online compaction (compact.go) swap
+// the handle for one on the compacted file: transactions hold it shared,
+// the swap exclusively, so none runs on the old file after the swap. A
+// transaction must not start another on the same boltDB (it would wait on
+// the gate behind a waiting swap).
 type boltDB struct {
 	*bolt.DB
+	gate     sync.RWMutex
 	path     string
 	damaged  atomic.Pointer[DamageError]
 	onDamage func(*DamageError)
@@ -79,6 +86,8 @@ type boltDB struct {
 
 // View is bolt.DB.View, guarded.
 func (b *boltDB) View(fn func(*bolt.Tx) error) error {
+	b.gate.RLock()
+	defer b.gate.RUnlock()
 	return b.contain("read", func() error { return b.DB.View(fn) })
 }
 
@@ -87,7 +96,23 @@ func (b *boltDB) Update(fn func(*bolt.Tx) error) error {
 	if d := b.damaged.Load(); d != nil {
 		return d
 	}
+	b.gate.RLock()
+	defer b.gate.RUnlock()
 	return b.contain("write", func() error { return b.DB.Update(fn) })
+}
+
+// Stats is bolt.DB.Stats of the current handle.
+func (b *boltDB) Stats() bolt.Stats {
+	b.gate.RLock()
+	defer b.gate.RUnlock()
+	return b.DB.Stats()
+}
+
+// Info is bolt.DB.Info of the current handle.
+func (b *boltDB) Info() *bolt.Info {
+	b.gate.RLock()
+	defer b.gate.RUnlock()
+	return b.DB.Info()
 }
 
 // Batch is Update: bbolt's Batch may commit on a timer goroutine, where a
@@ -217,6 +242,10 @@ func openBolt(path string, o *bolt.Options, onDamage func(*DamageError)) (*boltD
 	}
 	if err != nil {
 		return nil, openError(path, err)
+	}
+	if replaced(path, file) {
+		b.close() // a compaction swapped the file while we waited (compact.go)
+		return nil, errReplaced
 	}
 	if err := b.checkForeign(); err != nil {
 		b.close()

@@ -90,13 +90,11 @@ func exercise(path string) []error {
 	keep(err)
 	for i := range 50 {
 		id := fmt.Sprintf("w_%016x", i)
-		_, err = db.History(id, 10)
-		if !errors.Is(err, ErrNotFound) {
-			keep(err)
-		}
-		_, err = db.Transitions(id, 10)
-		if !errors.Is(err, ErrNotFound) {
-			keep(err)
+		for _, res := range []Resolution{ResolutionRaw, ResolutionHour, ResolutionDay} {
+			_, err = db.Query(id, HistoryQuery{Resolution: res})
+			if !errors.Is(err, ErrNotFound) {
+				keep(err)
+			}
 		}
 	}
 	if len(vs) > 0 {
@@ -116,6 +114,13 @@ func TestGarbageOverEachPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	pages := int(fi.Size() / 4096)
+	// Pages past the data (bbolt grows the file ahead of it) hold nothing:
+	// garbage there is not damage.
+	inUse := pages
+	if b, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second}); err == nil {
+		b.View(func(tx *bolt.Tx) error { inUse = int(tx.Size() / 4096); return nil })
+		b.Close()
+	}
 	damagedSeen := 0
 	for pg := range pages {
 		for _, g := range []struct {
@@ -144,8 +149,8 @@ func TestGarbageOverEachPage(t *testing.T) {
 			})
 		}
 	}
-	if damagedSeen < pages {
-		t.Errorf("only %d of %d damaged copies were found damaged", damagedSeen, 2*pages)
+	if damagedSeen < inUse {
+		t.Errorf("only %d of %d damaged copies (%d pages in use) were found damaged", damagedSeen, 2*pages, inUse)
 	}
 }
 

@@ -13,6 +13,10 @@ import (
 	"github.com/tlswatch/tlswatch/probe"
 )
 
+// fixtureNow is a clock for the fixtures' history (written on 2026-11-26):
+// with the real clock it would pass its retention one day.
+func fixtureNow() time.Time { return time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC) }
+
 // copyFixture copies a file of testdata (schema1.db, written by the
 // schema-1 code, see fixture_v1_test.go; schema2-days.db, see
 // fixture_v2_test.go; schema2-mcp.db, see fixture_mcp_test.go) to a
@@ -39,7 +43,7 @@ func TestMigrateSchema1(t *testing.T) {
 	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrSchemaMismatch) {
 		t.Fatalf("read-only open of a schema-1 file: %v, want ErrSchemaMismatch", err)
 	}
-	db, err := Open(path, Options{})
+	db, err := Open(path, Options{Now: fixtureNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +91,11 @@ func checkFixtureWatches(t *testing.T, db *DB) {
 	if v := byID["w_0000000000000004"]; v.Record.State != "down" || v.LastReport == nil || v.Record.ConsecutiveFailures != 4 {
 		t.Errorf("down watch: %+v", v)
 	}
-	if h, err := db.History("w_0000000000000001", 10); err != nil || len(h) != 2 {
-		t.Errorf("history: %d, %v", len(h), err)
+	if p, err := db.Query("w_0000000000000001", HistoryQuery{}); err != nil || len(p.Samples) != 2 {
+		t.Errorf("history: %d samples, %v", len(p.Samples), err)
 	}
-	if tr, err := db.Transitions("w_0000000000000004", 10); err != nil || len(tr) != 1 {
-		t.Errorf("transitions: %d, %v", len(tr), err)
+	if p, err := db.Query("w_0000000000000004", HistoryQuery{Resolution: ResolutionHour}); err != nil || len(p.Reports) != 1 || p.Reports[0].Kind != "change" {
+		t.Errorf("transitions: %+v, %v", p.Reports, err)
 	}
 	for _, fp := range []string{"fp-pinned", "fp-old"} {
 		if a, ok, err := db.Alert("w_0000000000000002", fp); err != nil || !ok || len(a.Stages) == 0 {
@@ -131,7 +135,7 @@ func TestMigrateSchema1WithoutOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
-	db, err := Open(path, Options{})
+	db, err := Open(path, Options{Now: fixtureNow})
 	if err != nil {
 		t.Fatal(err)
 	}

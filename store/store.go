@@ -1,9 +1,9 @@
 // Package store persists tlswatch's watches in one bbolt file: the watch
-// records, each watch's probe history (the last 500 results plus every status
-// transition), the alert state (which expiry stage has fired for which
-// certificate fingerprint), an expiry index, the alert outbox and the alert
-// feed, and a schema version with a migration path. It knows probe.Report
-// but nothing of MCP.
+// records, each watch's probe history (compact samples, hourly and daily
+// aggregates, full Reports on change; see history.go), the alert state
+// (which expiry stage has fired for which certificate fingerprint), an
+// expiry index, the alert outbox and the alert feed, and a schema version
+// with a migration path. It knows probe.Report but nothing of MCP.
 //
 // Layout (all keys are bytes; times are big-endian so keys sort by time):
 //
@@ -12,14 +12,13 @@
 //	targets      identity -> id              (Add is idempotent per target)
 //	expiry       be64(not_after unix s) + id -> ""   (list_expiring, no full scan)
 //	down         id -> ""                    (down watches, also listed as expiring)
-//	history      id + "/" + be64(checked_at unix ns) -> Report (JSON)
-//	transitions  id + "/" + be64(checked_at unix ns) -> Report (JSON)
 //	alerts       id + "/" + sha256 fingerprint -> Alert (JSON)
 //	outbox       entries: be64(seq) -> delivery; marks: key -> ""  (outbox.go)
 //	feed         be64(seq) -> FeedEntry (JSON)                      (feed.go)
 //	quarantine   id -> records that do not decode, set aside   (quarantine.go)
+//	hist_*       probe history (history.go)
 //
-// History is one flat bucket with composite keys rather than a nested bucket
+// History buckets are flat with composite keys rather than a nested bucket
 // per watch: at 100,000 watches a nested bucket costs at least a page each
 // once it outgrows inline storage, while a flat tree shares pages.
 //
@@ -39,6 +38,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -62,18 +62,11 @@ var (
 )
 
 // SchemaVersion is the layout this binary writes.
-const SchemaVersion = 3
-
-// HistoryKeep is how many recent probe results are kept per watch; status
-// transitions are kept beyond it in their own bucket.
-const HistoryKeep = 500
-
-// TransitionsKeep bounds the transitions kept per watch. "Every transition"
-// in practice, but an endpoint flapping on a 1 s schedule would otherwise
-// grow the file by gigabytes a month.
-const TransitionsKeep = 10000
+const SchemaVersion = 4
 
 var (
+	// history and transitions are schema 1's probe history, converted to
+	// the hist_* buckets by history_migrate.go.
 	bMeta        = []byte("meta")
 	bWatches     = []byte("watches")
 	bTargets     = []byte("targets")
@@ -117,6 +110,9 @@ var migrations = []func(tx *bolt.Tx) error{
 	},
 	// 3: the quarantine of records that do not decode.
 	2: migrateQuarantine,
+	// 4: probe history as samples, aggregates and Reports on change
+	// (history.go); the schema-1 history is converted in the background.
+	3: migrateHistoryBuckets,
 }
 
 // Options configure Open.
@@ -133,6 +129,11 @@ type Options struct {
 	// Backup schedules automatic backups while the file is open for
 	// writing (only the process that owns the file opens it so).
 	Backup BackupOptions
+	// Retention is how long history is kept (zero fields: the defaults).
+	// Reads never return what is past it; Prune deletes it.
+	Retention Retention
+	// Now is the clock retention is measured against. Default time.Now.
+	Now func() time.Time
 }
 
 // DB is an open store. It is safe for concurrent use.
@@ -141,6 +142,11 @@ type DB struct {
 	path    string
 	outbox  *Outbox
 	backups *backupLoop
+	now     func() time.Time
+	conf    Retention // as configured
+
+	mu  sync.Mutex
+	ret Retention // in force: conf, shortened while over the size budget
 }
 
 // Outbox is the alert delivery queue in this file. Entries are enqueued
@@ -159,7 +165,7 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
 		}
 	}
-	bdb, err := openBolt(path, &bolt.Options{
+	bdb, err := openCurrent(path, &bolt.Options{
 		Timeout:  opts.Timeout,
 		ReadOnly: opts.ReadOnly,
 		// The map freelist keeps commits cheap on large files (100k watches
@@ -169,7 +175,11 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{bolt: bdb, path: path}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ret := opts.Retention.withDefaults()
+	db := &DB{bolt: bdb, path: path, now: opts.Now, conf: ret, ret: ret}
 	db.outbox = &Outbox{db: bdb}
 	if opts.ReadOnly {
 		// Without a migration the buckets of a newer layout are missing.
@@ -451,21 +461,8 @@ func applyOne(tx *bolt.Tx, u *Update) (bool, error) {
 		rec.HistoryCount, rec.TransitionCount = old.HistoryCount, old.TransitionCount
 	}
 	if u.Report != nil {
-		raw, err := json.Marshal(u.Report)
-		if err != nil {
-			return false, fmt.Errorf("encode report: %w", err)
-		}
-		n, err := appendHistory(tx.Bucket(bHistory), rec.ID, u.Report.CheckedAt, raw, rec.HistoryCount, HistoryKeep)
-		if err != nil {
+		if err := appendProbe(tx, &rec, u.Report, u.Transition); err != nil {
 			return false, err
-		}
-		rec.HistoryCount = n
-		if u.Transition {
-			n, err := appendHistory(tx.Bucket(bTransitions), rec.ID, u.Report.CheckedAt, raw, rec.TransitionCount, TransitionsKeep)
-			if err != nil {
-				return false, err
-			}
-			rec.TransitionCount = n
 		}
 	}
 	if u.Alert != nil {
@@ -500,16 +497,23 @@ func putIndexes(tx *bolt.Tx, old, rec *Record) error {
 			}
 		}
 	}
-	if err := targets.Put(ident, id); err != nil {
-		return err
+	// Unchanged entries are not put again: a put dirties its page, and
+	// every probe result comes through here.
+	if old == nil || old.Identity() != string(ident) {
+		if err := targets.Put(ident, id); err != nil {
+			return err
+		}
 	}
-	if !rec.NotAfter.IsZero() {
+	if !rec.NotAfter.IsZero() && (old == nil || !old.NotAfter.Equal(rec.NotAfter)) {
 		if err := tx.Bucket(bExpiry).Put(expiryKey(rec.NotAfter, rec.ID), nil); err != nil {
 			return err
 		}
 	}
 	down := tx.Bucket(bDown)
 	if rec.State == "down" {
+		if old != nil && old.State == "down" {
+			return nil
+		}
 		return down.Put(id, nil)
 	}
 	if old != nil && old.State == "down" {
@@ -526,40 +530,6 @@ func expiryKey(t time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
 	binary.BigEndian.PutUint64(k, uint64(s))
 	return append(k, id...)
-}
-
-func histKey(id string, t time.Time) []byte {
-	k := make([]byte, 0, len(id)+9)
-	k = append(k, id...)
-	k = append(k, '/')
-	return binary.BigEndian.AppendUint64(k, uint64(t.UnixNano()))
-}
-
-// appendHistory adds a report (JSON) under id, prunes the oldest entries
-// beyond keep, and returns the new count.
-func appendHistory(b *bolt.Bucket, id string, at time.Time, raw []byte, count, keep int) (int, error) {
-	k := histKey(id, at)
-	// Two results with the same timestamp (coarse clocks, tests) must both
-	// be kept: move the later one forward by a nanosecond.
-	for b.Get(k) != nil {
-		n := binary.BigEndian.Uint64(k[len(k)-8:])
-		binary.BigEndian.PutUint64(k[len(k)-8:], n+1)
-	}
-	if err := b.Put(k, raw); err != nil {
-		return 0, err
-	}
-	count++
-	if count > keep {
-		prefix := []byte(id + "/")
-		c := b.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && count > keep; k, _ = c.Next() {
-			if err := c.Delete(); err != nil {
-				return 0, err
-			}
-			count--
-		}
-	}
-	return count, nil
 }
 
 func putAlert(b *bolt.Bucket, id string, a *Alert) error {
@@ -626,10 +596,11 @@ func (db *DB) Delete(id string, feed ...FeedEntry) (Record, error) {
 		if err := tx.Bucket(bDown).Delete([]byte(id)); err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bHistory, bTransitions, bAlerts} {
-			if err := deletePrefix(tx.Bucket(name), []byte(id+"/")); err != nil {
-				return err
-			}
+		if err := deleteHistory(tx, id); err != nil {
+			return err
+		}
+		if err := deletePrefix(tx.Bucket(bAlerts), []byte(id+"/")); err != nil {
+			return err
 		}
 		return appendFeed(tx, feed)
 	})
@@ -692,15 +663,11 @@ func view(tx *bolt.Tx, id []byte) (View, error) {
 	if err := decodeRecord(raw, &v.Record); err != nil {
 		return View{}, fmt.Errorf("store: decode watch %s: %w", id, err)
 	}
-	c := tx.Bucket(bHistory).Cursor()
-	prefix := append(append([]byte(nil), id...), '/')
-	if k, val := lastWithPrefix(c, prefix); k != nil {
-		var rep probe.Report
-		if err := json.Unmarshal(val, &rep); err != nil {
-			return View{}, fmt.Errorf("store: decode last report of %s: %w", id, err)
-		}
-		v.LastReport = &rep
+	rep, err := lastReport(tx, id)
+	if err != nil {
+		return View{}, fmt.Errorf("store: decode last report of %s: %w", id, err)
 	}
+	v.LastReport = rep
 	return v, nil
 }
 
@@ -769,36 +736,6 @@ func (db *DB) ExpiringIDs(until time.Time) ([]string, error) {
 		return nil, fmt.Errorf("store: read expiry index: %w", err)
 	}
 	return out, nil
-}
-
-// History returns up to limit reports of one watch, newest first.
-func (db *DB) History(id string, limit int) ([]probe.Report, error) {
-	return db.reports(bHistory, id, limit)
-}
-
-// Transitions returns up to limit status-transition reports, newest first.
-func (db *DB) Transitions(id string, limit int) ([]probe.Report, error) {
-	return db.reports(bTransitions, id, limit)
-}
-
-func (db *DB) reports(bucket []byte, id string, limit int) ([]probe.Report, error) {
-	out := []probe.Report{}
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bWatches).Get([]byte(id)) == nil {
-			return ErrNotFound
-		}
-		prefix := []byte(id + "/")
-		c := tx.Bucket(bucket).Cursor()
-		for k, v := lastWithPrefix(c, prefix); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Prev() {
-			var r probe.Report
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("store: decode history of %s: %w", id, err)
-			}
-			out = append(out, r)
-		}
-		return nil
-	})
-	return out, err
 }
 
 // Alert returns the alert state of one certificate of a watch.

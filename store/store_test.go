@@ -19,7 +19,7 @@ import (
 func openTest(t testing.TB) (*DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tlswatch.db")
-	db, err := Open(path, Options{})
+	db, err := Open(path, Options{Now: func() time.Time { return t0.Add(24 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func report(at time.Time, status probe.Status) *probe.Report {
 	return &probe.Report{CheckedAt: at, Status: status, Findings: []probe.Finding{}, ExpiryStage: "none"}
 }
 
-func TestApplyGetHistoryPrune(t *testing.T) {
+func TestApplyGetHistory(t *testing.T) {
 	db, _ := openTest(t)
 	r := rec("w_1", "a.test")
 	// Without Create an unknown watch is not resurrected.
@@ -67,39 +67,40 @@ func TestApplyGetHistoryPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Record.HistoryCount != HistoryKeep {
-		t.Errorf("HistoryCount = %d, want %d", v.Record.HistoryCount, HistoryKeep)
+	if v.Record.HistoryCount != 600 {
+		t.Errorf("HistoryCount = %d, want 600 probes recorded", v.Record.HistoryCount)
 	}
 	if want := t0.Add(599 * time.Minute); v.LastReport == nil || !v.LastReport.CheckedAt.Equal(want) {
 		t.Errorf("last report = %+v, want checked_at %v", v.LastReport, want)
 	}
-	h, err := db.History("w_1", 1000)
+	raw, err := db.Query("w_1", HistoryQuery{Limit: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h) != HistoryKeep || !h[0].CheckedAt.Equal(t0.Add(599*time.Minute)) || !h[len(h)-1].CheckedAt.Equal(t0.Add(100*time.Minute)) {
-		t.Errorf("history: %d entries, newest %v, oldest %v", len(h), h[0].CheckedAt, h[len(h)-1].CheckedAt)
+	if h := raw.Samples; len(h) != 500 || !raw.More || !h[0].At.Equal(t0.Add(599*time.Minute)) || !h[len(h)-1].At.Equal(t0.Add(100*time.Minute)) {
+		t.Errorf("history: %d samples, newest %v, oldest %v", len(h), h[0].At, h[len(h)-1].At)
 	}
-	if h[0].Findings == nil {
+	if v.LastReport.Findings == nil || raw.Reports[0].Report.Findings == nil {
 		t.Error("findings decoded as nil, want [] (JSON contract)")
 	}
-	tr, err := db.Transitions("w_1", 10)
-	if err != nil || len(tr) != 1 || !tr[0].CheckedAt.Equal(t0.Add(3*time.Minute)) {
-		t.Errorf("transitions = %v, %v; want the pruned transition kept", tr, err)
+	// The first probe is a change (nothing before it); the forced one is
+	// kept as a change too although nothing in it changed.
+	page, err := db.Query("w_1", HistoryQuery{Resolution: ResolutionHour})
+	if err != nil || len(page.Reports) != 2 || !page.Reports[0].At.Equal(t0.Add(3*time.Minute)) || !page.Reports[1].At.Equal(t0) {
+		t.Errorf("stored changes = %v, %v; want the forced transition and the first probe", page.Reports, err)
 	}
-	if v.Record.TransitionCount != 1 {
+	if v.Record.TransitionCount != 2 {
 		t.Errorf("TransitionCount = %d", v.Record.TransitionCount)
 	}
 	// Same timestamp twice: both kept.
 	if _, err := db.Apply([]Update{{Record: r, Report: report(t0.Add(time.Hour*100), "ok")}, {Record: r, Report: report(t0.Add(time.Hour*100), "down")}}); err != nil {
 		t.Fatal(err)
 	}
-	h, _ = db.History("w_1", 2)
-	if len(h) != 2 || h[0].Status != "down" || h[1].Status != "ok" {
-		t.Errorf("same-timestamp reports: %+v", h)
+	if p, _ := db.Query("w_1", HistoryQuery{Limit: 2}); len(p.Samples) != 2 || p.Samples[0].Status != "down" || p.Samples[1].Status != "ok" {
+		t.Errorf("same-timestamp probes: %+v", p.Samples)
 	}
-	if _, err := db.History("w_nope", 5); !errors.Is(err, ErrNotFound) {
-		t.Errorf("History of missing watch: %v", err)
+	if _, err := db.Query("w_nope", HistoryQuery{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("history of a missing watch: %v", err)
 	}
 }
 

@@ -209,8 +209,8 @@ func TestMCPWatchEndToEnd(t *testing.T) {
 	// The Report of the probe that saw the change carries the finding (the
 	// clock may have moved on to a later probe since: look in the history).
 	hist := decode[History](t, h.call("get_history", map[string]any{"id": w.ID}))
-	if !slices.ContainsFunc(hist.Reports, func(r probe.Report) bool {
-		return r.MCP != nil && slices.ContainsFunc(r.Findings, func(f probe.Finding) bool { return f.Code == probe.CodeMCPToolsChanged })
+	if !slices.ContainsFunc(hist.Reports, func(r watch.StoredReport) bool {
+		return r.Report.MCP != nil && slices.ContainsFunc(r.Report.Findings, func(f probe.Finding) bool { return f.Code == probe.CodeMCPToolsChanged })
 	}) {
 		t.Errorf("no Report in the history has mcp_tools_changed: %+v", hist.Reports)
 	}

@@ -299,6 +299,46 @@ func withOutputSchema[T any](tool string) mcp.ToolOption {
 	return mcp.WithRawOutputSchema(raw)
 }
 
+// withTopOutputSchema is withOutputSchema reduced to the fields of T named
+// in fields, each with its type alone (required when T requires it): for a
+// result whose parts are documented elsewhere, where the full schema would
+// not fit in tools/list's budget. Unnamed fields are still allowed.
+func withTopOutputSchema[T any](tool string, fields ...string) mcp.ToolOption {
+	top, err := topSchema(reflect.TypeFor[T](), tool, fields)
+	if err != nil {
+		recordSchemaError(err)
+		top = json.RawMessage(`{"type":"object"}`)
+	}
+	return mcp.WithRawOutputSchema(top)
+}
+
+func topSchema(t reflect.Type, tool string, fields []string) (json.RawMessage, error) {
+	raw, err := outputSchemaFor(t, tool)
+	if err != nil {
+		return nil, err
+	}
+	var s *jsonschema.Schema
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, err
+	}
+	top := &jsonschema.Schema{Type: s.Type, Properties: map[string]*jsonschema.Schema{}}
+	for _, name := range fields {
+		p := s.Properties[name]
+		if p == nil {
+			return nil, fmt.Errorf("output schema of %s: no field %q", t, name)
+		}
+		q := typeOnly(p)
+		if q.Type == "" && len(q.Types) == 0 {
+			q.Type = "object" // a $ref to a shared definition
+		}
+		top.Properties[name] = q
+		if slices.Contains(s.Required, name) {
+			top.Required = append(top.Required, name)
+		}
+	}
+	return json.Marshal(top)
+}
+
 func outputSchemaFor(t reflect.Type, tool string) (json.RawMessage, error) {
 	overrides, err := recursionOverrides(t)
 	if err != nil {

@@ -318,47 +318,74 @@ func (d Deps) listExpiring(ctx context.Context, within *int, p PageArgs) (Expiri
 
 // HistoryArgs are get_history's arguments.
 type HistoryArgs struct {
-	ID    string `json:"id" jsonschema:"The watch id (w_...)."`
-	Limit int    `json:"limit,omitempty" jsonschema:"How many of the latest probe results to return, newest first: 1 to 500; default 20."`
+	ID         string `json:"id" jsonschema:"The watch id."`
+	Limit      int    `json:"limit,omitempty" jsonschema:"Newest points (default 20; 10000 with since)."`
+	Since      string `json:"since,omitempty" jsonschema:"Start: RFC 3339 or ago (30d)."`
+	Until      string `json:"until,omitempty" jsonschema:"End, same forms."`
+	Resolution string `json:"resolution,omitempty" jsonschema:"Or aggregates."`
 }
 
-// History is get_history's output.
-type History struct {
-	ID      string         `json:"id"`
-	Reports []probe.Report `json:"reports"`
-}
+// History is get_history's output: samples or aggregates, the summary of
+// the range and the Reports stored at each change (with the one in force
+// at its start).
+type History = watch.History
 
 func getHistoryTool(d Deps) Tool {
 	def := mcp.NewTool("get_history",
-		mcp.WithDescription("The latest probe results (Reports) of one watch, newest first, to see when a problem started or a certificate rotated."),
-		withInputSchema[HistoryArgs](intRange("limit", 1, watch.MaxHistoryLimit), defaultValue("limit", watch.DefaultHistoryLimit)),
-		withOutputSchema[History]("get_history"),
+		mcp.WithDescription("A watch's probes or hourly/daily aggregates over a range, and the Reports at its changes."),
+		withInputSchema[HistoryArgs](intRange("limit", 1, watch.MaxHistoryLimit), enumOf("resolution", watch.ResolutionRaw, watch.ResolutionHour, watch.ResolutionDay)),
+		withTopOutputSchema[History]("get_history", "id", "samples", "aggregates", "summary", "reports"),
 		annotate("Get history", true, false, true, false),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a HistoryArgs) (History, string, error) {
-		id := strings.TrimSpace(a.ID)
 		svc, err := d.watchService()
 		if err != nil {
 			return History{}, "", err
 		}
-		rs, err := svc.History(ctx, id, a.Limit)
+		id := strings.TrimSpace(a.ID)
+		h, err := svc.History(ctx, watch.HistoryQuery{ID: id, Since: a.Since, Until: a.Until, Resolution: a.Resolution, Limit: a.Limit})
 		if err != nil {
 			return History{}, "", notFound(err, "id", id)
 		}
-		if rs == nil {
-			rs = []probe.Report{}
+		for i := range h.Reports {
+			normalizeReport(&h.Reports[i].Report)
 		}
-		for i := range rs {
-			normalizeReport(&rs[i])
-		}
-		summary := fmt.Sprintf("%d probe result%s for watch %s", len(rs), plural(len(rs)), id)
-		for i, r := range rs {
-			if i == 10 {
-				summary += fmt.Sprintf("\n… and %d more", len(rs)-10)
-				break
-			}
-			summary += fmt.Sprintf("\n- %s %s", r.CheckedAt.UTC().Format("2006-01-02 15:04:05Z"), reportSummary(r, id))
-		}
-		return History{ID: id, Reports: rs}, summary, nil
+		return h, historySummary(h), nil
 	})}
+}
+
+// historySummary is get_history's text: the range, the summary and the
+// latest changes.
+func historySummary(h History) string {
+	var b strings.Builder
+	n, what := len(h.Samples), "sample"
+	if h.Resolution != watch.ResolutionRaw {
+		n, what = len(h.Aggregates), h.Resolution+"ly aggregate"
+	}
+	fmt.Fprintf(&b, "watch %s: %d %s%s", h.ID, n, what, plural(n))
+	if h.More {
+		b.WriteString(" (more before them: raise limit or narrow the range)")
+	}
+	if s := h.Summary; s.Probes > 0 {
+		fmt.Fprintf(&b, "; over them %d probe%s, uptime %.2f%% (%d failed)", s.Probes, plural(s.Probes), 100*s.Uptime, s.Failures)
+		if s.Handshakes > 0 {
+			fmt.Fprintf(&b, ", handshake p50 %.1f ms, p95 %.1f ms, max %.1f ms", s.HandshakeP50MS, s.HandshakeP95MS, s.HandshakeMaxMS)
+		}
+	}
+	if h.StateSince != nil {
+		fmt.Fprintf(&b, "; current state since %s", h.StateSince.Format("2006-01-02 15:04:05Z"))
+	}
+	shown := 0
+	for _, r := range h.Reports {
+		if r.Kind != "change" {
+			continue
+		}
+		if shown == 10 {
+			b.WriteString("\n… and more changes")
+			break
+		}
+		fmt.Fprintf(&b, "\n- %s %s", r.Report.CheckedAt.UTC().Format("2006-01-02 15:04:05Z"), reportSummary(r.Report, h.ID))
+		shown++
+	}
+	return b.String()
 }

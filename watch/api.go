@@ -77,6 +77,17 @@ type Watch struct {
 	// that may be behind (etcd unreachable): the last time it was known
 	// current.
 	StaleSince *time.Time `json:"stale_since,omitempty"`
+	// Uptime (the share of probes that were not down, 0 to 1) and the
+	// handshake latency (p50, p95, in ms, within 1%) over the last 24 hours
+	// and 30 days: whole UTC hours and days, the current one included.
+	// From the history's aggregates, refreshed every few minutes; absent
+	// when the window has no probe (latency: no handshake).
+	Uptime24h       *float64 `json:"uptime_24h,omitempty"`
+	Uptime30d       *float64 `json:"uptime_30d,omitempty"`
+	LatencyP50MS24h *float64 `json:"latency_ms_p50_24h,omitempty"`
+	LatencyP95MS24h *float64 `json:"latency_ms_p95_24h,omitempty"`
+	LatencyP50MS30d *float64 `json:"latency_ms_p50_30d,omitempty"`
+	LatencyP95MS30d *float64 `json:"latency_ms_p95_30d,omitempty"`
 }
 
 // RootInfo names one extra trust root of a watch.
@@ -266,12 +277,17 @@ type Service interface {
 	// most that; nil means DefaultExpiringDays, 0 only what is at or past
 	// expiry), is already expired, or that are down; soonest expiry first.
 	Expiring(ctx context.Context, withinDays *int, cursor string, limit int) (ExpiringList, error)
-	// History returns the last limit Reports of one watch, newest first (0
-	// means DefaultHistoryLimit).
-	History(ctx context.Context, id string, limit int) ([]probe.Report, error)
+	// History answers get_history: one watch's samples or aggregates over
+	// a range, with the Reports stored at its changes (see HistoryQuery).
+	History(ctx context.Context, q HistoryQuery) (History, error)
 	// Alerts returns up to limit alert feed entries after the cursor (""
 	// means from the oldest kept; limit 0 means DefaultAlertsLimit).
 	Alerts(ctx context.Context, after string, limit int) (AlertFeed, error)
+	// DatabaseUsage says what the database holds (tlswatch db stats).
+	DatabaseUsage(ctx context.Context) (store.Usage, error)
+	// CompactDatabase gives back the free pages of the database file by an
+	// online copy and swap, done by the process that owns the file.
+	CompactDatabase(ctx context.Context) (store.CompactResult, error)
 	// Subscribe registers a Notifier; the returned func removes it.
 	Subscribe(n Notifier) (cancel func())
 }

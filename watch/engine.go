@@ -55,6 +55,9 @@ type Config struct {
 	// a caller with neither (the command line) has only the total. Default
 	// DefaultMaxWatchesPerSubject.
 	MaxWatchesPerSubject int
+	// RecentEvery is how often every watch's 24-hour and 30-day uptime and
+	// latency are recomputed. Default DefaultRecentEvery.
+	RecentEvery time.Duration
 }
 
 const (
@@ -95,6 +98,9 @@ func (c *Config) fill() {
 	if c.MaxWatchesPerSubject <= 0 {
 		c.MaxWatchesPerSubject = DefaultMaxWatchesPerSubject
 	}
+	if c.RecentEvery <= 0 {
+		c.RecentEvery = DefaultRecentEvery
+	}
 }
 
 // Engine is the Service of the process (or node) that writes the watches:
@@ -119,6 +125,8 @@ type Engine struct {
 	addLock  [64]sync.Mutex // serialises Adds of one identity (by hash)
 
 	queue runQueue // due watches waiting for a worker
+
+	recentAt time.Time // last recent-figures pass of List without a scheduler (guarded by mu)
 
 	writes chan *writeOp
 
@@ -151,6 +159,8 @@ type entry struct {
 	alerts map[string]store.Alert
 	// subject is who the watch counts against (limits.go); "" for none.
 	subject string
+	// recent are the watch's 24-hour and 30-day figures (recent.go).
+	recent figures
 }
 
 // NewEngine loads every watch of st and starts the writer and, unless
@@ -184,6 +194,8 @@ func NewEngine(st Store, cfg Config) (*Engine, error) {
 	go e.writer()
 	if !cfg.NoScheduler {
 		e.startScheduler()
+		e.wg.Add(1)
+		go e.recentLoop()
 	}
 	return e, nil
 }

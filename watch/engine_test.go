@@ -54,16 +54,16 @@ func TestStageAlertOnceAcrossRestart(t *testing.T) {
 
 	e.restart()
 	before := probes.Load()
-	var h []probe.Report
+	var h watch.History
 	e.settle(100*time.Millisecond, "3 probes committed after the restart", func() bool {
-		h, err = e.eng.History(ctxT(t), w.ID, 0)
-		return err == nil && probes.Load() >= before+3 && len(h) >= 7
+		h, err = e.eng.History(ctxT(t), watch.HistoryQuery{ID: w.ID})
+		return err == nil && probes.Load() >= before+3 && len(h.Samples) >= 7
 	})
 	if n := e.rec.Count(watch.EventStageCrossed, ""); n != 0 {
 		t.Fatalf("stage alert repeated after restart: %+v", e.rec.Events())
 	}
-	for i := 1; i < len(h); i++ {
-		if h[i].CheckedAt.After(h[i-1].CheckedAt) {
+	for i := 1; i < len(h.Samples); i++ {
+		if h.Samples[i].At.After(h.Samples[i-1].At) {
 			t.Fatal("history not newest first")
 		}
 	}

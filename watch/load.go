@@ -74,7 +74,7 @@ func (e *Engine) newEntry(r store.Record) *entry {
 	if err != nil {
 		s, _ = ParseSchedule(DefaultSchedule)
 	}
-	return &entry{rec: r, sched: s, hash: idHash(r.ID), subject: recordSubject(&r)}
+	return &entry{rec: r, sched: s, hash: idHash(r.ID), subject: recordSubject(&r), recent: noFigures}
 }
 
 // insertLocked adds an entry to memory and, with a scheduler, to the

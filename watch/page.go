@@ -39,12 +39,20 @@ func (e *Engine) List(_ context.Context, cursor string, limitN int) (WatchPage, 
 	for _, id := range p.Undecodable {
 		e.log.Warn("watch: a watch record does not decode; left out of the list (the next start sets it aside)", "id", id)
 	}
+	if e.cfg.NoScheduler {
+		e.refreshRecentIfStale() // no background pass without a scheduler (the CLI)
+	}
 	out := WatchPage{Watches: make([]Watch, len(p.Views))}
 	stale := e.StaleSince()
+	e.mu.Lock()
 	for i, v := range p.Views {
 		out.Watches[i] = toWatch(v.Record, v.LastReport)
 		out.Watches[i].StaleSince = stale
+		if en := e.entries[v.Record.ID]; en != nil {
+			en.recent.apply(&out.Watches[i])
+		}
 	}
+	e.mu.Unlock()
 	if p.Next != "" {
 		out.NextCursor = makeCursor(cursorList, p.Next)
 	}
@@ -243,6 +251,7 @@ func (e *Engine) expiringWatch(id string, now time.Time) (w Watch, ok, fromStore
 	if en.last != nil && !en.stale {
 		rep := *en.last // callers get their own Report value
 		w := toWatch(en.rec, &rep)
+		en.recent.apply(&w)
 		e.mu.Unlock()
 		return w, true, false, nil
 	}
@@ -271,5 +280,7 @@ func (e *Engine) expiringFromStore(en *entry, now time.Time) (Watch, bool, error
 		c := *v.LastReport
 		en.last = &c
 	}
-	return toWatch(rec, v.LastReport), true, nil
+	w := toWatch(rec, v.LastReport)
+	en.recent.apply(&w)
+	return w, true, nil
 }

@@ -294,6 +294,7 @@ func (e *Engine) Get(_ context.Context, id string) (Watch, error) {
 	}
 	w := toWatch(v.Record, v.LastReport)
 	w.StaleSince = e.StaleSince()
+	e.recentOf(id).apply(&w)
 	return w, nil
 }
 
@@ -305,23 +306,6 @@ func (e *Engine) open() error {
 		return ErrClosed
 	}
 	return nil
-}
-
-// History returns the last limit Reports of one watch, newest first.
-func (e *Engine) History(_ context.Context, id string, limitN int) ([]probe.Report, error) {
-	id, err := required("id", id)
-	if err != nil {
-		return nil, err
-	}
-	n, err := limit("limit", limitN, DefaultHistoryLimit, MaxHistoryLimit)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.open(); err != nil {
-		return nil, err
-	}
-	rs, err := e.st.History(id, n)
-	return rs, notFound(id, err)
 }
 
 // Alerts returns a page of the alert feed (see Service).

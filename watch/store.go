@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 )
 
@@ -32,7 +31,12 @@ type Store interface {
 	// ExpiringIDs lists the watches whose leaf expires before until, then
 	// those that are down.
 	ExpiringIDs(until time.Time) ([]string, error)
-	History(id string, limit int) ([]probe.Report, error)
+	// Query answers a history query: samples or aggregates of a range,
+	// with the Reports stored at its changes.
+	Query(id string, q store.HistoryQuery) (store.HistoryPage, error)
+	// RecentOf is each watch's uptime and latency over the last day and
+	// month at now (ids without history are left out).
+	RecentOf(ids []string, now time.Time) (map[string]store.Recent, error)
 	Alert(id, fingerprint string) (store.Alert, bool, error)
 	// Feed reads the alert feed after a sequence number.
 	Feed(after uint64, limit int) (store.FeedPage, error)

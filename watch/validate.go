@@ -54,7 +54,7 @@ const (
 	// to be called down is a typo.
 	MaxFailureThreshold = 100
 	MaxExpiringDays     = 3650
-	MaxHistoryLimit     = store.HistoryKeep
+	MaxHistoryLimit     = 10000
 	MaxAlertsLimit      = 1000
 	// MaxPageLimit bounds a page of List and Expiring: about 1 MB of JSON,
 	// so that no answer is built whole beyond a few megabytes.

@@ -241,7 +241,7 @@ func failover(b *testing.B, nodes []*etcdstore.Service, proxy *etcdlab.Proxy, la
 }
 
 // BenchmarkWatchWithFullHistory: what one watch keeps in etcd once its
-// history is full (store.HistoryKeep results of a server that keeps its
+// history is full (etcdstore.KeepSamples results of a server that keeps its
 // certificate), and what each probe writes.
 func BenchmarkWatchWithFullHistory(b *testing.B) {
 	for range b.N {
@@ -254,7 +254,7 @@ func BenchmarkWatchWithFullHistory(b *testing.B) {
 		canned := cannedProbe(time.Now())
 		var rec store.Record
 		c0, rev0 := etcdCounters(b), revision(b, srv)
-		const probes = store.HistoryKeep + 2*etcdstore.SegmentSamples
+		const probes = etcdstore.KeepSamples + 2*etcdstore.SegmentSamples
 		for i := 0; i < probes; i++ {
 			rep, _ := canned(context.Background(), probe.Target{Host: "full.test", Port: 443}, probe.Options{})
 			if i == 0 {

@@ -17,7 +17,7 @@ import (
 // once every SegmentSamples probes, and the Report bodies the samples
 // refer to, stored once per distinct content under reports/<id>/<ref>.
 //
-// The newest segments covering store.HistoryKeep samples are kept, and the
+// The newest segments covering KeepSamples samples are kept, and the
 // KeepBodies most recently used bodies: a sample whose body was dropped
 // comes back as a Report of its time, status and timing alone. Segments
 // are read from etcd on demand (they are most of the bytes and rarely
@@ -26,8 +26,11 @@ import (
 // KeepBodies bounds the Report bodies kept per watch.
 const KeepBodies = 8
 
-// keepSegments is how many sealed segments make up store.HistoryKeep.
-const keepSegments = (store.HistoryKeep + SegmentSamples - 1) / SegmentSamples
+// KeepSamples is how many of a watch's newest probes the keyspace keeps.
+const KeepSamples = 500
+
+// keepSegments is how many sealed segments make up KeepSamples.
+const keepSegments = (KeepSamples + SegmentSamples - 1) / SegmentSamples
 
 // histOps are the writes of one probe result beyond the state key.
 type histOps struct {
@@ -140,13 +143,6 @@ func (s *Store) segments(id string, n int) ([]sample, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []sample
-	for i := len(resp.Kvs) - 1; i >= 0; i-- {
-		ss, err := decodeBlock(resp.Kvs[i].Value)
-		if err != nil {
-			return nil, fmt.Errorf("segment %s: %w", resp.Kvs[i].Key, err)
-		}
-		out = append(out, ss...)
-	}
-	return out, nil
+	slices.Reverse(resp.Kvs)
+	return sealed(resp.Kvs)
 }

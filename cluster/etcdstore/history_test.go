@@ -23,7 +23,7 @@ func openStore(t *testing.T) *etcdstore.Store {
 	return st
 }
 
-// History keeps the newest store.HistoryKeep results: the newest samples in
+// History keeps the newest etcdstore.KeepSamples results: the newest samples in
 // the state, older ones in sealed segments, each with the Report body in
 // force then (the newest etcdstore.KeepBodies bodies), newest first.
 func TestHistory(t *testing.T) {
@@ -31,7 +31,7 @@ func TestHistory(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	rec := store.Record{ID: "w_hist", Target: probe.TargetInfo{Host: "h.test", Port: 443}, Schedule: "@every 1s",
 		Thresholds: probe.DefaultThresholds, FailureThreshold: 3, CreatedAt: t0, State: watch.StatePending}
-	const probes = store.HistoryKeep + 60
+	const probes = etcdstore.KeepSamples + 60
 	for i := 0; i < probes; i++ {
 		rep := probe.Report{Target: rec.Target, CheckedAt: t0.Add(time.Duration(i) * time.Second), Status: probe.StatusOK,
 			Reachable: true, Trusted: true, ExpiryStage: probe.StageNone, Findings: []probe.Finding{},
@@ -44,12 +44,12 @@ func TestHistory(t *testing.T) {
 			t.Fatalf("probe %d: applied %v, %v", i, applied, err)
 		}
 	}
-	h, err := st.History(rec.ID, store.HistoryKeep)
+	h, err := st.History(rec.ID, etcdstore.KeepSamples)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(h) != store.HistoryKeep {
-		t.Fatalf("%d reports, want %d", len(h), store.HistoryKeep)
+	if len(h) != etcdstore.KeepSamples {
+		t.Fatalf("%d reports, want %d", len(h), etcdstore.KeepSamples)
 	}
 	for i, r := range h {
 		n := probes - 1 - i
@@ -62,7 +62,7 @@ func TestHistory(t *testing.T) {
 		}
 	}
 	v, err := st.Get(rec.ID)
-	if err != nil || v.LastReport == nil || !v.LastReport.CheckedAt.Equal(h[0].CheckedAt) || v.Record.HistoryCount < store.HistoryKeep {
+	if err != nil || v.LastReport == nil || !v.LastReport.CheckedAt.Equal(h[0].CheckedAt) || v.Record.HistoryCount < etcdstore.KeepSamples {
 		t.Fatalf("Get: %+v %v", v, err)
 	}
 	if _, err := st.History("w_nope", 1); err != store.ErrNotFound {

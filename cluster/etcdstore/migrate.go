@@ -30,7 +30,7 @@ type MigrateStats struct {
 }
 
 // Migrate copies an embedded database's watches into the keyspace: each
-// watch with its state, its history (the newest store.HistoryKeep results)
+// watch with its state, its history (the newest KeepSamples probes)
 // and its alert state per certificate in one Txn, which does nothing when
 // the watch (or its target) is already there, so running it twice moves
 // nothing twice. Then the alert outbox (deliveries and marks, to their
@@ -70,7 +70,7 @@ type migrator struct {
 // watch moves one watch; false when it was there already.
 func (m *migrator) watch(ctx context.Context, src *store.DB, r store.Record, stats *MigrateStats) (bool, error) {
 	s := m.s
-	reps, err := src.History(r.ID, store.HistoryKeep)
+	reps, err := src.Replay(r.ID, KeepSamples)
 	if err != nil {
 		return false, fmt.Errorf("migrate: history of %s: %w", r.ID, err)
 	}

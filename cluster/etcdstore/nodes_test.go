@@ -265,8 +265,8 @@ func TestReAddWhileProbedElsewhere(t *testing.T) {
 	if n := feedCount(t, a, watch.EventWatchAdded)[w.ID]; n != 1 {
 		t.Errorf("added %d times, want 1", n)
 	}
-	h, err := a.History(ctxT(t), w.ID, watch.MaxHistoryLimit)
-	if err != nil || len(h) < 31 {
-		t.Errorf("history: %d results (want the 31 Adds and the scheduled probes), %v", len(h), err)
+	h, err := a.History(ctxT(t), watch.HistoryQuery{ID: w.ID, Limit: watch.MaxHistoryLimit})
+	if err != nil || len(h.Samples) < 31 {
+		t.Errorf("history: %d samples (want the 31 Adds and the scheduled probes), %v", len(h.Samples), err)
 	}
 }

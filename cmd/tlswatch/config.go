@@ -1,6 +1,10 @@
 package main
 
-import "time"
+import (
+	"time"
+
+	"github.com/tlswatch/tlswatch/store"
+)
 
 // Config is what flags and environment turn into; run() and its subcommands
 // take it instead of reading flags themselves.
@@ -29,9 +33,10 @@ type Config struct {
 	IntrospectClientID     string   // from the env var --auth-introspect-client-id-env names
 	IntrospectClientSecret string   // from the env var --auth-introspect-client-secret-env names
 
-	BackupEvery time.Duration // serve --backup-every: automatic backups while serve owns the database; 0 off
-	BackupKeep  int           // serve --backup-keep: backups kept
-	BackupDir   string        // serve --backup-dir: where backups go; default next to the database
+	BackupEvery time.Duration   // serve --backup-every: automatic backups while serve owns the database; 0 off
+	BackupKeep  int             // serve --backup-keep: backups kept
+	BackupDir   string          // serve --backup-dir: where backups go; default next to the database
+	Retention   store.Retention // serve --retention: how long history is kept (zero fields: the defaults)
 
 	ACMEDirectories []string    // --acme-directory [MATCH=]URL (repeatable): private CAs asked for renewal windows
 	DNSServer       string      // --dns-server HOST:PORT: the resolver of CAA lookups

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tlswatch/tlswatch/store"
+	"github.com/tlswatch/tlswatch/watch"
 )
 
 // dbCommands are the `tlswatch db` subcommands: maintenance of the database
@@ -20,6 +21,8 @@ func dbCommands() []dbCommand {
 		{"check", runDBCheck},
 		{"backup", runDBBackup},
 		{"restore", runDBRestore},
+		{"stats", runDBStats},
+		{"compact", runDBCompact},
 	}
 }
 
@@ -229,4 +232,55 @@ func dbAdvice(err error) (line string, ok bool) {
 		return oneLine(n.Error()) + "; point --db at the database, or move this file away to start a new one", true
 	}
 	return "", false
+}
+
+// runDBStats is `tlswatch db stats`: asked of the serve that owns the
+// database when one runs (its retention shows), else read here.
+func runDBStats(ctx context.Context, c *cli, args []string) (int, error) {
+	fs := newFlagSet("db stats", c)
+	asJSON := fs.Bool("json", false, "print the statistics as JSON")
+	if _, err := c.parse(fs, args, ""); err != nil {
+		return exitUnknown, err
+	}
+	cfg, err := c.config(true)
+	if err != nil {
+		return exitUnknown, err
+	}
+	var u store.Usage
+	if err := c.withWatches(ctx, cfg, func(svc watch.Service) (err error) {
+		u, err = svc.DatabaseUsage(ctx)
+		return err
+	}); err != nil {
+		return exitUnknown, err
+	}
+	if *asJSON {
+		return exitOK, writeJSON(c.stdout, u)
+	}
+	fmt.Fprint(c.stdout, u.String())
+	return exitOK, nil
+}
+
+// runDBCompact is `tlswatch db compact`: done by the serve that owns the
+// database when one runs (an online copy and swap; it goes on serving),
+// else here.
+func runDBCompact(ctx context.Context, c *cli, args []string) (int, error) {
+	fs := newFlagSet("db compact", c)
+	if _, err := c.parse(fs, args, ""); err != nil {
+		return exitUnknown, err
+	}
+	cfg, err := c.config(true)
+	if err != nil {
+		return exitUnknown, err
+	}
+	start := time.Now()
+	var res store.CompactResult
+	if err := c.withWatches(ctx, cfg, func(svc watch.Service) (err error) {
+		res, err = svc.CompactDatabase(ctx)
+		return err
+	}); err != nil {
+		return exitUnknown, err
+	}
+	fmt.Fprintf(c.stdout, "compacted %s: %.1f MB -> %.1f MB in %s\n", cfg.DBPath,
+		float64(res.Before)/1e6, float64(res.After)/1e6, time.Since(start).Round(time.Millisecond))
+	return exitOK, nil
 }

@@ -88,7 +88,7 @@ func TestDBBadInput(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"db"}, []string{"db: missing subcommand (check, backup, restore)"}},
+		{[]string{"db"}, []string{"db: missing subcommand (check, backup, restore, stats, compact)"}},
 		{[]string{"db", "shrink"}, []string{`db: unknown subcommand "shrink"`}},
 		{[]string{"db", "check", "a", "b"}, []string{`db check: unexpected argument "b"`}},
 		{[]string{"db", "restore", "a", "b", "--db", db}, []string{`db restore: unexpected argument "b"`}},
@@ -101,6 +101,8 @@ func TestDBBadInput(t *testing.T) {
 		{[]string{"serve", "--backup-every", "10s", "--db", db}, []string{"--backup-every: 10s is under a minute"}},
 		{[]string{"serve", "--backup-every", "daily", "--db", db}, []string{`--backup-every: invalid duration "daily"`}},
 		{[]string{"serve", "--backup-keep", "0", "--db", db}, []string{"--backup-keep: must be at least 1"}},
+		{[]string{"serve", "--retention", "raw=10m", "--db", db}, []string{`--retention: raw "10m": out of range`}},
+		{[]string{"serve", "--retention", "weekly=3d", "--db", db}, []string{`--retention: unknown kind "weekly"`}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			wantBadInput(t, runCLI(t, "", tc.args...), tc.want...)

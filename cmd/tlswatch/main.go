@@ -69,7 +69,7 @@ func commands() []command {
 		{"watch", "add, list or remove watched endpoints (watch add|ls|rm)", runWatch},
 		{"expiring", "list watches expiring soon, expired or down", runExpiring},
 		{"scan", "probe many targets from a file or stdin", runScan},
-		{"db", "check, back up or restore the database (db check|backup|restore)", runDB},
+		{"db", "check, back up, restore, measure or compact the database (db check|backup|restore|stats|compact)", runDB},
 		{"migrate", "move the watches of a database into etcd (migrate --from-db PATH --etcd URL)", runMigrate},
 		{"version", "print the version", runVersion},
 		{"help", "show help for a command", runHelp},
@@ -359,6 +359,7 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	node := fs.String("node", "", "with --etcd: this node's `name`, unique in the cluster (default: the host name)")
 	maxWatches := fs.Int("max-watches", watch.DefaultMaxWatches, "refuse a new watch beyond this `number` of watches in total")
 	maxPerSubject := fs.Int("max-watches-per-subject", watch.DefaultMaxWatchesPerSubject, "refuse a new watch beyond this `number` created by one OAuth subject, or without OAuth by one MCP session")
+	retention := fs.String("retention", "", "how long history is kept, as `kind=period,...`: raw (samples), hour, day, agg (both), changes (Reports stored at a change), size (a budget for the file, e.g. 2GB) (default "+store.DefaultRetention.String()+")")
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
 	}
@@ -386,6 +387,9 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	}
 	cfg.BackupKeep, cfg.BackupDir = *backupKeep, *backupDir
 	cfg.MaxWatches, cfg.MaxWatchesPerSubject = *maxWatches, *maxPerSubject
+	if cfg.Retention, err = store.ParseRetention("--retention", *retention); err != nil {
+		return exitUnknown, err
+	}
 	cfg.HTTPAddr = *httpAddr
 	cfg.Token = *token
 	cfg.ConfigPath = *configPath

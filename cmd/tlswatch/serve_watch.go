@@ -62,10 +62,12 @@ func engineConfig(cfg Config, pr *watch.Prober, logger *slog.Logger) watch.Confi
 }
 
 // storeOptions are the database options of the process that owns it:
-// scheduled backups, and a loud report when damage shows up while serving.
+// history retention, scheduled backups, and a loud report when damage shows
+// up while serving.
 func storeOptions(cfg Config, logger *slog.Logger) store.Options {
 	log := logger.With("component", "store")
 	return store.Options{
+		Retention: cfg.Retention,
 		OnDamage: func(d *store.DamageError) {
 			line, _ := dbAdvice(d)
 			log.Error("watches are no longer saved: "+line, "db", d.Path)

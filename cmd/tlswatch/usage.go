@@ -118,11 +118,18 @@ Examples:
 	"db": `usage: tlswatch db check [FILE] [--json]
        tlswatch db backup [--backup-dir DIR] [--backup-keep N]
        tlswatch db restore [BACKUP] [--backup-dir DIR]
+       tlswatch db stats [--json]
+       tlswatch db compact
 
 Maintenance of the database file (--db). check reads every page, runs
 bbolt's consistency check and decodes every watch record. serve backs the
 database up on its own (--backup-every); backup takes one now, restore
-brings one back. backup and restore need the file free: stop serve first.
+brings one back. stats says what the database holds (watches, samples,
+aggregates, stored Reports) and the bytes each part takes. compact gives
+back the space that pruned history left as free pages (bbolt reuses them
+but never shrinks the file). backup and restore need the file free: stop
+serve first; stats and compact are done by a running serve when there is
+one.
 `,
 	"db check": `usage: tlswatch db check [FILE] [--json]
 
@@ -148,6 +155,18 @@ while a tlswatch serve holds the database.
 Examples:
   tlswatch db restore
   tlswatch db restore ~/.local/state/tlswatch/tlswatch.db.backup-20261126T030000Z
+`,
+	"db stats": `usage: tlswatch db stats [--json]
+
+What the database holds and the bytes each part takes, with the retention
+of the process that answers (the serve that owns the database, when one
+runs).
+`,
+	"db compact": `usage: tlswatch db compact
+
+Copies the database into a new file without its free pages and swaps it in.
+While a serve owns the database, that serve does it (calls wait a moment,
+nothing stops); otherwise this process does.
 `,
 }
 

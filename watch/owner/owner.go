@@ -47,7 +47,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tlswatch/tlswatch/probe"
 	"github.com/tlswatch/tlswatch/store"
 	"github.com/tlswatch/tlswatch/watch"
 )
@@ -79,6 +78,9 @@ type Config struct {
 	// StartWait is how long Open waits to become owner or reach the owner
 	// before returning anyway (calls then wait for a role). Default 10s.
 	StartWait time.Duration
+	// PruneEvery is how often the owner prunes history past its retention
+	// (Store.Retention). Default one hour; not at all without a scheduler.
+	PruneEvery time.Duration
 }
 
 const (
@@ -264,9 +266,19 @@ func (m *Manager) Expiring(ctx context.Context, withinDays *int, cursor string, 
 	return call[watch.ExpiringList](ctx, m, "Expiring", withinDays, cursor, limit)
 }
 
-// History returns the last Reports of one watch.
-func (m *Manager) History(ctx context.Context, id string, limit int) ([]probe.Report, error) {
-	return call[[]probe.Report](ctx, m, "History", id, limit)
+// History answers get_history.
+func (m *Manager) History(ctx context.Context, q watch.HistoryQuery) (watch.History, error) {
+	return call[watch.History](ctx, m, "History", q)
+}
+
+// DatabaseUsage says what the database holds (asked of the owner).
+func (m *Manager) DatabaseUsage(ctx context.Context) (store.Usage, error) {
+	return call[store.Usage](ctx, m, "DatabaseUsage")
+}
+
+// CompactDatabase compacts the database online, in the owner.
+func (m *Manager) CompactDatabase(ctx context.Context) (store.CompactResult, error) {
+	return call[store.CompactResult](ctx, m, "CompactDatabase")
 }
 
 // Alerts returns a page of the alert feed.

@@ -20,6 +20,8 @@ type owned struct {
 
 	alertsCancel context.CancelFunc
 	alertsDone   chan struct{}
+	pruneCancel  context.CancelFunc
+	pruneDone    chan struct{}
 }
 
 // notifyFunc adapts a function to watch.Notifier.
@@ -33,6 +35,9 @@ func (f notifyFunc) Changed(c watch.Change) { f(c) }
 func (m *Manager) tryOwn() (bool, error) {
 	opts := m.cfg.Store
 	opts.Timeout = m.cfg.LockTimeout
+	if opts.Now == nil && m.cfg.Engine.Clock != nil {
+		opts.Now = m.cfg.Engine.Clock.Now // retention on the engine's one clock
+	}
 	db, err := store.Open(m.cfg.DBPath, opts)
 	if errors.Is(err, store.ErrLocked) {
 		return false, nil
@@ -63,6 +68,9 @@ func (m *Manager) tryOwn() (bool, error) {
 	m.setRole(local{eng}, true)
 	if m.cfg.Alerts != nil {
 		m.deliver(o)
+	}
+	if !m.cfg.Engine.NoScheduler {
+		m.prune(o)
 	}
 	m.log.Info("watch: this process owns the database and runs the scheduler", "db", m.cfg.DBPath, "socket", m.cfg.SocketPath)
 	return true, nil
@@ -107,6 +115,7 @@ func (m *Manager) releaseOwn() {
 		o.alertsCancel()
 		<-o.alertsDone
 	}
+	o.stopPrune()
 	// Followers first: closing the socket makes them try the lock, which
 	// they get as soon as the file is closed below.
 	if o.srv != nil {

@@ -166,8 +166,23 @@ func badInput(t *testing.T, svc watch.Service) {
 		{"cursor", func() error { _, err := svc.Expiring(ctx, nil, "not-a-cursor", 0); return err }},
 		{"limit", func() error { _, err := svc.List(ctx, "", watch.MaxPageLimit+1); return err }},
 		{"limit", func() error { _, err := svc.Expiring(ctx, nil, "", -1); return err }},
-		{"limit", func() error { _, err := svc.History(ctx, "w_x", watch.MaxHistoryLimit+1); return err }},
-		{"id", func() error { _, err := svc.History(ctx, "", 0); return err }},
+		{"limit", func() error {
+			_, err := svc.History(ctx, watch.HistoryQuery{ID: "w_x", Limit: watch.MaxHistoryLimit + 1})
+			return err
+		}},
+		{"id", func() error { _, err := svc.History(ctx, watch.HistoryQuery{}); return err }},
+		{"resolution", func() error {
+			_, err := svc.History(ctx, watch.HistoryQuery{ID: "w_x", Resolution: "weekly"})
+			return err
+		}},
+		{"since", func() error {
+			_, err := svc.History(ctx, watch.HistoryQuery{ID: "w_x", Since: "yesterday"})
+			return err
+		}},
+		{"until", func() error {
+			_, err := svc.History(ctx, watch.HistoryQuery{ID: "w_x", Since: "1h", Until: "2h"})
+			return err
+		}},
 		{"after", func() error { _, err := svc.Alerts(ctx, "not-a-cursor", 0); return err }},
 	} {
 		var fe *probe.FieldError
@@ -314,14 +329,41 @@ func history(t *testing.T, svc watch.Service) {
 	ctx := ctxOf(t)
 	a := mustAdd(t, svc, watch.Spec{Target: "a.test"})
 	mustAdd(t, svc, watch.Spec{Target: "a.test"})
-	h, err := svc.History(ctx, a.ID, 0)
-	if err != nil || len(h) != 2 || h[0].CheckedAt.Before(h[1].CheckedAt) {
-		t.Fatalf("History: %d reports (want 2, newest first), %v", len(h), err)
+	h, err := svc.History(ctx, watch.HistoryQuery{ID: a.ID})
+	if err != nil || len(h.Samples) != 2 || h.Samples[0].At.Before(h.Samples[1].At) || h.Resolution != watch.ResolutionRaw || h.More {
+		t.Fatalf("History: %d samples (want 2, newest first), resolution %q, more %v, %v", len(h.Samples), h.Resolution, h.More, err)
 	}
-	if h, _ := svc.History(ctx, a.ID, 1); len(h) != 1 {
-		t.Errorf("History limit 1: %d", len(h))
+	// The first probe's Report is stored (a change: there was none
+	// before), and samples name the stored Report they matched.
+	refs := map[string]bool{}
+	for _, r := range h.Reports {
+		refs[r.Ref] = true
 	}
-	if _, err := svc.History(ctx, "w_nope", 0); !errors.Is(err, watch.ErrNotFound) {
+	if n := len(h.Reports); n == 0 || h.Reports[n-1].Kind != "change" || h.Reports[n-1].Report.CheckedAt.IsZero() || h.StateSince == nil {
+		t.Errorf("History reports: %+v, state since %v; want the first probe's Report as a change", h.Reports, h.StateSince)
+	}
+	for _, s := range h.Samples {
+		if !refs[s.Report] || s.Status == "" {
+			t.Errorf("sample %+v names no Report of the answer", s)
+		}
+	}
+	if h.Summary.Probes != 2 {
+		t.Errorf("History summary: %+v, want 2 probes", h.Summary)
+	}
+	if h, _ := svc.History(ctx, watch.HistoryQuery{ID: a.ID, Limit: 1}); len(h.Samples) != 1 || !h.More {
+		t.Errorf("History limit 1: %d samples, more %v", len(h.Samples), h.More)
+	}
+	for _, res := range []string{watch.ResolutionHour, watch.ResolutionDay} {
+		h, err := svc.History(ctx, watch.HistoryQuery{ID: a.ID, Resolution: res, Since: "30d"})
+		probes := 0
+		for _, ag := range h.Aggregates {
+			probes += ag.Probes
+		}
+		if err != nil || probes != 2 || len(h.Samples) != 0 || h.Since == nil {
+			t.Errorf("History at %s: %d aggregates of %d probes, %d samples, since %v, %v", res, len(h.Aggregates), probes, len(h.Samples), h.Since, err)
+		}
+	}
+	if _, err := svc.History(ctx, watch.HistoryQuery{ID: "w_nope"}); !errors.Is(err, watch.ErrNotFound) {
 		t.Errorf("History of an unknown watch: %v", err)
 	}
 }
