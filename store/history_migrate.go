@@ -90,7 +90,9 @@ func convertWatch(tx *bolt.Tx, id string) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if tx.Bucket(bWatches).Get([]byte(id)) != nil {
+	// A quarantined record keeps its history (aged out by retention) as it
+	// keeps its alert state; history of a removed watch goes.
+	if tx.Bucket(bWatches).Get([]byte(id)) != nil || quarantined(tx, id) {
 		if err := replayOld(tx, id, entries); err != nil {
 			return fmt.Errorf("convert history of %s: %w", id, err)
 		}
@@ -103,6 +105,11 @@ func convertWatch(tx *bolt.Tx, id string) error {
 		}
 	}
 	return nil
+}
+
+func quarantined(tx *bolt.Tx, id string) bool {
+	q := tx.Bucket(bQuarantine)
+	return q != nil && q.Get([]byte(id)) != nil
 }
 
 func replayOld(tx *bolt.Tx, id string, entries []oldEntry) error {

@@ -118,16 +118,17 @@ func openFixture(t testing.TB, path string) *DB {
 }
 
 // Files written by earlier code (schema 1, with testdata/genschema1 and
-// fixture_v1_test.go; schema 2, with fixture_v2_test.go) open, convert in
-// bounded batches and keep every watch, alert state, index, outbox entry and
-// mark byte for byte, every probe as a sample and every transition as a
-// stored change.
+// fixture_v1_test.go; schema 2, with fixture_v2_test.go and
+// fixture_quarantine_test.go; schema 3, with fixture_v3_test.go) open,
+// convert in bounded batches and keep every watch, alert state, index,
+// outbox entry and mark, feed entry and quarantined record byte for byte,
+// every probe as a sample and every transition as a stored change.
 func TestMigrateHistory(t *testing.T) {
 	for _, tc := range []struct {
 		fixture string
 		watches int
 		history bool
-	}{{"schema1.db.gz", 5, true}, {"schema1.db", 4, true}, {"schema2-days.db", 3, false}} {
+	}{{"schema1.db.gz", 5, true}, {"schema1.db", 4, true}, {"schema2-days.db", 3, false}, {"schema2-mcp.db", 1, true}, {"schema3.db", 3, true}} {
 		t.Run(tc.fixture, func(t *testing.T) {
 			path := fixtureCopy(t, tc.fixture)
 			before := snapshot(t, path)
@@ -151,6 +152,9 @@ func migrateAndCheck(t *testing.T, path string, before map[string]map[string]str
 	db := openFixture(t, path)
 	// Before conversion, list_watches still shows each last Report.
 	for id, rs := range old {
+		if _, ok := before["quarantine"][id]; ok {
+			continue // not a watch; its history is converted all the same
+		}
 		if v, err := db.Get(id); err != nil || v.LastReport == nil || jsonOf(t, v.LastReport) != jsonOf(t, decodeReport(t, rs[len(rs)-1].raw)) {
 			t.Fatalf("unconverted watch %s: last Report %v, %v", id, v.LastReport, err)
 		}
@@ -171,7 +175,7 @@ func migrateAndCheck(t *testing.T, path string, before map[string]map[string]str
 	if _, ok := after["meta"][string(kConverting)]; ok {
 		t.Error("conversion still marked pending")
 	}
-	for _, name := range []string{"watches", "targets", "expiry", "down", "alerts", "outbox/entries", "outbox/marks"} {
+	for _, name := range []string{"watches", "targets", "expiry", "down", "alerts", "outbox/entries", "outbox/marks", "feed", "quarantine"} {
 		if !mapsEqual(before[name], after[name]) {
 			t.Errorf("bucket %s changed by the migration", name)
 		}
@@ -179,6 +183,14 @@ func migrateAndCheck(t *testing.T, path string, before map[string]map[string]str
 	db = openFixture(t, path)
 	for id := range before["watches"] {
 		t.Run(id, func(t *testing.T) { checkConverted(t, db, id, old[id]) })
+	}
+	for id := range before["quarantine"] {
+		db.bolt.View(func(tx *bolt.Tx) error {
+			if _, hd, err := openHead(tx, id); err != nil || (hd == nil) != (len(old[id]) == 0) {
+				t.Errorf("quarantined %s: history head %v (%d old entries), %v", id, hd, len(old[id]), err)
+			}
+			return nil
+		})
 	}
 }
 
