@@ -85,8 +85,8 @@ func fixtureV3Probe(r *Record, at time.Time, h int) Update {
 	}
 	rep := &probe.Report{Target: r.Target, CheckedAt: at, Status: probe.StatusWarning, Reachable: true, Trusted: true,
 		Findings: []probe.Finding{{Code: "CERT_EXPIRING", Severity: "warning", Message: "expires soon"}}, ExpiryStage: "30d",
-		Leaf: &probe.CertInfo{Subject: "CN=" + r.Target.Host, SHA256: fp, NotAfter: notAfter, DaysRemaining: int(notAfter.Sub(at).Hours() / 24)},
-		Timing:   probe.Timing{DNS: 1.5, Connect: 3 + float64(h%5), Handshake: 20 + float64(h%7), Total: 30 + float64(h%11)}}
+		Leaf:   &probe.CertInfo{Subject: "CN=" + r.Target.Host, SHA256: fp, NotAfter: notAfter, DaysRemaining: int(notAfter.Sub(at).Hours() / 24)},
+		Timing: probe.Timing{DNS: 1.5, Connect: 3 + float64(h%5), Handshake: 20 + float64(h%7), Total: 30 + float64(h%11)}}
 	if fp == "fp-renewed" {
 		rep.Status, rep.Findings, rep.ExpiryStage = probe.StatusOK, []probe.Finding{}, "none"
 	}

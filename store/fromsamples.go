@@ -22,49 +22,56 @@ type ReportOf func(i int) (probe.Report, bool)
 
 // PageFromSamples answers q from samples, oldest first, each naming in
 // Report the content it matched: a sample naming another Report than the
-// one before starts a change. q.Now and q.Checkpoints are ignored.
+// one before starts a change. It selects as Query does: samples by their
+// time, aggregates (and the summary's hours) by their start, so both stores
+// give the same answer over the same probes. q.Now and q.Checkpoints are
+// ignored.
 func PageFromSamples(samples []Sample, q HistoryQuery, reportOf ReportOf) HistoryPage {
 	if q.MaxReports <= 0 {
 		q.MaxReports = 100
 	}
 	since, until := msOrMin(q.Since), msOrMax(q.Until)
-	lo := sort.Search(len(samples), func(i int) bool { return samples[i].At.UnixMilli() >= since })
-	hi := sort.Search(len(samples), func(i int) bool { return samples[i].At.UnixMilli() >= until })
-	in := samples[lo:hi]
 	var page HistoryPage
-	from := 0 // the oldest sample behind the points returned, in in
+	from := since // the start of the points returned
 	switch q.Resolution {
 	case ResolutionHour, ResolutionDay:
-		page.Aggregates, from, page.More = aggregatesOf(in, q.Resolution == ResolutionDay, q.Limit)
-	default:
-		if q.Limit > 0 && len(in) > q.Limit {
-			from, page.More = len(in)-q.Limit, true
+		page.Aggregates, page.More = aggregatesOf(samples, q.Resolution == ResolutionDay, since, until, q.Limit)
+		if n := len(page.Aggregates); page.More {
+			from = page.Aggregates[n-1].Start.UnixMilli()
 		}
-		page.Samples = make([]Sample, 0, len(in)-from)
-		for i := len(in) - 1; i >= from; i-- {
-			page.Samples = append(page.Samples, in[i])
+	default:
+		lo, hi := indexAt(samples, since), indexAt(samples, until)
+		if q.Limit > 0 && hi-lo > q.Limit {
+			lo, page.More = hi-q.Limit, true
+			from = samples[lo].At.UnixMilli()
+		}
+		page.Samples = make([]Sample, 0, hi-lo)
+		for i := hi - 1; i >= lo; i-- {
+			page.Samples = append(page.Samples, samples[i])
 		}
 	}
 	var total agg
-	for i := from; i < len(in); i++ {
-		addSample(&total, &in[i])
+	for i := range samples {
+		if h := floorDiv(samples[i].At.UnixMilli(), msPerHour) * msPerHour; h >= from && h < until {
+			addSample(&total, &samples[i])
+		}
 	}
 	page.Summary = total.summary()
-	switch {
-	case page.More && len(page.Aggregates) > 0:
-		page.Summary.Start = page.Aggregates[len(page.Aggregates)-1].Start
-	case page.More:
-		page.Summary.Start = in[from].At
-	case !q.Since.IsZero():
-		page.Summary.Start = q.Since.UTC()
+	if from > -1<<61 {
+		page.Summary.Start = time.UnixMilli(from).UTC()
 	}
 	more := false
-	page.Reports, more = changesOf(samples, lo+from, hi, q.MaxReports, reportOf)
+	page.Reports, more = changesOf(samples, from, indexAt(samples, until), q.MaxReports, reportOf)
 	page.More = page.More || more
 	if n := len(samples); n > 0 {
 		page.StateSince = samples[changeStart(samples, n-1)].At
 	}
 	return page
+}
+
+// indexAt is the first sample at or after ms.
+func indexAt(samples []Sample, ms int64) int {
+	return sort.Search(len(samples), func(i int) bool { return samples[i].At.UnixMilli() >= ms })
 }
 
 // changeStart is the first sample of the change samples[j] belongs to.
@@ -75,11 +82,11 @@ func changeStart(samples []Sample, j int) int {
 	return j
 }
 
-// changesOf lists, newest first, the changes that begin in
-// samples[first:end] and the one in force at first.
-func changesOf(samples []Sample, first, end, maxN int, reportOf ReportOf) ([]StoredReport, bool) {
+// changesOf lists, newest first, the changes that begin in [from, the
+// sample end) and the one in force at from.
+func changesOf(samples []Sample, from int64, end, maxN int, reportOf ReportOf) ([]StoredReport, bool) {
 	var out []StoredReport
-	for j := end - 1; j >= first; {
+	for j := end - 1; j >= 0; {
 		s := changeStart(samples, j)
 		if len(out) == maxN {
 			return out, true
@@ -87,37 +94,45 @@ func changesOf(samples []Sample, first, end, maxN int, reportOf ReportOf) ([]Sto
 		if rep, ok := reportOf(s); ok {
 			out = append(out, StoredReport{At: samples[s].At, Kind: kindNames[kindChange], Ref: samples[s].Report, Report: rep})
 		}
+		if samples[s].At.UnixMilli() < from {
+			break // the change in force at from
+		}
 		j = s - 1
 	}
 	return out, false
 }
 
-// aggregatesOf groups in (oldest first) by UTC hour or day, newest first,
-// keeping limit (0: all); from is the first sample of the oldest kept.
-func aggregatesOf(in []Sample, daily bool, limit int) (out []Aggregate, from int, more bool) {
+// aggregatesOf groups samples (oldest first) by UTC hour or day, newest
+// first, the periods that start in [since, until), keeping limit (0: all).
+func aggregatesOf(samples []Sample, daily bool, since, until int64, limit int) (out []Aggregate, more bool) {
 	size := msPerHour
 	if daily {
 		size = msPerDay
 	}
-	for end := len(in); end > 0; {
-		k := floorDiv(in[end-1].At.UnixMilli(), size)
+	for end := len(samples); end > 0; {
+		k := floorDiv(samples[end-1].At.UnixMilli(), size)
 		start := end - 1
-		for start > 0 && floorDiv(in[start-1].At.UnixMilli(), size) == k {
+		for start > 0 && floorDiv(samples[start-1].At.UnixMilli(), size) == k {
 			start--
 		}
-		if limit > 0 && len(out) == limit {
-			return out, end, true
+		if k*size < since {
+			break
 		}
-		var a agg
-		for i := start; i < end; i++ {
-			addSample(&a, &in[i])
+		if k*size < until {
+			if limit > 0 && len(out) == limit {
+				return out, true
+			}
+			var a agg
+			for i := start; i < end; i++ {
+				addSample(&a, &samples[i])
+			}
+			s := a.summary()
+			s.Start = time.UnixMilli(k * size).UTC()
+			out = append(out, s)
 		}
-		s := a.summary()
-		s.Start = time.UnixMilli(k * size).UTC()
-		out = append(out, s)
 		end = start
 	}
-	return out, 0, false
+	return out, false
 }
 
 func addSample(a *agg, s *Sample) { a.add(statusCode(s.Status), usOf(s.HandshakeMS)) }
