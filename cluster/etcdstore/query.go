@@ -19,6 +19,11 @@ import (
 // sketch as the embedded store's aggregates. A range older than the
 // samples kept is answered with what is kept.
 
+// DefaultRecentEvery is how often a node recomputes every watch's recent
+// figures: each pass reads the watches' segments from etcd (see RecentOf),
+// so less often than the embedded store's watch.DefaultRecentEvery.
+const DefaultRecentEvery = 30 * time.Minute
+
 // recentTxnGets bounds the range reads of one Txn (etcd's --max-txn-ops is
 // 128 by default).
 const recentTxnGets = 100

@@ -77,6 +77,9 @@ func Join(ctx context.Context, cfg NodeConfig) (*Service, error) {
 		// too; the nodes holding the shards deliver them.
 		ecfg.Hook = cfg.Alerts.Attach(s.store.Outbox())
 	}
+	if ecfg.RecentEvery == 0 {
+		ecfg.RecentEvery = DefaultRecentEvery
+	}
 	if s.node != nil {
 		ecfg.Ownership = s.store
 	} else {
