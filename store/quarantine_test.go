@@ -32,7 +32,7 @@ func TestMigrateSchema2Quarantine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err := db.Schema(); err != nil || v != SchemaVersion || SchemaVersion != 3 {
+	if v, err := db.Schema(); err != nil || v != SchemaVersion || SchemaVersion != 4 {
 		t.Fatalf("schema %d %v", v, err)
 	}
 	var loaded []string
