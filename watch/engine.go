@@ -126,8 +126,6 @@ type Engine struct {
 
 	queue runQueue // due watches waiting for a worker
 
-	recentAt time.Time // last recent-figures pass of List without a scheduler (guarded by mu)
-
 	writes chan *writeOp
 
 	ctx          context.Context

@@ -40,7 +40,13 @@ func (e *Engine) List(_ context.Context, cursor string, limitN int) (WatchPage, 
 		e.log.Warn("watch: a watch record does not decode; left out of the list (the next start sets it aside)", "id", id)
 	}
 	if e.cfg.NoScheduler {
-		e.refreshRecentIfStale() // no background pass without a scheduler (the CLI)
+		// No background pass without a scheduler (the CLI): the page's
+		// own figures, a few reads per watch.
+		ids := make([]string, len(p.Views))
+		for i, v := range p.Views {
+			ids[i] = v.Record.ID
+		}
+		e.refreshRecent(ids)
 	}
 	out := WatchPage{Watches: make([]Watch, len(p.Views))}
 	stale := e.StaleSince()

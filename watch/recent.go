@@ -116,21 +116,6 @@ func (e *Engine) refreshRecent(ids []string) int {
 	return n
 }
 
-// refreshRecentIfStale is the background pass done by List in an engine
-// without a scheduler: at most once per RecentEvery.
-func (e *Engine) refreshRecentIfStale() {
-	now := e.clock.Now()
-	e.mu.Lock()
-	stale := e.recentAt.IsZero() || now.Sub(e.recentAt) >= e.cfg.RecentEvery
-	if stale {
-		e.recentAt = now
-	}
-	e.mu.Unlock()
-	if stale {
-		e.refreshRecent(nil)
-	}
-}
-
 // recentOf is one watch's figures, computed now.
 func (e *Engine) recentOf(id string) figures {
 	got, err := e.st.RecentOf([]string{id}, e.clock.Now())
