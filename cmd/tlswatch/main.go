@@ -353,41 +353,15 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 	metricsToken := fs.String("metrics-token", "", "require Authorization: Bearer `token` on the --metrics listener (env TLSWATCH_METRICS_TOKEN)")
 	limits := limitFlags(fs)
 	oauth := oauthFlags(fs)
-	backupEvery := fs.String("backup-every", store.DefaultBackupEvery.String(), "back the database up this often while this process owns it, a Go `duration` (0: never)")
-	backupKeep := fs.Int("backup-keep", store.DefaultBackupKeep, "keep this many automatic `backups`, removing the oldest")
-	backupDir := fs.String("backup-dir", "", "write backups in this `directory` (default: next to the database)")
-	node := fs.String("node", "", "with --etcd: this node's `name`, unique in the cluster (default: the host name)")
-	maxWatches := fs.Int("max-watches", watch.DefaultMaxWatches, "refuse a new watch beyond this `number` of watches in total")
-	maxPerSubject := fs.Int("max-watches-per-subject", watch.DefaultMaxWatchesPerSubject, "refuse a new watch beyond this `number` created by one OAuth subject, or without OAuth by one MCP session")
-	retention := fs.String("retention", "", "how long history is kept, as `kind=period,...`: raw (samples), hour, day, agg (both), changes (Reports stored at a change), size (a budget for the file, e.g. 2GB) (default "+store.DefaultRetention.String()+")")
+	st := storageFlags(fs)
 	if _, err := c.parse(fs, args, ""); err != nil {
 		return exitUnknown, err
-	}
-	for name, n := range map[string]int{"--max-watches": *maxWatches, "--max-watches-per-subject": *maxPerSubject} {
-		if n < 1 {
-			return exitUnknown, fmt.Errorf("%s: must be at least 1, got %d", name, n)
-		}
 	}
 	cfg, err := c.config(true)
 	if err != nil {
 		return exitUnknown, err
 	}
-	if cfg.Etcd != nil {
-		if cfg.Etcd.Node, err = nodeName(*node); err != nil {
-			return exitUnknown, err
-		}
-	} else if *node != "" {
-		return exitUnknown, fmt.Errorf("--node: needs --etcd (or %s)", cluster.EnvEndpoints)
-	}
-	if cfg.BackupEvery, err = parseBackupEvery(*backupEvery); err != nil {
-		return exitUnknown, err
-	}
-	if *backupKeep < 1 {
-		return exitUnknown, fmt.Errorf("--backup-keep: must be at least 1, got %d", *backupKeep)
-	}
-	cfg.BackupKeep, cfg.BackupDir = *backupKeep, *backupDir
-	cfg.MaxWatches, cfg.MaxWatchesPerSubject = *maxWatches, *maxPerSubject
-	if cfg.Retention, err = store.ParseRetention("--retention", *retention); err != nil {
+	if err := st.apply(&cfg); err != nil {
 		return exitUnknown, err
 	}
 	cfg.HTTPAddr = *httpAddr
@@ -418,6 +392,52 @@ func runServe(ctx context.Context, c *cli, args []string) (int, error) {
 		return exitUnknown, fmt.Errorf("serve: %w", err)
 	}
 	return exitOK, nil
+}
+
+// storageOpts are serve's flags about the watches' storage: backups, node,
+// caps and history retention.
+type storageOpts struct {
+	backupEvery, backupDir, node, retention *string
+	backupKeep, maxWatches, maxPerSubject   *int
+}
+
+func storageFlags(fs *flag.FlagSet) *storageOpts {
+	return &storageOpts{
+		backupEvery:   fs.String("backup-every", store.DefaultBackupEvery.String(), "back the database up this often while this process owns it, a Go `duration` (0: never)"),
+		backupKeep:    fs.Int("backup-keep", store.DefaultBackupKeep, "keep this many automatic `backups`, removing the oldest"),
+		backupDir:     fs.String("backup-dir", "", "write backups in this `directory` (default: next to the database)"),
+		node:          fs.String("node", "", "with --etcd: this node's `name`, unique in the cluster (default: the host name)"),
+		maxWatches:    fs.Int("max-watches", watch.DefaultMaxWatches, "refuse a new watch beyond this `number` of watches in total"),
+		maxPerSubject: fs.Int("max-watches-per-subject", watch.DefaultMaxWatchesPerSubject, "refuse a new watch beyond this `number` created by one OAuth subject, or without OAuth by one MCP session"),
+		retention:     fs.String("retention", "", "how long history is kept, as `kind=period,...`: raw (samples), hour, day, agg (both), changes (Reports stored at a change), size (a budget for the file, e.g. 2GB) (default "+store.DefaultRetention.String()+")"),
+	}
+}
+
+// apply checks the flags and sets them in cfg.
+func (o *storageOpts) apply(cfg *Config) error {
+	for name, n := range map[string]int{"--max-watches": *o.maxWatches, "--max-watches-per-subject": *o.maxPerSubject} {
+		if n < 1 {
+			return fmt.Errorf("%s: must be at least 1, got %d", name, n)
+		}
+	}
+	var err error
+	if cfg.Etcd != nil {
+		if cfg.Etcd.Node, err = nodeName(*o.node); err != nil {
+			return err
+		}
+	} else if *o.node != "" {
+		return fmt.Errorf("--node: needs --etcd (or %s)", cluster.EnvEndpoints)
+	}
+	if cfg.BackupEvery, err = parseBackupEvery(*o.backupEvery); err != nil {
+		return err
+	}
+	if *o.backupKeep < 1 {
+		return fmt.Errorf("--backup-keep: must be at least 1, got %d", *o.backupKeep)
+	}
+	cfg.BackupKeep, cfg.BackupDir = *o.backupKeep, *o.backupDir
+	cfg.MaxWatches, cfg.MaxWatchesPerSubject = *o.maxWatches, *o.maxPerSubject
+	cfg.Retention, err = store.ParseRetention("--retention", *o.retention)
+	return err
 }
 
 // oauthOpts are serve's OAuth flags. Client credentials for introspection
