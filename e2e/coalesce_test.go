@@ -46,7 +46,7 @@ func TestOneUpdatePerURIPerProbe(t *testing.T) {
 		// probes after it are samples.
 		h := structured(t, call(t, c, "get_history", map[string]any{"id": id, "limit": 20}))
 		var rotated time.Time
-		reports, _ := h["reports"].([]any)
+		reports, _ := h["changes"].([]any)
 		for _, r := range reports {
 			rep, _ := r.(map[string]any)["report"].(map[string]any)
 			if rep["expiry_stage"] == "7d" {

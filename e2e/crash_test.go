@@ -186,7 +186,7 @@ func TestCrashHarness(t *testing.T) {
 		expected = map[crashKey]bool{}
 		for id := range listed {
 			h := structured(t, call(t, c, "get_history", map[string]any{"id": id, "since": "30d"}))
-			for _, stored := range h["reports"].([]any) {
+			for _, stored := range h["changes"].([]any) {
 				rep, _ := stored.(map[string]any)["report"].(map[string]any)
 				leaf, _ := rep["leaf"].(map[string]any)
 				if fp, _ := leaf["sha256"].(string); fp != "" {

@@ -76,11 +76,11 @@ func BenchmarkGetHistoryMonth(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportMetric(float64(len(raw))/1024, "KiB")
-			if n := len(h.Samples) + len(h.Aggregates); n < tc.points || len(h.Reports) == 0 {
-				b.Fatalf("%d points, %d Reports; want %d points", n, len(h.Reports), tc.points)
+			if n := len(h.Samples) + len(h.Aggregates); n < tc.points || len(h.Changes) == 0 {
+				b.Fatalf("%d points, %d Reports; want %d points", n, len(h.Changes), tc.points)
 			}
 			b.ReportMetric(float64(len(h.Samples)+len(h.Aggregates)), "points")
-			b.ReportMetric(float64(len(h.Reports)), "reports")
+			b.ReportMetric(float64(len(h.Changes)), "reports")
 		})
 	}
 }

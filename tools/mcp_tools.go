@@ -24,8 +24,8 @@ type MCPCheckFunc func(ctx context.Context, rawURL string, opts mcpcheck.Options
 type MCPCheckArgs struct {
 	TargetArgs
 	URL        string `json:"url,omitempty" jsonschema:"Alias of target, for callers that think of the endpoint as a URL: give target or url."`
-	TokenName  string `json:"token_name,omitempty" jsonschema:"Authenticate with this bearer token: the NAME of a token the operator loaded with serve --mcp-token NAME=ENV_VAR (or NAME=@FILE), so the token never passes through the model. Sent only when the endpoint's certificate verifies for its name; never logged or echoed."`
-	Token      string `json:"token,omitempty" jsonschema:"Deprecated: prefer token_name. A raw bearer token (it then passes through the model and its context). Sent only when the certificate verifies; never echoed back."`
+	TokenName  string `json:"token_name,omitempty" jsonschema:"Authenticate with this bearer token: the NAME of a token the operator loaded with serve --mcp-token NAME=ENV_VAR (or NAME=@FILE), so the token never passes through the model. Sent only when the certificate verifies for its name; never logged or echoed."`
+	Token      string `json:"token,omitempty" jsonschema:"Deprecated: use token_name. A raw bearer token (it passes through the model). Sent only when the certificate verifies; never echoed."`
 	ClientCert string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path)."`
 }
 

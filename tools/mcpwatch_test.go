@@ -209,10 +209,10 @@ func TestMCPWatchEndToEnd(t *testing.T) {
 	// The Report of the probe that saw the change carries the finding (the
 	// clock may have moved on to a later probe since: look in the history).
 	hist := decode[History](t, h.call("get_history", map[string]any{"id": w.ID}))
-	if !slices.ContainsFunc(hist.Reports, func(r watch.StoredReport) bool {
+	if !slices.ContainsFunc(hist.Changes, func(r watch.StoredReport) bool {
 		return r.Report.MCP != nil && slices.ContainsFunc(r.Report.Findings, func(f probe.Finding) bool { return f.Code == probe.CodeMCPToolsChanged })
 	}) {
-		t.Errorf("no Report in the history has mcp_tools_changed: %+v", hist.Reports)
+		t.Errorf("no Report in the history has mcp_tools_changed: %+v", hist.Changes)
 	}
 	want := probe.ToolsChange{Added: []string{"delete_everything"}, Removed: []string{"fetch"}}
 	rc, err := h.c.ReadResource(ctx, mcp.ReadResourceRequest{Params: mcp.ReadResourceParams{URI: URIAlerts}})

@@ -11,7 +11,7 @@ import (
 // TargetArgs are the target fields every probing tool takes (DESIGN.md).
 type TargetArgs struct {
 	Target    string `json:"target" jsonschema:"What to probe: host, host:port, [v6]:port or https://host[:port][/path]. The port defaults to 443."`
-	IP        string `json:"ip,omitempty" jsonschema:"Dial this IP address instead of resolving the host (like curl --resolve); SNI and name checks still use the host."`
+	IP        string `json:"ip,omitempty" jsonschema:"Dial this IP instead of resolving the host (like curl --resolve); SNI and name checks still use the host."`
 	SNI       string `json:"sni,omitempty" jsonschema:"Server name to send in the TLS handshake when it differs from the host."`
 	TimeoutMS int    `json:"timeout_ms,omitempty" jsonschema:"Whole-probe deadline in milliseconds: 1 to 60000; default 10000."`
 }
@@ -55,7 +55,7 @@ type DiagnoseArgs struct {
 	StartTLS      string `json:"starttls,omitempty" jsonschema:"Upgrade a plain-text protocol with STARTTLS before the handshake: smtp, imap, pop3, ftp, postgres, ldap or xmpp (same as a target such as smtp://host:587)."`
 	Deep          bool   `json:"deep,omitempty" jsonschema:"Also enumerate the accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)."`
 	NoRevocation  bool   `json:"no_revocation,omitempty" jsonschema:"Skip the online OCSP/CRL revocation check (the stapled response is still read)."`
-	SingleAddress bool   `json:"single_address,omitempty" jsonschema:"Probe only the first resolved address instead of every A/AAAA record (inconsistent_backends is then not checked)."`
+	SingleAddress bool   `json:"single_address,omitempty" jsonschema:"Probe only the first resolved address, not every A/AAAA record (skips inconsistent_backends)."`
 	ClientCert    string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is checked too (client_cert_expiring)."`
 }
 

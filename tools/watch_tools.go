@@ -332,9 +332,9 @@ type History = watch.History
 
 func getHistoryTool(d Deps) Tool {
 	def := mcp.NewTool("get_history",
-		mcp.WithDescription("A watch's probes or hourly/daily aggregates over a range, and the Reports at its changes."),
+		mcp.WithDescription("A watch's latest probe results, samples or hourly/daily aggregates over a range, and the Reports at its changes."),
 		withInputSchema[HistoryArgs](intRange("limit", 1, watch.MaxHistoryLimit), enumOf("resolution", watch.ResolutionRaw, watch.ResolutionHour, watch.ResolutionDay)),
-		withTopOutputSchema[History]("get_history", "id", "samples", "aggregates", "summary", "reports"),
+		withTopOutputSchema[History]("get_history", "id", "samples", "aggregates", "summary", "reports", "changes"),
 		annotate("Get history", true, false, true, false),
 	)
 	return Tool{Def: def, Handler: typed(func(ctx context.Context, _ mcp.CallToolRequest, a HistoryArgs) (History, string, error) {
@@ -348,7 +348,10 @@ func getHistoryTool(d Deps) Tool {
 			return History{}, "", notFound(err, "id", id)
 		}
 		for i := range h.Reports {
-			normalizeReport(&h.Reports[i].Report)
+			normalizeReport(&h.Reports[i])
+		}
+		for i := range h.Changes {
+			normalizeReport(&h.Changes[i].Report)
 		}
 		return h, historySummary(h), nil
 	})}
@@ -376,7 +379,7 @@ func historySummary(h History) string {
 		fmt.Fprintf(&b, "; current state since %s", h.StateSince.Format("2006-01-02 15:04:05Z"))
 	}
 	shown := 0
-	for _, r := range h.Reports {
+	for _, r := range h.Changes {
 		if r.Kind != "change" {
 			continue
 		}

@@ -46,10 +46,16 @@ type History struct {
 	Aggregates []store.Aggregate `json:"aggregates,omitempty"`
 	// Summary merges the range: probes, failures, uptime, latency.
 	Summary store.Aggregate `json:"summary"`
-	// Reports are the full Reports stored at each change in the range and
+	// Reports are the newest probe results of the range as full Reports,
+	// newest first, as get_history always answered (resolution raw; at
+	// most the limit given, else DefaultHistoryLimit, and at most
+	// MaxProbeReports). Each is the Report stored at the change its
+	// sample names, at the probe's own time, status and latencies.
+	Reports []probe.Report `json:"reports"`
+	// Changes are the full Reports stored at each change in the range and
 	// the one in force at its start (see StoredReport): a sample's report
 	// field names one of them. With checkpoints, also each day's first.
-	Reports []StoredReport `json:"reports"`
+	Changes []StoredReport `json:"changes"`
 	// StateSince is when the watch's current state (its last change)
 	// began.
 	StateSince *time.Time `json:"state_since,omitempty"`
@@ -75,9 +81,12 @@ const (
 	ResolutionDay  = string(store.ResolutionDay)
 )
 
-// maxHistoryReports bounds History.Reports (a host flapping every second
+// maxHistoryReports bounds History.Changes (a host flapping every second
 // stores a change each time).
 const maxHistoryReports = 1000
+
+// MaxProbeReports bounds History.Reports: full Reports are a few KB each.
+const MaxProbeReports = 500
 
 // resolve validates q against now and turns it into the store's query.
 func (q HistoryQuery) resolve(now time.Time) (string, store.HistoryQuery, error) {
@@ -164,26 +173,69 @@ func (e *Engine) History(_ context.Context, q HistoryQuery) (History, error) {
 	if err != nil {
 		return History{}, notFound(id, err)
 	}
-	h := historyOf(id, sq, page)
+	h := historyOf(id, sq, page, q.reportsWanted())
 	if h.Until.IsZero() {
 		h.Until = now.UTC()
 	}
 	return h, nil
 }
 
-func historyOf(id string, sq store.HistoryQuery, page store.HistoryPage) History {
+// reportsWanted is how many probe results History.Reports carries.
+func (q HistoryQuery) reportsWanted() int {
+	n := q.Limit
+	if n <= 0 {
+		n = DefaultHistoryLimit
+	}
+	return min(n, MaxProbeReports)
+}
+
+func historyOf(id string, sq store.HistoryQuery, page store.HistoryPage, reports int) History {
 	h := History{ID: id, Resolution: string(sq.Resolution), Until: sq.Until.UTC(), Samples: page.Samples,
-		Aggregates: page.Aggregates, Summary: page.Summary, More: page.More, Reports: make([]StoredReport, len(page.Reports))}
+		Aggregates: page.Aggregates, Summary: page.Summary, More: page.More, Changes: make([]StoredReport, len(page.Reports))}
 	if !sq.Since.IsZero() {
 		s := sq.Since.UTC()
 		h.Since = &s
 	}
 	for i, sr := range page.Reports {
-		h.Reports[i] = StoredReport{Kind: sr.Kind, Ref: sr.Ref, Report: sr.Report}
+		h.Changes[i] = StoredReport{Kind: sr.Kind, Ref: sr.Ref, Report: sr.Report}
 	}
+	h.Reports = probeReports(page.Samples, h.Changes, reports)
 	if !page.StateSince.IsZero() {
 		s := page.StateSince
 		h.StateSince = &s
 	}
 	return h
+}
+
+// probeReports rebuilds the newest n probe results from their samples and
+// the Reports stored at the changes they name: between two changes a
+// probe differs from the change's Report only in its time, latencies and
+// the days left, which follow from its time. A sample whose Report was
+// not kept (past the changes' bound) is left out.
+func probeReports(samples []store.Sample, changes []StoredReport, n int) []probe.Report {
+	byRef := make(map[string]*probe.Report, len(changes))
+	for i := range changes {
+		byRef[changes[i].Ref] = &changes[i].Report
+	}
+	out := []probe.Report{}
+	for _, s := range samples {
+		if len(out) == n {
+			break
+		}
+		base, ok := byRef[s.Report]
+		if !ok {
+			continue
+		}
+		r := *base
+		r.CheckedAt, r.Status = s.At, s.Status
+		r.Timing = probe.Timing{DNS: s.DNSMS, Connect: s.ConnectMS, Handshake: s.HandshakeMS,
+			Total: s.DNSMS + s.ConnectMS + s.HandshakeMS}
+		if r.Leaf != nil {
+			leaf := *r.Leaf
+			leaf.DaysRemaining = probe.DaysRemaining(leaf.NotAfter, s.At)
+			r.Leaf = &leaf
+		}
+		out = append(out, r)
+	}
+	return out
 }

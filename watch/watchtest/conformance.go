@@ -336,16 +336,29 @@ func history(t *testing.T, svc watch.Service) {
 	// The first probe's Report is stored (a change: there was none
 	// before), and samples name the stored Report they matched.
 	refs := map[string]bool{}
-	for _, r := range h.Reports {
+	for _, r := range h.Changes {
 		refs[r.Ref] = true
 	}
-	if n := len(h.Reports); n == 0 || h.Reports[n-1].Kind != "change" || h.Reports[n-1].Report.CheckedAt.IsZero() || h.StateSince == nil {
-		t.Errorf("History reports: %+v, state since %v; want the first probe's Report as a change", h.Reports, h.StateSince)
+	if n := len(h.Changes); n == 0 || h.Changes[n-1].Kind != "change" || h.Changes[n-1].Report.CheckedAt.IsZero() || h.StateSince == nil {
+		t.Errorf("History changes: %+v, state since %v; want the first probe's Report as a change", h.Changes, h.StateSince)
 	}
 	for _, s := range h.Samples {
 		if !refs[s.Report] || s.Status == "" {
 			t.Errorf("sample %+v names no Report of the answer", s)
 		}
+	}
+	// Reports: every probe result as a full Report, newest first, at its
+	// sample's time.
+	if len(h.Reports) != len(h.Samples) {
+		t.Fatalf("History reports: %d, want one per sample (%d)", len(h.Reports), len(h.Samples))
+	}
+	for i, r := range h.Reports {
+		if s := h.Samples[i]; !r.CheckedAt.Equal(s.At) || r.Status != s.Status || r.Target.Host != "a.test" {
+			t.Errorf("report %d: %s %s %s, want the sample's %s %s for a.test", i, r.CheckedAt, r.Status, r.Target.Host, s.At, s.Status)
+		}
+	}
+	if h1, err := svc.History(ctx, watch.HistoryQuery{ID: a.ID, Limit: 1}); err != nil || len(h1.Reports) != 1 || !h1.Reports[0].CheckedAt.Equal(h.Samples[0].At) {
+		t.Errorf("History limit 1: %d reports, %v; want the newest probe's", len(h1.Reports), err)
 	}
 	if h.Summary.Probes != 2 {
 		t.Errorf("History summary: %+v, want 2 probes", h.Summary)
