@@ -117,10 +117,10 @@ func mcpSummary(r mcpcheck.Result) string {
 
 func checkMCPEndpointTool(d Deps) Tool {
 	def := mcp.NewTool("check_mcp_endpoint",
-		mcp.WithDescription("Check that a URL is a live remote MCP server: the check_tls probe of its TLS endpoint, then an MCP initialize (and tools/list) over streamable HTTP. "+
-			"Reports whether it speaks MCP, the protocol version, server name and version, the tools and their hash, the latency, and findings such as not_mcp or mcp_auth_required. "+
-			"When the endpoint answers 401 it follows the authorization chain (protected-resource metadata, authorization-server metadata, the TLS of every host in it) and reports each broken link (auth_* findings) with the chain as data in auth_chain. "+
-			"For a protected endpoint pass token_name, the name of a token the operator configured."),
+		mcp.WithDescription("Check that a URL is a live remote MCP server: the check_tls probe, then MCP initialize and tools/list over streamable HTTP. "+
+			"Reports the protocol version, server name and version, the tools and their hash, the latency, and findings such as not_mcp or mcp_auth_required. "+
+			"On a 401 it follows the authorization chain (resource and authorization-server metadata, the TLS of every host) and reports each broken link (auth_* findings; the chain in auth_chain). "+
+			"For a protected endpoint pass token_name."),
 		withInputSchema[MCPCheckArgs](append(targetConstraints(), optional("target"))...),
 		withOutputSchema[mcpcheck.Result]("check_mcp_endpoint"),
 		annotate("Check MCP endpoint", true, false, true, true),

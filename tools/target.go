@@ -52,11 +52,11 @@ func (a TargetArgs) parse() (probe.Target, error) {
 // inspect_chain): the target fields plus the opt-in costly checks.
 type DiagnoseArgs struct {
 	TargetArgs
-	StartTLS      string `json:"starttls,omitempty" jsonschema:"Upgrade a plain-text protocol with STARTTLS before the handshake: smtp, imap, pop3, ftp, postgres, ldap or xmpp (same as a target such as smtp://host:587)."`
+	StartTLS      string `json:"starttls,omitempty" jsonschema:"STARTTLS first: smtp, imap, pop3, ftp, postgres, ldap or xmpp (as a target smtp://host:587 does)."`
 	Deep          bool   `json:"deep,omitempty" jsonschema:"Also enumerate the accepted cipher suites per TLS version and the certificate served without SNI (many more handshakes)."`
 	NoRevocation  bool   `json:"no_revocation,omitempty" jsonschema:"Skip the online OCSP/CRL revocation check (the stapled response is still read)."`
 	SingleAddress bool   `json:"single_address,omitempty" jsonschema:"Probe only the first resolved address, not every A/AAAA record (skips inconsistent_backends)."`
-	ClientCert    string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when the server asks for one: the NAME of a certificate the operator loaded with --client-cert NAME=CERT,KEY (never a path). Its own expiry is checked too (client_cert_expiring)."`
+	ClientCert    string `json:"client_cert,omitempty" jsonschema:"Present this client certificate (mTLS) when asked: the NAME the operator loaded with --client-cert NAME=CERT,KEY (never a path); its expiry is checked too (client_cert_expiring)."`
 }
 
 // clientCert resolves a client_cert argument to one of the operator's

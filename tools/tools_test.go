@@ -214,7 +214,9 @@ func TestToolsListSize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const max = 40_000
+	// 40,000 as clients count it; JavaScript's JSON.stringify (the
+	// Inspector suite) counts some 40 bytes more than encoding/json.
+	const max = 39_800
 	if len(b) > max {
 		t.Errorf("tools/list result is %d bytes, want at most %d", len(b), max)
 	}
