@@ -101,6 +101,17 @@ func content(rep *probe.Report) ([]byte, error) {
 	return raw, nil
 }
 
+// ReportContent is a Report as every history store keeps it (without
+// checked_at and timing, which its samples keep) and the reference that
+// names it: the first 8 bytes of the content's SHA-256, in hex.
+func ReportContent(rep *probe.Report) (raw []byte, ref string, err error) {
+	raw, err = content(rep)
+	if err != nil {
+		return nil, "", err
+	}
+	return raw, contentRef(raw).String(), nil
+}
+
 func contentRef(raw []byte) ref {
 	sum := sha256.Sum256(raw)
 	var r ref

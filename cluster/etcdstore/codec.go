@@ -3,7 +3,6 @@ package etcdstore
 import (
 	"bytes"
 	"compress/flate"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -108,18 +107,15 @@ func decodeState(raw []byte) (*stateV, error) {
 // distinct content and named by the first 8 bytes of its SHA-256.
 
 func body(rep *probe.Report) (ref string, raw []byte, err error) {
-	c := *rep
-	c.CheckedAt, c.Timing = time.Time{}, probe.Timing{}
-	js, err := json.Marshal(&c)
+	js, ref, err := store.ReportContent(rep)
 	if err != nil {
-		return "", nil, fmt.Errorf("encode report: %w", err)
+		return "", nil, err
 	}
-	sum := sha256.Sum256(js)
 	var buf bytes.Buffer
 	w, _ := flate.NewWriter(&buf, flate.BestSpeed) // only a bad level fails
 	w.Write(js)
 	w.Close()
-	return hex.EncodeToString(sum[:8]), buf.Bytes(), nil
+	return ref, buf.Bytes(), nil
 }
 
 // maxBody bounds what a stored body may inflate to.
